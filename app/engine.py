@@ -1,0 +1,227 @@
+"""The one place that knows how an order becomes a ZIP: plan, fetch, archive.
+
+Every door (the streaming route, jobs, the CLI through them) opens a `Batch` here and only decides
+where its bytes go. A batch downloads images concurrently under the fair budget, spools each one,
+and hands it to the archive as it completes. An image keeps its download slot until its ZIP member
+is written, so a slow reader slows the downloads instead of filling memory or disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from app.archive import Member, ZipWriter
+from app.budget import FairLimiter, OrderSlots
+from app.errors import EmptyOrder, ImageFailure, OrderTooLarge
+from app.models import BatchOptions, ImageInfo, OrderInfo
+from app.naming import MANIFEST_NAME, REPORT_NAME, NameAllocator
+from app.report import manifest_json, report_text
+from app.spool import Spool
+from app.upstream import AutoenhanceClient, ImageDownloadFailed
+
+log = logging.getLogger("app.engine")
+
+RECOVER_WAIT = "Wait until the image shows status 'processed' on Autoenhance, then retry the batch"
+RECOVER_UPSTREAM = "Reprocess or re-upload the image on Autoenhance (POST /v3/images/{image_id}/process)"
+
+
+@dataclass
+class _Done:
+    image: ImageInfo
+    name: str
+    spool: Spool
+    written: asyncio.Event
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    per_order: int
+    max_images: int
+    spool_dir: Path
+    spool_memory_bytes: int
+    max_image_bytes: int
+
+
+class Engine:
+    """Shared by every request: the upstream client, the global budget and the limits."""
+
+    def __init__(self, client: AutoenhanceClient, limiter: FairLimiter, limits: EngineLimits) -> None:
+        self.client = client
+        self.limiter = limiter
+        self.limits = limits
+        self.active_batches = 0
+
+    async def open(self, order: OrderInfo, options: BatchOptions) -> Batch:
+        """Plan the order and start its downloads; the caller must consume or close the batch."""
+        count = len(order.images) + order.unidentified
+        if count == 0:
+            raise EmptyOrder(f"Order {order.order_id} has no images")
+        if count > self.limits.max_images:
+            raise OrderTooLarge(
+                f"Order {order.order_id} has {count} images, over this service's limit of "
+                f"{self.limits.max_images} (MAX_IMAGES_PER_ORDER)"
+            )
+        batch = Batch(self, order, options)
+        batch.start()
+        return batch
+
+
+class Batch:
+    """One order being turned into one archive."""
+
+    def __init__(self, engine: Engine, order: OrderInfo, options: BatchOptions) -> None:
+        self.engine = engine
+        self.order = order
+        self.options = options
+        self.total = len(order.images) + order.unidentified
+        self.downloaded = 0
+        self.failures: list[ImageFailure] = []
+        self.members: list[dict[str, object]] = []
+        self.started_at = time.monotonic()
+        self._slots = OrderSlots(engine.limiter, key=id(self), per_order=engine.limits.per_order)
+        self._ready: asyncio.Queue[_Done | None] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._outstanding = 0
+        self._fetching = 0  # downloads started; each one ends with one item in `_ready`
+        self._settled = asyncio.Event()  # first success, or nothing left to try
+        self._closed = False
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def finished(self) -> int:
+        return self.downloaded + self.failed
+
+    # -- downloads -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.engine.active_batches += 1
+        names = NameAllocator()
+        extension = self.options.format.extension
+        for index in range(self.order.unidentified):
+            self._fail("(unknown)", f"unidentified image #{index + 1}", "the order lists this image without an id",
+                       "Check the order on Autoenhance; this entry cannot be downloaded")
+        for image in self.order.images:
+            name = names.allocate(image.name, image.image_id, extension)
+            skip = image.skip_reason()
+            if skip is not None:
+                recovery = RECOVER_UPSTREAM if (image.status or "").lower() in ("error", "expired") else RECOVER_WAIT
+                self._fail(image.image_id, name, skip, recovery)
+                continue
+            self._outstanding += 1
+            self._fetching += 1
+            task = asyncio.create_task(self._fetch(image, name), name=f"fetch-{image.image_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if self._outstanding == 0:
+            self._settled.set()
+
+    def _fail(self, image_id: str, name: str, reason: str, recovery: str) -> None:
+        self.failures.append(ImageFailure(image_id, name, reason, recovery.replace("{image_id}", image_id)))
+        log.warning("image failed", extra={"order_id": self.order.order_id, "image_id": image_id, "reason": reason})
+
+    async def _fetch(self, image: ImageInfo, name: str) -> None:
+        limits = self.engine.limits
+        spool = Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes)
+        handed_over = False
+        try:
+            async with self._slots.slot():
+                try:
+                    await self.engine.client.download_enhanced(image.image_id, self.options, spool)
+                except ImageDownloadFailed as exc:
+                    self._fail(image.image_id, name, exc.reason, exc.recovery)
+                    return
+                self.downloaded += 1
+                log.info("image downloaded", extra={"order_id": self.order.order_id, "image_id": image.image_id,
+                                                    "bytes": spool.size})
+                done = _Done(image, name, spool, asyncio.Event())
+                self._ready.put_nowait(done)
+                handed_over = True
+                self._settled.set()
+                await done.written.wait()  # hold the slot: back-pressure from the reader
+        except Exception as exc:  # a bug, not an upstream failure: report it and keep the batch going
+            if not handed_over:
+                log.exception("unexpected error fetching image", extra={"image_id": image.image_id})
+                self._fail(image.image_id, name, f"internal error ({type(exc).__name__})",
+                           "Retry the batch; report this if it persists")
+        finally:
+            spool.close()
+            if not handed_over:
+                self._ready.put_nowait(None)
+            self._outstanding -= 1
+            if self._outstanding == 0:
+                self._settled.set()
+
+    async def wait_first(self) -> bool:
+        """Wait for the first image to succeed; False when every image failed."""
+        await self._settled.wait()
+        return self.downloaded > 0
+
+    async def wait_all(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- archive ---------------------------------------------------------------------------------
+
+    async def archive(self) -> AsyncIterator[bytes]:
+        """The ZIP: images in completion order, then the report (if anything failed) and manifest."""
+        writer = ZipWriter()
+        feeder = asyncio.create_task(self._feed(writer), name=f"feed-{self.order.order_id}")
+        try:
+            async for chunk in writer.chunks():
+                yield chunk
+            await feeder
+        finally:
+            feeder.cancel()
+            writer.stop()
+            await self.aclose()
+
+    async def _feed(self, writer: ZipWriter) -> None:
+        now = datetime.now(UTC)
+        for _ in range(self._fetching):
+            done = await self._ready.get()
+            if done is None:
+                continue
+            self.members.append({"image_id": done.image.image_id, "name": done.name, "bytes": done.spool.size})
+            writer.feed(Member(done.name, done.spool.size, done.spool.crc32, done.spool.chunks, now, done.written.set))
+        extras: list[tuple[str, bytes]] = []
+        if self.failures:
+            extras.append((REPORT_NAME, report_text(self).encode()))
+        extras.append((MANIFEST_NAME, manifest_json(self).encode()))
+        for name, data in extras:
+            writer.feed(Member(name, len(data), zlib.crc32(data), lambda d=data: iter((d,)), now))
+        writer.finish()
+        self._log_totals()
+
+    def _log_totals(self) -> None:
+        log.info("batch finished", extra={
+            "order_id": self.order.order_id, "total": self.total, "downloaded": self.downloaded,
+            "failed": self.failed, "seconds": round(time.monotonic() - self.started_at, 3)})
+
+    def summary(self) -> dict[str, object]:
+        return {"total": self.total, "downloaded": self.downloaded, "failed": self.failed,
+                "failures": [f.as_dict() for f in self.failures]}
+
+    async def aclose(self) -> None:
+        """Cancel what is still downloading and release every spool (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.engine.active_batches -= 1
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while not self._ready.empty():
+            done = self._ready.get_nowait()
+            if done is not None:
+                done.spool.close()

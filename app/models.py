@@ -1,0 +1,154 @@
+"""What we read from Autoenhance and what callers choose, as small typed records.
+
+Upstream JSON is parsed tolerantly: the v3 API has renamed fields across versions (`image_id`/`id`,
+`image_name`/`name`) and older accounts still see legacy booleans, so we accept every known variant.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from app.errors import InvalidOrderId, UpstreamBadResponse
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+
+
+def validate_order_id(order_id: str) -> str:
+    """Reject anything but a UUID before it reaches an upstream URL."""
+    if not _UUID.match(order_id):
+        shown = order_id if len(order_id) <= 80 and order_id.isprintable() else order_id[:80].encode("unicode_escape").decode()
+        raise InvalidOrderId(f"Invalid order id: expected a UUID such as 123e4567-e89b-12d3-a456-426614174000, got '{shown}'")
+    return order_id.lower()
+
+
+class ImageFormat(str, Enum):
+    jpeg = "jpeg"
+    png = "png"
+    webp = "webp"
+
+    @property
+    def extension(self) -> str:
+        return {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}[self.value]
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """The caller's choices for one archive; also part of the cache key."""
+
+    format: ImageFormat = ImageFormat.jpeg
+    quality: int | None = None
+    preview: bool = True
+    dev_mode: bool = False
+
+    def upstream_query(self) -> dict[str, str]:
+        """Query for /v3/images/{id}/enhanced; `preview` is always explicit (the API defaults to true)."""
+        query = {"format": self.format.value, "preview": "true" if self.preview else "false"}
+        if self.quality is not None:
+            query["quality"] = str(self.quality)
+        return query
+
+    def key(self) -> str:
+        q = "auto" if self.quality is None else str(self.quality)
+        return f"{self.format.value}-q{q}-preview{int(self.preview)}-dev{int(self.dev_mode)}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"format": self.format.value, "quality": self.quality, "preview": self.preview, "dev_mode": self.dev_mode}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchOptions:
+        return cls(
+            format=ImageFormat(data.get("format", "jpeg")),
+            quality=data.get("quality"),
+            preview=bool(data.get("preview", True)),
+            dev_mode=bool(data.get("dev_mode", False)),
+        )
+
+
+# Image statuses that mean "do not bother downloading yet", with the reason we report.
+_NOT_DOWNLOADABLE = {
+    "waiting": "not uploaded or not started yet (status 'waiting')",
+    "processing": "still being enhanced (status 'processing')",
+    "error": "enhancement failed upstream (status 'error')",
+    "expired": "expired on Autoenhance (status 'expired')",
+}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """One image of an order as the order listing describes it."""
+
+    image_id: str
+    name: str | None
+    status: str | None
+    status_reason: str | None
+
+    def skip_reason(self) -> str | None:
+        """Why the order says this image cannot be downloaded now, or None to try it."""
+        if self.status is None:
+            return None
+        reason = _NOT_DOWNLOADABLE.get(self.status.lower())
+        if reason and self.status_reason:
+            reason = f"{reason}: {self.status_reason}"
+        return reason
+
+
+@dataclass(frozen=True)
+class OrderInfo:
+    order_id: str
+    name: str | None
+    last_updated_at: str | None
+    images: list[ImageInfo]
+    unidentified: int = 0
+    """Entries of the order's image list that carry no id: reported, never fetched."""
+
+    @property
+    def is_processing(self) -> bool:
+        return any((i.status or "").lower() in ("waiting", "processing") for i in self.images)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def parse_image(raw: Any) -> ImageInfo | None:
+    """One image entry; None when it has no usable id (reported by the caller, never fetched)."""
+    if not isinstance(raw, dict):
+        return None
+    image_id = _text(raw.get("image_id")) or _text(raw.get("id"))
+    if image_id is None:
+        return None
+    status = _text(raw.get("status"))
+    if status is None and raw.get("error") is True:
+        status = "error"
+    return ImageInfo(
+        image_id=image_id,
+        name=_text(raw.get("image_name")) or _text(raw.get("name")),
+        status=status,
+        status_reason=_text(raw.get("status_reason")) or _text(raw.get("error_reason")),
+    )
+
+
+def parse_order(order_id: str, raw: Any) -> OrderInfo:
+    """The order JSON of GET /v3/orders/{id}, tolerant of missing and renamed fields."""
+    if not isinstance(raw, dict):
+        raise UpstreamBadResponse("Autoenhance returned an order this service cannot read (not a JSON object)")
+    images_raw = raw.get("images")
+    if images_raw is None:
+        images_raw = []
+    if not isinstance(images_raw, list):
+        raise UpstreamBadResponse("Autoenhance returned an order this service cannot read ('images' is not a list)")
+    parsed = [parse_image(item) for item in images_raw]
+    images = [img for img in parsed if img is not None]
+    return OrderInfo(
+        order_id=_text(raw.get("order_id")) or _text(raw.get("id")) or order_id,
+        name=_text(raw.get("name")) or _text(raw.get("order_name")),
+        last_updated_at=_text(raw.get("last_updated_at")) or _text(raw.get("updated_at")) or _text(raw.get("created_at")),
+        images=images,
+        unidentified=len(parsed) - len(images),
+    )

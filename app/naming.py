@@ -1,0 +1,65 @@
+"""Safe, unique ZIP member names from whatever `image_name` Autoenhance holds.
+
+Names come from users' uploads, so they can hold paths, `..`, control characters, Windows device
+names or nothing at all. Unzippers on case-insensitive file systems overwrite `Kitchen.JPG` with
+`kitchen.jpg`, so uniqueness is checked on the case-folded name.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+REPORT_NAME = "_download_report.txt"
+MANIFEST_NAME = "_manifest.json"
+MAX_STEM = 120
+
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
+_IMAGE_SUFFIX = re.compile(
+    r"\.(jpe?g|png|webp|gif|bmp|tiff?|heic|heif|avif|dng|cr2|cr3|nef|nrw|arw|srf|sr2|raf|raw)$", re.IGNORECASE
+)
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+
+
+def safe_stem(raw: str | None, fallback: str) -> str:
+    """A file-name stem with no path, control or reserved characters; `fallback` when nothing is left."""
+    text = unicodedata.normalize("NFC", raw or "")
+    text = text.replace("\\", "/").rsplit("/", 1)[-1]  # keep the last path component only
+    text = _IMAGE_SUFFIX.sub("", text)
+    text = _UNSAFE.sub("_", text)
+    text = re.sub(r"\s+", " ", text).strip(" .")
+    if not text or set(text) <= {"_", "."}:
+        text = _UNSAFE.sub("_", fallback).strip(" .") or "image"
+    if text.split(".", 1)[0].lower() in _WINDOWS_RESERVED:
+        text = f"_{text}"
+    return text[:MAX_STEM].rstrip(" .")
+
+
+class NameAllocator:
+    """Hands out member names that are unique when compared case-insensitively."""
+
+    def __init__(self) -> None:
+        self._taken = {REPORT_NAME.casefold(), MANIFEST_NAME.casefold()}
+
+    def allocate(self, raw: str | None, fallback: str, extension: str) -> str:
+        stem = safe_stem(raw, fallback)
+        candidate = f"{stem}{extension}"
+        counter = 2
+        while candidate.casefold() in self._taken:
+            candidate = f"{stem} ({counter}){extension}"
+            counter += 1
+        self._taken.add(candidate.casefold())
+        return candidate
+
+
+def content_disposition(order_name: str | None, order_id: str) -> str:
+    """`attachment` with an ASCII fallback and the exact UTF-8 name in RFC 5987 `filename*`."""
+    from urllib.parse import quote
+
+    stem = safe_stem(order_name, order_id) if order_name else order_id
+    full = f"{stem}.zip"
+    ascii_name = unicodedata.normalize("NFKD", full).encode("ascii", "ignore").decode()
+    ascii_name = re.sub(r'[^A-Za-z0-9 ._()\-]', "_", ascii_name).strip() or f"{order_id}.zip"
+    if ascii_name in (".zip", "_.zip"):
+        ascii_name = f"{order_id}.zip"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(full, safe='')}"

@@ -1,0 +1,61 @@
+"""Structured logs (structlog, JSON by default) with request and order context, and Sentry.
+
+Standard-library loggers go through structlog's formatter, so `log.info("msg", extra={...})` from
+any module, and uvicorn's own lines, come out as one JSON object per line with the context
+variables (request id, order id, job id) bound for the current request.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+from app.config import Settings
+
+
+def configure_logging(settings: Settings) -> None:
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer() if settings.log_json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.format_exc_info, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+
+
+def configure_sentry(settings: Settings) -> bool:
+    """Initialise Sentry when SENTRY_DSN is set; a no-op otherwise."""
+    if settings.sentry_dsn is None:
+        return False
+    import sentry_sdk
+
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn.get_secret_value(),
+        traces_sample_rate=0.1,
+        send_default_pii=False,
+        environment="demo" if settings.demo_mode else "production",
+    )
+    return True

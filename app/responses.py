@@ -1,0 +1,79 @@
+"""Response helpers shared by the streaming route and job downloads."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from app.naming import content_disposition
+
+
+class ArchiveResponse(StreamingResponse):
+    """A streaming ZIP that stops the moment its client hangs up.
+
+    Starlette (ASGI 2.4 servers) notices a disconnect only when the next chunk fails to send, and
+    our next chunk may be a whole image download away. So we also listen for `http.disconnect`
+    and cancel at once, and always close the generator so its downloads and spool files go too.
+    """
+
+    media_type = "application/zip"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def stream() -> None:
+                    with contextlib.suppress(OSError):
+                        await self.stream_response(send)
+                    group.cancel_scope.cancel()
+
+                async def watch() -> None:
+                    await self.listen_for_disconnect(receive)
+                    group.cancel_scope.cancel()
+
+                group.start_soon(stream)
+                group.start_soon(watch)
+        finally:
+            body: Any = self.body_iterator
+            if isinstance(body, AsyncIterator) and hasattr(body, "aclose"):
+                await body.aclose()
+
+
+def archive_headers(
+    order_name: str | None, order_id: str, total: int, downloaded: int | None = None, failed: int | None = None
+) -> dict[str, str]:
+    """Content-Disposition and the counts; X-Downloaded/X-Failed only when the archive is complete."""
+    headers = {"Content-Disposition": content_disposition(order_name, order_id), "X-Total-Images": str(total)}
+    if downloaded is not None and failed is not None:
+        headers["X-Downloaded"] = str(downloaded)
+        headers["X-Failed"] = str(failed)
+    return headers
+
+
+ERROR_SCHEMA = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
+FAILURES_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string"},
+        "failures": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {k: {"type": "string"} for k in ("image_id", "name", "reason", "recovery")},
+            },
+        },
+    },
+    "required": ["detail"],
+}
+
+
+def error(description: str, schema: dict[str, Any] = ERROR_SCHEMA) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ZIP_CONTENT = {"application/zip": {"schema": {"type": "string", "format": "binary"}}}

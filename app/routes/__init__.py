@@ -1,0 +1,1 @@
+"""HTTP doors: thin routes that parse, authorise, call the engine and shape the response."""

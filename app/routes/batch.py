@@ -1,0 +1,119 @@
+"""GET /orders/{order_id}/images: the whole order as one streamed ZIP."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import FileResponse, Response
+
+from app.cache import CacheWriter
+from app.engine import Batch
+from app.errors import NothingSucceeded
+from app.models import BatchOptions, ImageFormat, validate_order_id
+from app.responses import FAILURES_SCHEMA, ZIP_CONTENT, ArchiveResponse, archive_headers, error
+from app.security import ServiceKey
+from app.services import Services, ServicesDep
+
+log = logging.getLogger("app.batch")
+router = APIRouter(tags=["batch"])
+
+OrderIdPath = Annotated[str, Path(description="Autoenhance order id (a UUID)", examples=["7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c"])]
+
+
+def batch_options(
+    format: Annotated[ImageFormat, Query(description="Output format of every image")] = ImageFormat.jpeg,
+    quality: Annotated[int | None, Query(ge=1, le=90, description="Image quality 1-90; omit for Autoenhance's default")] = None,
+    preview: Annotated[bool, Query(description="true: free preview size; false: full resolution (spends credits unless dev_mode)")] = True,
+    dev_mode: Annotated[bool, Query(description="Send x-dev-mode: true upstream: no credits spent, watermarked result")] = False,
+) -> BatchOptions:
+    return BatchOptions(format=format, quality=quality, preview=preview, dev_mode=dev_mode)
+
+
+OptionsDep = Annotated[BatchOptions, Depends(batch_options)]
+
+COMMON_ERRORS = {
+    400: error("The order id is not a UUID (checked before any upstream call)"),
+    401: error("SERVICE_API_KEY is set and X-API-Key is missing or wrong"),
+    404: error("Autoenhance does not know this order"),
+    422: error("Bad format/quality, an empty or oversized order, or not one image could be downloaded "
+               "(then `failures` lists each image and why)", FAILURES_SCHEMA),
+    502: error("Autoenhance rejected this service's key, failed, or answered something unreadable"),
+}
+
+
+@router.get(
+    "/orders/{order_id}/images",
+    summary="Download every enhanced image of an order as one ZIP",
+    response_class=Response,
+    dependencies=[ServiceKey],
+    responses={
+        200: {
+            "description": "A ZIP, streamed as images complete. Holds `_download_report.txt` when some images "
+            "failed, and `_manifest.json`. X-Downloaded / X-Failed are sent when the archive is complete "
+            "before sending (a cache hit).",
+            "content": ZIP_CONTENT,
+            "headers": {
+                "X-Total-Images": {"schema": {"type": "integer"}, "description": "Images in the order"},
+                "X-Downloaded": {"schema": {"type": "integer"}, "description": "Only on a cache hit"},
+                "X-Failed": {"schema": {"type": "integer"}, "description": "Only on a cache hit"},
+                "Content-Disposition": {"schema": {"type": "string"}, "description": "attachment with filename*"},
+            },
+        },
+        **COMMON_ERRORS,
+    },
+)
+async def download_order_images(order_id: OrderIdPath, options: OptionsDep, services: ServicesDep) -> Response:
+    order_id = validate_order_id(order_id)
+    structlog.contextvars.bind_contextvars(order_id=order_id)
+    order = await services.client.get_order(order_id)
+    log.info("order fetched", extra={"images": len(order.images), "options": options.key()})
+    services.stats.orders_processed += 1
+
+    key = services.cache.key(order_id, options, order.last_updated_at)
+    hit = services.cache.lookup(key)
+    if hit is not None:
+        meta = hit.meta
+        services.stats.zips_served += 1
+        services.stats.bytes_sent += hit.size
+        headers = archive_headers(order.name, order_id, meta["total"], meta["downloaded"], 0) | {"X-Cache": "hit"}
+        return FileResponse(hit.path, media_type="application/zip", headers=headers)
+
+    batch = await services.engine.open(order, options)
+    if not await batch.wait_first():
+        failures = list(batch.failures)
+        await batch.aclose()
+        services.stats.images_failed += len(failures)
+        raise NothingSucceeded(failures)
+    meta = {"order_id": order_id, "options": options.as_dict(), "total": batch.total}
+    writer = services.cache.writer(key, meta)
+    headers = archive_headers(order.name, order_id, batch.total) | {"X-Cache": "miss"}
+    return ArchiveResponse(stream_archive(batch, writer, services), headers=headers)
+
+
+async def stream_archive(batch: Batch, writer: CacheWriter | None, services: Services) -> AsyncIterator[bytes]:
+    """The batch's bytes to the caller, teed into the cache; published only if nothing failed."""
+    complete = False
+    try:
+        async for chunk in batch.archive():
+            if writer is not None:
+                writer.write(chunk)
+            services.stats.bytes_sent += len(chunk)
+            yield chunk
+        complete = True
+    finally:
+        if writer is not None:
+            if complete and batch.failed == 0:
+                writer.commit({"downloaded": batch.downloaded, "failed": 0})
+            else:
+                writer.discard()
+        services.stats.images_downloaded += batch.downloaded
+        services.stats.images_failed += batch.failed
+        if complete:
+            services.stats.zips_served += 1
+            services.stats.partial_zips += int(batch.failed > 0)
+        else:
+            log.warning("stream ended early", extra={"order_id": batch.order.order_id, "downloaded": batch.downloaded})

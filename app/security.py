@@ -1,0 +1,93 @@
+"""Who may call what, and the headers every response carries.
+
+The header middleware is pure ASGI (not BaseHTTPMiddleware) so it adds nothing per streamed chunk:
+it only touches `http.response.start`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import uuid
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, Header, HTTPException, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.config import Settings
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+DEFAULT_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+]
+DEFAULT_CSP = b"default-src 'none'; frame-ancestors 'none'"
+
+
+class SecurityHeadersMiddleware:
+    """Adds security headers and an X-Request-ID to every HTTP response; binds the id for logs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [h for h in DEFAULT_HEADERS if h[0] not in present]
+                if b"content-security-policy" not in present:
+                    headers.append((b"content-security-policy", DEFAULT_CSP))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _matches(presented: str | None, expected: str) -> bool:
+    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
+
+
+async def require_service_key(
+    request: Request,
+    x_api_key: Annotated[str | None, Header(description="Required when the operator set SERVICE_API_KEY")] = None,
+) -> None:
+    """Batch and job routes: when SERVICE_API_KEY is set, X-API-Key must match (constant time)."""
+    expected = _settings(request).service_api_key
+    if expected is not None and not _matches(x_api_key, expected.get_secret_value()):
+        raise HTTPException(401, "Missing or invalid X-API-Key", headers={"WWW-Authenticate": "X-API-Key"})
+
+
+async def require_admin(
+    request: Request,
+    x_admin_token: Annotated[str | None, Header(description="The operator's ADMIN_TOKEN")] = None,
+) -> None:
+    """Credit-spending routes: ADMIN_TOKEN must match; with no token set they work in demo mode only."""
+    settings = _settings(request)
+    if settings.admin_token is None:
+        if settings.demo_mode:
+            return
+        raise HTTPException(403, "Creating orders spends credits: the operator must set ADMIN_TOKEN to enable it")
+    if not _matches(x_admin_token, settings.admin_token.get_secret_value()):
+        raise HTTPException(401, "Missing or invalid X-Admin-Token")
+
+
+ServiceKey = Depends(require_service_key)
+AdminToken = Depends(require_admin)

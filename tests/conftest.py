@@ -1,0 +1,90 @@
+"""Shared fixtures: the simulator and the service, each on a real loopback port.
+
+`simulator` is a live Autoenhance stand-in; `start_service(**overrides)` serves the real app
+pointed at it (settings passed explicitly, never read from a developer's .env).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app import create_app
+from app.config import Settings
+from simulator import SimulatorState
+from simulator import create_app as create_simulator
+from tests.servers import serve
+
+TEST_KEY = "test-upstream-key"
+
+
+@dataclass
+class Sim:
+    url: str
+    state: SimulatorState
+
+
+@dataclass
+class Service:
+    url: str
+    settings: Settings
+    app: Any
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60, **kwargs)
+
+
+def service_settings(sim_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "autoenhance_api_key": TEST_KEY,
+        "autoenhance_base_url": sim_url,
+        "data_dir": data_dir,
+        "image_timeout_seconds": 10,
+        "order_timeout_seconds": 10,
+        "retry_attempts": 3,
+        "service_api_key": None,
+        "admin_token": None,
+        "sentry_dsn": None,
+        "allowed_origins": [],
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def sim_state() -> SimulatorState:
+    return SimulatorState(api_keys={TEST_KEY})
+
+
+@pytest.fixture
+def simulator(sim_state: SimulatorState) -> Iterator[Sim]:
+    with serve(create_simulator(sim_state)) as url:
+        yield Sim(url, sim_state)
+
+
+@pytest.fixture
+def start_service(simulator: Sim, tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    """Factory: `start_service(cache_ttl_seconds=0, ...)` serves a configured app; stopped at teardown."""
+    stack = contextlib.ExitStack()
+
+    def start(**overrides: Any) -> Service:
+        data_dir = overrides.pop("data_dir", tmp_path / "data")
+        settings = service_settings(simulator.url, data_dir, **overrides)
+        app = create_app(settings)
+        url = stack.enter_context(serve(app))
+        return Service(url, settings, app)
+
+    with stack:
+        yield start
+
+
+@pytest.fixture
+def service(start_service: Callable[..., Service]) -> Service:
+    return start_service()

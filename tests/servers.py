@@ -1,0 +1,48 @@
+"""Run an ASGI app on a real loopback port for the duration of a test.
+
+Tests talk to the service and the simulator over real HTTP, so both run under uvicorn, each in its
+own thread with its own event loop, on an ephemeral port of 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+
+def free_port() -> int:
+    """Ask the kernel for a free loopback port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve(app: Any, *, port: int | None = None, startup_timeout: float = 15.0) -> Iterator[str]:
+    """Serve `app` on 127.0.0.1 in a background thread; yield its base URL; stop it on exit."""
+    port = port or free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"server on port {port} died during startup")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise TimeoutError(f"server on port {port} did not start in {startup_timeout}s")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
