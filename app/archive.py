@@ -124,7 +124,7 @@ class ZipWriter:
                     return
                 self._call_soon(self._out.put_nowait, chunk)
             self._call_soon(self._out.put_nowait, _END)
-        except BaseException as exc:  # noqa: BLE001 - every failure must reach the reader
+        except BaseException as exc:
             self._call_soon(self._out.put_nowait, exc)
 
     def _call_soon(self, fn: Callable[..., object], *args: object) -> None:

@@ -58,8 +58,8 @@ class Engine:
         self.limits = limits
         self.active_batches = 0
 
-    async def open(self, order: OrderInfo, options: BatchOptions) -> Batch:
-        """Plan the order and start its downloads; the caller must consume or close the batch."""
+    def check(self, order: OrderInfo) -> None:
+        """Refuse an order no batch can serve (empty, or over MAX_IMAGES_PER_ORDER)."""
         count = len(order.images) + order.unidentified
         if count == 0:
             raise EmptyOrder(f"Order {order.order_id} has no images")
@@ -68,6 +68,10 @@ class Engine:
                 f"Order {order.order_id} has {count} images, over this service's limit of "
                 f"{self.limits.max_images} (MAX_IMAGES_PER_ORDER)"
             )
+
+    async def open(self, order: OrderInfo, options: BatchOptions) -> Batch:
+        """Plan the order and start its downloads; the caller must consume or close the batch."""
+        self.check(order)
         batch = Batch(self, order, options)
         batch.start()
         return batch
@@ -108,8 +112,12 @@ class Batch:
         names = NameAllocator()
         extension = self.options.format.extension
         for index in range(self.order.unidentified):
-            self._fail("(unknown)", f"unidentified image #{index + 1}", "the order lists this image without an id",
-                       "Check the order on Autoenhance; this entry cannot be downloaded")
+            self._fail(
+                "(unknown)",
+                f"unidentified image #{index + 1}",
+                "the order lists this image without an id",
+                "Check the order on Autoenhance; this entry cannot be downloaded",
+            )
         for image in self.order.images:
             name = names.allocate(image.name, image.image_id, extension)
             skip = image.skip_reason()
@@ -141,8 +149,10 @@ class Batch:
                     self._fail(image.image_id, name, exc.reason, exc.recovery)
                     return
                 self.downloaded += 1
-                log.info("image downloaded", extra={"order_id": self.order.order_id, "image_id": image.image_id,
-                                                    "bytes": spool.size})
+                log.info(
+                    "image downloaded",
+                    extra={"order_id": self.order.order_id, "image_id": image.image_id, "bytes": spool.size},
+                )
                 done = _Done(image, name, spool, asyncio.Event())
                 self._ready.put_nowait(done)
                 handed_over = True
@@ -151,8 +161,12 @@ class Batch:
         except Exception as exc:  # a bug, not an upstream failure: report it and keep the batch going
             if not handed_over:
                 log.exception("unexpected error fetching image", extra={"image_id": image.image_id})
-                self._fail(image.image_id, name, f"internal error ({type(exc).__name__})",
-                           "Retry the batch; report this if it persists")
+                self._fail(
+                    image.image_id,
+                    name,
+                    f"internal error ({type(exc).__name__})",
+                    "Retry the batch; report this if it persists",
+                )
         finally:
             spool.close()
             if not handed_over:
@@ -203,13 +217,24 @@ class Batch:
         self._log_totals()
 
     def _log_totals(self) -> None:
-        log.info("batch finished", extra={
-            "order_id": self.order.order_id, "total": self.total, "downloaded": self.downloaded,
-            "failed": self.failed, "seconds": round(time.monotonic() - self.started_at, 3)})
+        log.info(
+            "batch finished",
+            extra={
+                "order_id": self.order.order_id,
+                "total": self.total,
+                "downloaded": self.downloaded,
+                "failed": self.failed,
+                "seconds": round(time.monotonic() - self.started_at, 3),
+            },
+        )
 
     def summary(self) -> dict[str, object]:
-        return {"total": self.total, "downloaded": self.downloaded, "failed": self.failed,
-                "failures": [f.as_dict() for f in self.failures]}
+        return {
+            "total": self.total,
+            "downloaded": self.downloaded,
+            "failed": self.failed,
+            "failures": [f.as_dict() for f in self.failures],
+        }
 
     async def aclose(self) -> None:
         """Cancel what is still downloading and release every spool (idempotent)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from app.errors import InvalidOrderId, UpstreamBadResponse
@@ -19,12 +19,18 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 def validate_order_id(order_id: str) -> str:
     """Reject anything but a UUID before it reaches an upstream URL."""
     if not _UUID.match(order_id):
-        shown = order_id if len(order_id) <= 80 and order_id.isprintable() else order_id[:80].encode("unicode_escape").decode()
-        raise InvalidOrderId(f"Invalid order id: expected a UUID such as 123e4567-e89b-12d3-a456-426614174000, got '{shown}'")
+        shown = (
+            order_id
+            if len(order_id) <= 80 and order_id.isprintable()
+            else order_id[:80].encode("unicode_escape").decode()
+        )
+        raise InvalidOrderId(
+            f"Invalid order id: expected a UUID such as 123e4567-e89b-12d3-a456-426614174000, got '{shown}'"
+        )
     return order_id.lower()
 
 
-class ImageFormat(str, Enum):
+class ImageFormat(StrEnum):
     jpeg = "jpeg"
     png = "png"
     webp = "webp"
@@ -55,7 +61,12 @@ class BatchOptions:
         return f"{self.format.value}-q{q}-preview{int(self.preview)}-dev{int(self.dev_mode)}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"format": self.format.value, "quality": self.quality, "preview": self.preview, "dev_mode": self.dev_mode}
+        return {
+            "format": self.format.value,
+            "quality": self.quality,
+            "preview": self.preview,
+            "dev_mode": self.dev_mode,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BatchOptions:
@@ -148,7 +159,9 @@ def parse_order(order_id: str, raw: Any) -> OrderInfo:
     return OrderInfo(
         order_id=_text(raw.get("order_id")) or _text(raw.get("id")) or order_id,
         name=_text(raw.get("name")) or _text(raw.get("order_name")),
-        last_updated_at=_text(raw.get("last_updated_at")) or _text(raw.get("updated_at")) or _text(raw.get("created_at")),
+        last_updated_at=_text(raw.get("last_updated_at"))
+        or _text(raw.get("updated_at"))
+        or _text(raw.get("created_at")),
         images=images,
         unidentified=len(parsed) - len(images),
     )

@@ -59,7 +59,7 @@ def content_disposition(order_name: str | None, order_id: str) -> str:
     stem = safe_stem(order_name, order_id) if order_name else order_id
     full = f"{stem}.zip"
     ascii_name = unicodedata.normalize("NFKD", full).encode("ascii", "ignore").decode()
-    ascii_name = re.sub(r'[^A-Za-z0-9 ._()\-]', "_", ascii_name).strip() or f"{order_id}.zip"
+    ascii_name = re.sub(r"[^A-Za-z0-9 ._()\-]", "_", ascii_name).strip() or f"{order_id}.zip"
     if ascii_name in (".zip", "_.zip"):
         ascii_name = f"{order_id}.zip"
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(full, safe='')}"

@@ -144,7 +144,9 @@ class AutoenhanceClient:
                         log.warning("upstream %s answered %s: %.300s", what, response.status_code, response.text)
                         raise Retryable(f"HTTP {response.status_code}", _retry_after(response))
         except Retryable as exc:
-            raise UpstreamUnavailable(f"Autoenhance API is unavailable ({what}: {exc.reason}); try again later") from exc
+            raise UpstreamUnavailable(
+                f"Autoenhance API is unavailable ({what}: {exc.reason}); try again later"
+            ) from exc
         except httpx.TimeoutException as exc:
             raise UpstreamUnavailable(f"Autoenhance API timed out ({what}); try again later") from exc
         except httpx.TransportError as exc:
@@ -236,9 +238,7 @@ class AutoenhanceClient:
         except Retryable as exc:
             raise ImageDownloadFailed(f"Autoenhance kept failing ({exc.reason})", RECOVER_RETRY) from exc
         except httpx.TimeoutException as exc:
-            raise ImageDownloadFailed(
-                f"timed out after retries ({type(exc).__name__})", RECOVER_RETRY
-            ) from exc
+            raise ImageDownloadFailed(f"timed out after retries ({type(exc).__name__})", RECOVER_RETRY) from exc
         except httpx.TransportError as exc:
             raise ImageDownloadFailed(f"connection failed after retries ({type(exc).__name__})", RECOVER_RETRY) from exc
         except ImageTooLarge as exc:
@@ -248,14 +248,18 @@ class AutoenhanceClient:
         params: dict[str, str] | None = options.upstream_query()
         target: str | httpx.URL = url
         for hop in range(MAX_REDIRECTS + 1):
-            request = self._http.build_request("GET", target, params=params, headers=self._headers(target, dev_mode=options.dev_mode))
+            request = self._http.build_request(
+                "GET", target, params=params, headers=self._headers(target, dev_mode=options.dev_mode)
+            )
             params = None  # the query belongs to the first request only; Location carries its own
             response = await self._http.send(request, stream=True)
             try:
                 if response.is_redirect:
                     location = response.headers.get("location")
                     if not location:
-                        raise ImageDownloadFailed("Autoenhance sent a redirect without a location", RECOVER_RETRY, response.status_code)
+                        raise ImageDownloadFailed(
+                            "Autoenhance sent a redirect without a location", RECOVER_RETRY, response.status_code
+                        )
                     target = urljoin(str(response.url), location)
                     continue
                 self._raise_for_image_status(response, on_api=hop == 0)

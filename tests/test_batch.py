@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import json
+import os
 import time
 import uuid
 import zipfile

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Path, Query
@@ -21,26 +21,37 @@ from app.services import Services, ServicesDep
 log = logging.getLogger("app.batch")
 router = APIRouter(tags=["batch"])
 
-OrderIdPath = Annotated[str, Path(description="Autoenhance order id (a UUID)", examples=["7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c"])]
+OrderIdPath = Annotated[
+    str, Path(description="Autoenhance order id (a UUID)", examples=["7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c"])
+]
 
 
 def batch_options(
     format: Annotated[ImageFormat, Query(description="Output format of every image")] = ImageFormat.jpeg,
-    quality: Annotated[int | None, Query(ge=1, le=90, description="Image quality 1-90; omit for Autoenhance's default")] = None,
-    preview: Annotated[bool, Query(description="true: free preview size; false: full resolution (spends credits unless dev_mode)")] = True,
-    dev_mode: Annotated[bool, Query(description="Send x-dev-mode: true upstream: no credits spent, watermarked result")] = False,
+    quality: Annotated[
+        int | None, Query(ge=1, le=90, description="Image quality 1-90; omit for Autoenhance's default")
+    ] = None,
+    preview: Annotated[
+        bool, Query(description="true: free preview size; false: full resolution (spends credits unless dev_mode)")
+    ] = True,
+    dev_mode: Annotated[
+        bool, Query(description="Send x-dev-mode: true upstream: no credits spent, watermarked result")
+    ] = False,
 ) -> BatchOptions:
     return BatchOptions(format=format, quality=quality, preview=preview, dev_mode=dev_mode)
 
 
 OptionsDep = Annotated[BatchOptions, Depends(batch_options)]
 
-COMMON_ERRORS = {
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     400: error("The order id is not a UUID (checked before any upstream call)"),
     401: error("SERVICE_API_KEY is set and X-API-Key is missing or wrong"),
     404: error("Autoenhance does not know this order"),
-    422: error("Bad format/quality, an empty or oversized order, or not one image could be downloaded "
-               "(then `failures` lists each image and why)", FAILURES_SCHEMA),
+    422: error(
+        "Bad format/quality, an empty or oversized order, or not one image could be downloaded "
+        "(then `failures` lists each image and why)",
+        FAILURES_SCHEMA,
+    ),
     502: error("Autoenhance rejected this service's key, failed, or answered something unreadable"),
 }
 

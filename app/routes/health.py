@@ -30,8 +30,15 @@ async def health(request: Request) -> dict[str, Any]:
 @router.get("/api/stats", summary="Runtime counters")
 async def stats(services: ServicesDep) -> dict[str, Any]:
     snapshot = services.stats.snapshot()
-    snapshot["cache"] = {"hits": services.cache.hits, "misses": services.cache.misses,
-                         "bytes": services.cache.size_bytes()}
-    snapshot["downloads"] = {"in_flight": services.engine.limiter.in_use, "waiting": services.engine.limiter.waiting,
-                             "budget": services.engine.limiter.capacity, "active_batches": services.engine.active_batches}
+    snapshot["cache"] = {
+        "hits": services.cache.hits,
+        "misses": services.cache.misses,
+        "bytes": services.cache.size_bytes(),
+    }
+    snapshot["downloads"] = {
+        "in_flight": services.engine.limiter.in_use,
+        "waiting": services.engine.limiter.waiting,
+        "budget": services.engine.limiter.capacity,
+        "active_batches": services.engine.active_batches,
+    }
     return snapshot

@@ -53,7 +53,9 @@ async def _create(services: ServicesDep, name: str, photos: list[tuple[str, byte
     return {"order_id": order_id, "name": name, "images": len(photos)}
 
 
-@router.post("/api/create-sample-order", summary="Create an order from the bundled sample photos", responses=ORDER_ERRORS)
+@router.post(
+    "/api/create-sample-order", summary="Create an order from the bundled sample photos", responses=ORDER_ERRORS
+)
 async def create_sample_order(services: ServicesDep) -> dict[str, Any]:
     photos = [(p.name, p.read_bytes(), "image/jpeg") for p in sorted(SAMPLE_DIR.glob("*.jpg"))]
     if not photos:
@@ -64,8 +66,11 @@ async def create_sample_order(services: ServicesDep) -> dict[str, Any]:
 @router.post(
     "/api/create-order",
     summary="Create an order from uploaded photos",
-    responses={**ORDER_ERRORS, 413: error("A photo is over MAX_UPLOAD_BYTES"),
-               422: error("No photos, too many photos, or a file that is not a JPEG/PNG/WebP/TIFF image")},
+    responses={
+        **ORDER_ERRORS,
+        413: error("A photo is over MAX_UPLOAD_BYTES"),
+        422: error("No photos, too many photos, or a file that is not a JPEG/PNG/WebP/TIFF image"),
+    },
 )
 async def create_order(
     services: ServicesDep,
@@ -76,7 +81,9 @@ async def create_order(
     if not files:
         raise HTTPException(422, "Send at least one photo in the 'files' field")
     if len(files) > settings.max_upload_files:
-        raise HTTPException(422, f"Too many photos: {len(files)} sent, at most {settings.max_upload_files} (MAX_UPLOAD_FILES)")
+        raise HTTPException(
+            422, f"Too many photos: {len(files)} sent, at most {settings.max_upload_files} (MAX_UPLOAD_FILES)"
+        )
     photos = []
     for upload in files:
         data = await upload.read(settings.max_upload_bytes + 1)

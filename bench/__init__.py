@@ -1,0 +1,1 @@
+"""Reproducible benchmarks: the service and the simulator as separate processes on loopback."""

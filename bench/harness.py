@@ -1,0 +1,150 @@
+"""Start the simulator and the service as real processes (uvicorn, one worker, as users run them).
+
+Shared by the benchmarks and by the tests that must measure a separate process (memory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+SIM_KEY = "bench-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer in {timeout}s")
+
+
+@dataclass
+class Proc:
+    url: str
+    popen: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def rss(self) -> int:
+        return int(psutil.Process(self.pid).memory_info().rss)
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.pid).cpu_times()
+        return float(times.user + times.system)
+
+
+@contextlib.contextmanager
+def _process(cmd: list[str], url: str, health: str, env: dict[str, str], log: Path | None) -> Iterator[Proc]:
+    out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+    popen = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_http(url + health, proc=popen)
+        yield Proc(url, popen)
+    finally:
+        popen.send_signal(signal.SIGINT)
+        try:
+            popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+        if log:
+            out.close()  # type: ignore[union-attr]
+
+
+@contextlib.contextmanager
+def simulator(*args: str, log: Path | None = None) -> Iterator[Proc]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "simulator", "--port", str(port), "--api-key", SIM_KEY, "--log-level", "warning", *args]
+    with _process(cmd, url, "/_simulator/stats", os.environ.copy(), log) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def service(upstream: str, data_dir: Path, log: Path | None = None, **settings: Any) -> Iterator[Proc]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOENHANCE_", "SERVICE_API_KEY", "ADMIN_TOKEN"))}
+    env |= {"AUTOENHANCE_API_KEY": SIM_KEY, "AUTOENHANCE_BASE_URL": upstream, "DATA_DIR": str(data_dir),
+            "LOG_LEVEL": "WARNING"}
+    env |= {k.upper(): str(v) for k, v in settings.items()}
+    cmd = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port),
+           "--log-level", "warning", "--no-access-log"]
+    with _process(cmd, url, "/health", env, log) as proc:
+        yield proc
+
+
+def seed(sim_url: str, count: int, size: int, name: str = "Bench order", **extra: Any) -> str:
+    images = [{"name": f"photo-{i:04d}.jpg", "size": size} | extra for i in range(count)]
+    response = httpx.post(f"{sim_url}/_simulator/orders", json={"name": name, "images": images}, timeout=60)
+    response.raise_for_status()
+    return str(response.json()["order_id"])
+
+
+class RssSampler:
+    """Samples a process's RSS in the background; `peak` is the highest seen."""
+
+    def __init__(self, proc: Proc, interval: float = 0.02) -> None:
+        import threading
+
+        self._proc = proc
+        self._interval = interval
+        self._stop = threading.Event()
+        self.peak = proc.rss()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(psutil.Error):
+                self.peak = max(self.peak, self._proc.rss())
+            time.sleep(self._interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def stream_to_nowhere(url: str, params: dict[str, Any] | None = None) -> tuple[int, bytes, float, float]:
+    """Download `url`, keeping only the last 64 KiB; returns (bytes, tail, ttfb, total seconds)."""
+    started = time.perf_counter()
+    ttfb = 0.0
+    total = 0
+    tail = b""
+    with httpx.stream("GET", url, params=params, timeout=600) as response:
+        response.raise_for_status()
+        for chunk in response.iter_raw(1024 * 1024):
+            if not total:
+                ttfb = time.perf_counter() - started
+            total += len(chunk)
+            tail = (tail + chunk)[-65536:]
+    return total, tail, ttfb, time.perf_counter() - started
