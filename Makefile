@@ -45,11 +45,12 @@ run: install
 	$(BIN)/uvicorn app:app --host $(HOST) --port $(PORT)
 
 test: install-dev sdks system-deps
+	$(BIN)/ruff check app simulator tests bench
+	$(BIN)/mypy app
 	$(BIN)/python -m pytest
 
 lint: install-dev
 	$(BIN)/ruff check app simulator tests bench
-	$(BIN)/ruff format --check app simulator tests bench || true
 
 typecheck: install-dev
 	$(BIN)/mypy app simulator

@@ -9,6 +9,7 @@ is written, so a slow reader slows the downloads instead of filling memory or di
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import zlib
@@ -212,7 +213,7 @@ class Batch:
             extras.append((REPORT_NAME, report_text(self).encode()))
         extras.append((MANIFEST_NAME, manifest_json(self).encode()))
         for name, data in extras:
-            writer.feed(Member(name, len(data), zlib.crc32(data), lambda d=data: iter((d,)), now))
+            writer.feed(Member(name, len(data), zlib.crc32(data), functools.partial(iter, (data,)), now))
         writer.finish()
         self._log_totals()
 

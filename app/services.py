@@ -38,6 +38,7 @@ class Services:
         settings.spool_dir.mkdir(parents=True, exist_ok=True)
 
         simulator_state = None
+        api_key: str | None
         read_timeout = min(30.0, settings.image_timeout_seconds)
         timeout = httpx.Timeout(connect=10.0, read=read_timeout, write=30.0, pool=None)
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=settings.max_global_downloads + 10)
@@ -49,7 +50,7 @@ class Services:
             seed_demo(simulator_state)
             transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=create_app(simulator_state))
             http = httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
-            base_url, api_key = DEMO_BASE_URL, "demo-key"
+            base_url, api_key = DEMO_BASE_URL, "demo-key"  # the embedded simulator accepts any key
         else:
             http = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
             base_url = settings.autoenhance_base_url

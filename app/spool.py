@@ -25,7 +25,7 @@ class Spool:
 
     def __init__(self, directory: Path, memory_limit: int, max_bytes: int) -> None:
         self._file: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed in close()
-            max_size=memory_limit, dir=directory, prefix="img-", suffix=".part"
+            max_size=memory_limit, dir=str(directory), prefix="img-", suffix=".part"
         )
         if memory_limit <= 0:  # SpooledTemporaryFile reads 0 as "never roll over"; we mean "disk only"
             self._file.rollover()  # type: ignore[attr-defined]

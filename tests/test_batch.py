@@ -509,3 +509,29 @@ def test_zip_is_readable_as_stream_by_zipfile(simulator: Sim, service: Service) 
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         assert zf.namelist()[0] == "a.jpg"
         assert zf.infolist()[0].file_size == 10_000
+
+
+def test_small_order_is_not_stuck_behind_a_big_one(simulator: Sim, start_service: Callable[..., Service]) -> None:
+    """With the global budget saturated by a big order, a 1-image order gets the next free slot."""
+    import threading
+
+    service = start_service(max_global_downloads=2, max_concurrent_downloads=5)
+    simulator.state.configure(download_latency=0.3)
+    big = seed(simulator, *(SeedImage(name=f"{i}.jpg", size=1000) for i in range(30)))
+    small = seed(simulator, SeedImage(name="solo.jpg", size=1000))
+    big_done = threading.Event()
+
+    def fetch_big() -> None:
+        get_zip(service, big)
+        big_done.set()
+
+    worker = threading.Thread(target=fetch_big)
+    worker.start()
+    time.sleep(0.5)  # the big order now holds the whole budget, with its queue waiting
+    started = time.monotonic()
+    response = get_zip(service, small)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert not big_done.is_set(), "the big order finished first: the test proved nothing"
+    assert elapsed < 2.0  # about one slot turnover (0.3 s) plus its own download, not 30 x 0.3 / 2
+    worker.join()

@@ -21,7 +21,7 @@ SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_images"
 # Pillow's sniffed format -> the MIME type Autoenhance is told. Names and browser types are not trusted.
 ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "TIFF": "image/tiff"}
 
-ORDER_ERRORS = {
+ORDER_ERRORS: dict[int | str, dict[str, Any]] = {
     401: error("ADMIN_TOKEN is set and X-Admin-Token is missing or wrong"),
     403: error("Live mode without ADMIN_TOKEN: order creation is disabled"),
     502: error("Autoenhance refused or failed the order creation"),

@@ -1,0 +1,430 @@
+// Autoenhance Batch page: plain DOM, no framework, no build step.
+// Downloads are real browser navigations so a large ZIP streams to disk, never into page memory.
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const POLL_MS = 1000;
+
+const $ = (id) => document.getElementById(id);
+const el = {
+  modeBadge: $("mode-badge"), demoNotice: $("demo-notice"), healthError: $("health-error"), version: $("version"),
+  orderId: $("order-id"), orderMsg: $("order-id-msg"), quality: $("quality"), qualityMsg: $("quality-msg"),
+  preview: $("preview"), devMode: $("dev-mode"), creditNote: $("credit-note"),
+  keyDetails: $("key-details"), serviceKey: $("service-key"),
+  downloadBtn: $("download-btn"), downloadLabel: $("download-label"), jobBtn: $("job-btn"), downloadMsg: $("download-msg"),
+  curl: $("curl-cmd"), copyCurl: $("copy-curl"),
+  jobPanel: $("job-panel"), jobState: $("job-state"), jobProgress: $("job-progress"), jobDone: $("job-done"),
+  jobFailed: $("job-failed"), jobTotal: $("job-total"), jobMsg: $("job-msg"), jobActions: $("job-actions"),
+  jobFailures: $("job-failures"), jobFailureList: $("job-failure-list"),
+  createIntro: $("create-intro"), adminToken: $("admin-token"), sampleBtn: $("sample-btn"), dropzone: $("dropzone"),
+  photos: $("photos"), previews: $("previews"), uploadActions: $("upload-actions"), uploadBtn: $("upload-btn"),
+  clearBtn: $("clear-btn"), createMsg: $("create-msg"),
+};
+
+const state = { demo: false, selected: [], jobRun: 0 };
+
+// ---------- helpers ----------
+
+function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
+
+function setStatus(node, text, kind = "") {
+  node.textContent = text;
+  node.dataset.kind = kind;
+}
+
+/** The human message of an error response: our JSON `detail` (string or FastAPI validation list). */
+async function errorMessage(res) {
+  let body = null;
+  try { body = await res.json(); } catch { /* not JSON */ }
+  const detail = body && body.detail;
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) return detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
+  return `${res.status} ${res.statusText || "error"}`.trim();
+}
+
+async function getJSON(url, init = {}) {
+  const res = await fetch(url, init);
+  if (!res.ok) {
+    const err = new Error(await errorMessage(res));
+    err.status = res.status;
+    throw err;
+  }
+  return res.json();
+}
+
+function saveAs(href, filename = "") {
+  const a = document.createElement("a");
+  a.href = href;
+  a.download = filename;
+  a.hidden = true;
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+function filenameFrom(disposition, fallback) {
+  const star = /filename\*=UTF-8''([^;]+)/i.exec(disposition || "");
+  if (star) { try { return decodeURIComponent(star[1]); } catch { /* fall through */ } }
+  const plain = /filename="?([^";]+)"?/i.exec(disposition || "");
+  return plain ? plain[1] : fallback;
+}
+
+// ---------- the form ----------
+
+function orderId() { return el.orderId.value.trim().toLowerCase(); } // UUIDs are case-insensitive
+function serviceKey() { return el.serviceKey.value.trim(); }
+function adminHeaders() {
+  const token = el.adminToken.value.trim();
+  return token ? { "X-Admin-Token": token } : {};
+}
+
+function validateOrderId() {
+  const id = orderId();
+  let msg = "The order's UUID, from the Autoenhance web app or API.";
+  let kind = "";
+  if (id && UUID.test(id)) { msg = "Looks like a valid order ID."; kind = "ok"; }
+  else if (id && /[^0-9a-f-]/i.test(id)) { msg = "Order IDs contain only 0-9, a-f and dashes."; kind = "error"; }
+  else if (id) { msg = "Not a complete order ID yet: expected 8-4-4-4-12 hex digits."; kind = "error"; }
+  setStatus(el.orderMsg, msg, kind);
+  el.orderId.setAttribute("aria-invalid", String(kind === "error"));
+  return kind === "ok";
+}
+
+function validateQuality() {
+  const raw = el.quality.value.trim();
+  const q = Number(raw);
+  const ok = !el.quality.validity.badInput && (raw === "" || (Number.isInteger(q) && q >= 1 && q <= 90));
+  setStatus(el.qualityMsg, ok ? "" : "A whole number from 1 to 90, or empty for the default.", ok ? "" : "error");
+  el.quality.setAttribute("aria-invalid", String(!ok));
+  return ok;
+}
+
+function options() {
+  const params = new URLSearchParams({ format: document.querySelector("input[name=format]:checked").value });
+  if (el.quality.value.trim()) params.set("quality", el.quality.value.trim());
+  params.set("preview", String(el.preview.checked));
+  params.set("dev_mode", String(el.devMode.checked));
+  return params;
+}
+
+/** `orders/{id}/{route}?{options}`: the batch (`images`) and job (`jobs`) routes share one shape.
+ * URLs are relative to the page, so the service also works mounted under a path prefix. */
+function orderPath(route, id = orderId()) { return `orders/${encodeURIComponent(id)}/${route}?${options()}`; }
+
+function shellQuote(s) { return `'${s.replaceAll("'", "'\\''")}'`; }
+
+function renderCurl() {
+  const id = UUID.test(orderId()) ? orderId() : "ORDER_ID";
+  const url = new URL(orderPath("images", id), document.baseURI).href;
+  const key = serviceKey() ? ' -H "X-API-Key: $SERVICE_API_KEY"' : "";
+  el.curl.textContent = `curl -fSL${key} -o autoenhance-${id.slice(0, 8)}.zip \\\n${shellQuote(url)}`;
+}
+
+function renderCreditNote() {
+  let text; let cost;
+  if (el.preview.checked) { text = "Free: previews never spend Autoenhance credits."; cost = "free"; }
+  else if (el.devMode.checked) { text = "Free: dev mode runs the full-size download without spending credits."; cost = "free"; }
+  else { text = "Spends credits: full-size images (preview off, dev mode off) cost one Autoenhance credit each."; cost = "spend"; }
+  if (state.demo) text += " In demo mode the simulator charges nothing.";
+  el.creditNote.textContent = text;
+  el.creditNote.dataset.cost = cost;
+}
+
+function refresh() {
+  const idOk = validateOrderId();
+  const valid = validateQuality() && idOk;
+  el.downloadBtn.disabled = !valid;
+  el.jobBtn.disabled = !valid;
+  el.downloadLabel.textContent = serviceKey() ? "Download ZIP (via job)" : "Download ZIP";
+  renderCreditNote();
+  renderCurl();
+}
+
+function startDownload() {
+  if (el.downloadBtn.disabled) return;
+  if (serviceKey()) { runJob({ autoSave: true }); return; }
+  saveAs(orderPath("images"));
+  setStatus(el.downloadMsg,
+    "Download started: your browser saves the ZIP as it streams. If it fails, use Prepare as job to see why.", "ok");
+}
+
+// ---------- jobs ----------
+
+function renderJob(job) {
+  const done = job.downloaded || 0;
+  const failed = job.failed || 0;
+  const total = job.total || 0;
+  el.jobState.textContent = job.status;
+  el.jobState.dataset.status = job.status;
+  el.jobDone.textContent = done;
+  el.jobFailed.textContent = failed;
+  el.jobTotal.textContent = total || "?";
+  if (total > 0) { el.jobProgress.max = total; el.jobProgress.value = done + failed; }
+  else if (job.status === "complete") { el.jobProgress.max = 1; el.jobProgress.value = 1; }
+  else el.jobProgress.removeAttribute("value"); // indeterminate until the order is read
+
+  const failures = job.failures || [];
+  el.jobFailures.hidden = failures.length === 0;
+  el.jobFailureList.replaceChildren(...failures.map((f) => {
+    const li = document.createElement("li");
+    const name = document.createElement("strong");
+    name.textContent = f.name || f.image_id;
+    const reason = document.createElement("span");
+    reason.textContent = f.reason;
+    li.append(name, reason);
+    if (f.recovery) {
+      const hint = document.createElement("span");
+      hint.className = "muted";
+      hint.textContent = f.recovery;
+      li.append(hint);
+    }
+    return li;
+  }));
+}
+
+function showJobDownload(job) {
+  const key = serviceKey();
+  let control;
+  if (key) {
+    control = document.createElement("button");
+    control.type = "button";
+    control.addEventListener("click", () => saveJobWithKey(job, key));
+  } else {
+    control = document.createElement("a");
+    control.href = job.download_url;
+    control.download = "";
+  }
+  control.className = "btn btn-primary";
+  control.id = "job-download-btn";
+  control.textContent = "Download ZIP";
+  el.jobActions.replaceChildren(control);
+  el.jobActions.hidden = false;
+}
+
+/** Only for the keyed job download: a navigation cannot carry X-API-Key, so fetch into a Blob. */
+async function saveJobWithKey(job, key) {
+  setStatus(el.jobMsg, "Fetching the archive with your key…");
+  try {
+    const res = await fetch(job.download_url, { headers: { "X-API-Key": key } });
+    if (!res.ok) throw new Error(await errorMessage(res));
+    const name = filenameFrom(res.headers.get("Content-Disposition"), `autoenhance-${(job.order_id || orderId()).slice(0, 8)}.zip`);
+    const url = URL.createObjectURL(await res.blob());
+    saveAs(url, name);
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    setStatus(el.jobMsg, `Saved ${name}.`, "ok");
+  } catch (err) {
+    setStatus(el.jobMsg, `Download failed: ${err.message}`, "error");
+  }
+}
+
+function keyHeaders() {
+  const key = serviceKey();
+  return key ? { "X-API-Key": key } : {};
+}
+
+function onAuthError(err, node) {
+  if (err.status !== 401) return false;
+  el.keyDetails.open = true;
+  el.serviceKey.focus();
+  setStatus(node, `${err.message} This service needs a service key: enter it above.`, "error");
+  return true;
+}
+
+async function runJob({ autoSave = false } = {}) {
+  const run = ++state.jobRun; // a newer job stops the polling of an older one
+  el.jobPanel.hidden = false;
+  el.jobActions.hidden = true;
+  setStatus(el.downloadMsg, "");
+  setStatus(el.jobMsg, "Starting job…");
+  renderJob({ status: "queued", failures: [] });
+  let job;
+  try {
+    const started = await getJSON(orderPath("jobs"), { method: "POST", headers: keyHeaders() });
+    setStatus(el.jobMsg, "");
+    let misses = 0;
+    while (run === state.jobRun) {
+      try {
+        job = { ...await getJSON(started.status_url, { headers: keyHeaders() }), download_url: started.download_url };
+        misses = 0;
+      } catch (err) {
+        if (err.status || ++misses > 3) throw err; // the job keeps running on the server: ride out a flaky network
+      }
+      if (job) renderJob(job);
+      if (job && (job.status === "complete" || job.status === "failed")) break;
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    }
+  } catch (err) {
+    if (run !== state.jobRun) return;
+    el.jobState.textContent = "error";
+    el.jobState.dataset.status = "failed";
+    if (!onAuthError(err, el.jobMsg)) setStatus(el.jobMsg, `Could not run the job: ${err.message}`, "error");
+    return;
+  }
+  if (run !== state.jobRun) return;
+  if (job.status === "failed") {
+    setStatus(el.jobMsg, `The job failed: ${job.error || "no image could be downloaded"}`, "error");
+    return;
+  }
+  const note = job.failed ? ` ${plural(job.failed, "image")} could not be included (listed below).` : "";
+  setStatus(el.jobMsg, `Ready: ${plural(job.downloaded, "image")} in the ZIP.${note}`, job.failed ? "warn" : "ok");
+  showJobDownload(job);
+  if (autoSave) saveJobWithKey(job, serviceKey());
+}
+
+// ---------- create an order ----------
+
+function setCreating(busy) {
+  el.sampleBtn.disabled = busy;
+  el.uploadBtn.disabled = busy;
+  el.photos.disabled = busy;
+}
+
+async function createOrder(url, init) {
+  setCreating(true);
+  setStatus(el.createMsg, "Creating the order…");
+  try {
+    const order = await getJSON(url, { method: "POST", ...init, headers: adminHeaders() });
+    el.orderId.value = order.order_id;
+    refresh();
+    const ready = state.demo ? "" : " Enhancement takes a little while; images not yet ready are listed in the ZIP's report.";
+    setStatus(el.createMsg,
+      `Created “${order.name}” with ${plural(order.images, "photo")}. Its ID is now in the order field.${ready}`, "ok");
+    el.orderId.scrollIntoView({ behavior: "smooth", block: "center" });
+    el.orderId.focus({ preventScroll: true });
+    return true;
+  } catch (err) {
+    const hint = err.status === 401 || err.status === 403 ? " Check the admin token." : "";
+    setStatus(el.createMsg, `Could not create the order: ${err.message}${hint}`, "error");
+    return false;
+  } finally {
+    setCreating(false);
+  }
+}
+
+function addPhotos(files) {
+  const known = new Set(state.selected.map(({ file }) => `${file.name}|${file.size}|${file.lastModified}`));
+  for (const file of files) {
+    const sig = `${file.name}|${file.size}|${file.lastModified}`;
+    if (!file.type.startsWith("image/") || known.has(sig)) continue;
+    known.add(sig);
+    state.selected.push({ file, url: URL.createObjectURL(file) });
+  }
+  renderPreviews();
+}
+
+function removePhoto(index) {
+  URL.revokeObjectURL(state.selected[index].url);
+  state.selected.splice(index, 1);
+  renderPreviews();
+}
+
+function clearPhotos() {
+  state.selected.forEach(({ url }) => URL.revokeObjectURL(url));
+  state.selected = [];
+  renderPreviews();
+}
+
+function renderPreviews() {
+  el.previews.replaceChildren(...state.selected.map(({ file, url }, index) => {
+    const li = document.createElement("li");
+    const img = document.createElement("img");
+    img.src = url;
+    img.alt = "";
+    const name = document.createElement("span");
+    name.className = "preview-name";
+    name.textContent = file.name;
+    name.title = file.name;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "preview-remove";
+    remove.textContent = "×";
+    remove.setAttribute("aria-label", `Remove ${file.name}`);
+    remove.addEventListener("click", () => removePhoto(index));
+    li.append(img, name, remove);
+    return li;
+  }));
+  const n = state.selected.length;
+  el.previews.hidden = n === 0;
+  el.uploadActions.hidden = n === 0;
+  el.uploadBtn.textContent = `Create order from ${plural(n, "photo")}`;
+}
+
+function uploadPhotos() {
+  const form = new FormData();
+  state.selected.forEach(({ file }) => form.append("files", file, file.name));
+  createOrder("api/create-order", { body: form }).then((ok) => { if (ok) clearPhotos(); });
+}
+
+// ---------- copy ----------
+
+async function copyCurl() {
+  const text = el.curl.textContent;
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // Plain-http origins other than localhost have no clipboard API: select the text instead.
+    const range = document.createRange();
+    range.selectNodeContents(el.curl);
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    el.copyCurl.textContent = "Selected: press Ctrl+C";
+    return;
+  }
+  el.copyCurl.textContent = "Copied";
+  setTimeout(() => { el.copyCurl.textContent = "Copy"; }, 2000);
+}
+
+// ---------- start ----------
+
+async function loadHealth() {
+  try {
+    const health = await getJSON("health");
+    state.demo = health.mode === "demo";
+    el.modeBadge.textContent = state.demo ? "Demo mode" : "Live";
+    el.modeBadge.dataset.mode = health.mode;
+    el.modeBadge.hidden = false;
+    if (health.version) el.version.textContent = ` · v${health.version}`;
+    if (state.demo) {
+      el.demoNotice.hidden = false;
+      el.createIntro.textContent = "No order yet? Create one in the built-in simulator: nothing is sent to Autoenhance.";
+      if (!orderId() && health.demo_order_id) el.orderId.value = health.demo_order_id;
+    } else {
+      el.createIntro.textContent = "No order yet? Upload photos to Autoenhance and get an order ID back. Enhancing them uses credits.";
+    }
+  } catch (err) {
+    el.healthError.textContent = `The service did not answer its health check (${err.message}).`;
+    el.healthError.hidden = false;
+  }
+  refresh();
+}
+
+for (const node of [el.orderId, el.quality, el.serviceKey]) node.addEventListener("input", refresh);
+for (const node of document.querySelectorAll("input[name=format], #preview, #dev-mode")) node.addEventListener("change", refresh);
+for (const node of [el.orderId, el.quality]) {
+  node.addEventListener("keydown", (e) => { if (e.key === "Enter") startDownload(); });
+}
+el.downloadBtn.addEventListener("click", startDownload);
+el.jobBtn.addEventListener("click", () => runJob());
+el.copyCurl.addEventListener("click", copyCurl);
+el.sampleBtn.addEventListener("click", () => createOrder("api/create-sample-order", {}));
+el.uploadBtn.addEventListener("click", uploadPhotos);
+el.clearBtn.addEventListener("click", clearPhotos);
+el.photos.addEventListener("change", () => {
+  addPhotos([...el.photos.files]);
+  el.photos.value = ""; // so picking the same file again (after removing it) fires `change` again
+});
+for (const type of ["dragenter", "dragover"]) {
+  el.dropzone.addEventListener(type, (e) => { e.preventDefault(); el.dropzone.classList.add("dragging"); });
+}
+el.dropzone.addEventListener("dragleave", (e) => {
+  if (!el.dropzone.contains(e.relatedTarget)) el.dropzone.classList.remove("dragging");
+});
+el.dropzone.addEventListener("drop", (e) => {
+  e.preventDefault();
+  el.dropzone.classList.remove("dragging");
+  addPhotos(e.dataTransfer.files);
+});
+// A photo dropped next to the zone must not make the browser navigate away to it.
+for (const type of ["dragover", "drop"]) window.addEventListener(type, (e) => e.preventDefault());
+
+refresh();
+loadHealth();
