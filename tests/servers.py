@@ -24,11 +24,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: Any, *, port: int | None = None, startup_timeout: float = 15.0) -> Iterator[str]:
-    """Serve `app` on 127.0.0.1 in a background thread; yield its base URL; stop it on exit."""
+def serve(app: Any, *, port: int | None = None, startup_timeout: float = 15.0, **config_options: Any) -> Iterator[str]:
+    """Serve `app` on 127.0.0.1 in a background thread; yield its base URL; stop it on exit.
+
+    `config_options` go to uvicorn.Config (e.g. root_path, as behind a path-prefixing proxy).
+    """
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=2,
+        **config_options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)

@@ -48,11 +48,7 @@ def _page() -> tuple[bytes, str]:
 async def index(request: Request) -> Response:
     """The single-page tool."""
     body, etag = _page()
-    headers = {
-        "Content-Security-Policy": PAGE_CSP,
-        "Cache-Control": REVALIDATE,
-        "ETag": etag,
-    }
+    headers = {"Content-Security-Policy": PAGE_CSP, "Cache-Control": REVALIDATE, "ETag": etag}
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type="text/html; charset=utf-8", headers=headers)
