@@ -60,6 +60,8 @@ def configure_sentry(settings: Settings) -> bool:
         dsn=settings.sentry_dsn.get_secret_value(),
         traces_sample_rate=0.1,
         send_default_pii=False,
+        # Frame locals hold ASGI scopes and settings, i.e. callers' X-API-Key and our upstream key.
+        include_local_variables=False,
         environment="demo" if settings.demo_mode else "production",
     )
     return True
