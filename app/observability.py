@@ -15,9 +15,16 @@ import structlog
 from app.config import Settings
 
 
+def _drop_color_message(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+    """uvicorn adds an ANSI-coloured copy of each message; a JSON line needs only one."""
+    event.pop("color_message", None)
+    return event
+
+
 def configure_logging(settings: Settings) -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        _drop_color_message,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),

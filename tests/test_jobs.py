@@ -25,9 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
-import app.jobs as jobs_module
+import app.jobs.manager as jobs_module
 from app import create_app
-from app.jobs import RESTART_REASON, SHUTDOWN_REASON
+from app.jobs.manager import RESTART_REASON, SHUTDOWN_REASON
 from simulator import Fault, SeedImage
 from tests.conftest import TEST_KEY, Service, Sim, service_settings
 from tests.servers import free_port, serve

@@ -13,23 +13,29 @@ record is ever left stuck `running`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-import aiosqlite
 import structlog
 
 from app.engine import Batch
 from app.errors import NothingSucceeded, ServiceError
+from app.jobs.records import (
+    RECORD_RETENTION_SECONDS,
+    Job,
+    JobExpired,
+    JobFailed,
+    JobNotFound,
+    JobNotReady,
+    JobStatus,
+    TooManyJobs,
+    iso,
+)
+from app.jobs.store import JobStore
 from app.models import BatchOptions, OrderInfo
 
 if TYPE_CHECKING:
@@ -43,244 +49,10 @@ MAX_PENDING_JOBS = 200
 """Queued + running jobs this process accepts; beyond that POST answers 503 (a cheap flood guard)."""
 CLEANUP_INTERVAL_SECONDS = 60.0
 PROGRESS_INTERVAL_SECONDS = 0.5
-RECORD_RETENTION_SECONDS = 7 * 24 * 3600
 WRITE_BUFFER_BYTES = 1024 * 1024
 
 RESTART_REASON = "interrupted by a service restart; create a new job"
 SHUTDOWN_REASON = "service shut down while the job was running"
-
-
-class JobStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    complete = "complete"
-    failed = "failed"
-
-
-# -- errors (mapped to JSON by the app's ServiceError handler) -------------------------------------
-
-
-class JobNotFound(ServiceError):
-    status_code = 404
-    message = "No such job (unknown id, or its record was deleted after 7 days)"
-
-
-class JobNotReady(ServiceError):
-    status_code = 409
-
-
-class JobExpired(ServiceError):
-    status_code = 410
-
-
-class JobFailed(ServiceError):
-    """A failed job has no archive: 422 with the reason and each image's failure."""
-
-    status_code = 422
-
-    def __init__(self, message: str, failures: list[dict[str, str]]) -> None:
-        super().__init__(message)
-        self.failures = failures
-
-    def body(self) -> dict[str, Any]:
-        return {"detail": self.message, "failures": self.failures}
-
-
-class TooManyJobs(ServiceError):
-    status_code = 503
-    message = "Too many jobs are queued or running; try again later"
-
-
-# -- the record -------------------------------------------------------------------------------------
-
-
-def _iso(timestamp: float | None) -> str | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One row of the `jobs` table."""
-
-    job_id: str
-    order_id: str
-    order_name: str | None
-    status: JobStatus
-    options: BatchOptions
-    total: int
-    downloaded: int = 0
-    failed: int = 0
-    error: str | None = None
-    failures: tuple[dict[str, str], ...] = ()
-    created_at: float = 0.0
-    started_at: float | None = None
-    finished_at: float | None = None
-    expired_at: float | None = None
-    size: int | None = None
-
-    @property
-    def status_url(self) -> str:
-        return f"/jobs/{self.job_id}"
-
-    @property
-    def download_url(self) -> str:
-        return f"/jobs/{self.job_id}/download"
-
-    def expires_at(self, ttl_seconds: float) -> float | None:
-        return None if self.finished_at is None else self.finished_at + ttl_seconds
-
-    def is_expired(self, ttl_seconds: float, now: float | None = None) -> bool:
-        """Expired once cleaned up, or once past its expiry even if the cleanup has not run yet."""
-        expires = self.expires_at(ttl_seconds)
-        return self.expired_at is not None or (expires is not None and (now or time.time()) >= expires)
-
-    def view(self, ttl_seconds: float) -> dict[str, Any]:
-        """The public JSON of GET /jobs/{id}."""
-        return {
-            "job_id": self.job_id,
-            "order_id": self.order_id,
-            "order_name": self.order_name,
-            "status": self.status.value,
-            "options": self.options.as_dict(),
-            "total": self.total,
-            "downloaded": self.downloaded,
-            "failed": self.failed,
-            "error": self.error,
-            "failures": list(self.failures),
-            "bytes": self.size,
-            "created_at": _iso(self.created_at),
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
-            "expires_at": _iso(self.expires_at(ttl_seconds)),
-            "expired": self.is_expired(ttl_seconds),
-            "status_url": self.status_url,
-            "download_url": self.download_url,
-        }
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    job_id      TEXT PRIMARY KEY,
-    order_id    TEXT NOT NULL,
-    order_name  TEXT,
-    status      TEXT NOT NULL,
-    options     TEXT NOT NULL,            -- JSON of BatchOptions.as_dict()
-    total       INTEGER NOT NULL,
-    downloaded  INTEGER NOT NULL DEFAULT 0,
-    failed      INTEGER NOT NULL DEFAULT 0,
-    error       TEXT,
-    failures    TEXT NOT NULL DEFAULT '[]', -- JSON list of ImageFailure.as_dict()
-    created_at  REAL NOT NULL,            -- epoch seconds, UTC
-    started_at  REAL,
-    finished_at REAL,
-    expired_at  REAL,                     -- set when the cleanup deleted the result file
-    size        INTEGER                   -- bytes of the ZIP
-);
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
-CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
-"""
-_COLUMNS = (
-    "job_id",
-    "order_id",
-    "order_name",
-    "status",
-    "options",
-    "total",
-    "downloaded",
-    "failed",
-    "error",
-    "failures",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "expired_at",
-    "size",
-)
-
-
-def _to_row(job: Job) -> tuple[Any, ...]:
-    values = {f: getattr(job, f) for f in _COLUMNS}
-    values["status"] = job.status.value
-    values["options"] = json.dumps(job.options.as_dict())
-    values["failures"] = json.dumps(list(job.failures))
-    return tuple(values[f] for f in _COLUMNS)
-
-
-def _from_row(row: aiosqlite.Row) -> Job:
-    data = dict(zip(_COLUMNS, tuple(row), strict=True))
-    data["status"] = JobStatus(data["status"])
-    data["options"] = BatchOptions.from_dict(json.loads(data["options"]))
-    data["failures"] = tuple(json.loads(data["failures"]))
-    return Job(**data)
-
-
-class JobStore:
-    """The `jobs` table: every statement commits, so a crash loses at most the write in flight."""
-
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
-
-    @classmethod
-    async def open(cls, path: Path) -> JobStore:
-        db = await aiosqlite.connect(path)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute("PRAGMA busy_timeout=5000")
-        await db.executescript(_SCHEMA)
-        await db.commit()
-        return cls(db)
-
-    async def close(self) -> None:
-        await self._db.close()
-
-    async def insert(self, job: Job) -> None:
-        marks = ", ".join("?" for _ in _COLUMNS)
-        await self._db.execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})", _to_row(job))  # noqa: S608
-        await self._db.commit()
-
-    async def get(self, job_id: str) -> Job | None:
-        async with self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE job_id = ?", (job_id,)) as cur:  # noqa: S608
-            row = await cur.fetchone()
-        return None if row is None else _from_row(row)
-
-    async def select(self, where: str, params: Iterable[Any] = ()) -> list[Job]:
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE {where} ORDER BY created_at"  # noqa: S608
-        rows = await self._db.execute_fetchall(sql, tuple(params))
-        return [_from_row(row) for row in rows]
-
-    async def update(self, job_id: str, *, only_if: JobStatus | None = None, **fields: Any) -> bool:
-        """Set `fields` on one job (JSON-encoding failures); with `only_if`, only while in that status."""
-        if "failures" in fields:
-            fields["failures"] = json.dumps(list(fields["failures"]))
-        if isinstance(fields.get("status"), JobStatus):
-            fields["status"] = fields["status"].value
-        unknown = set(fields) - set(_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown job fields {sorted(unknown)}")
-        sql = f"UPDATE jobs SET {', '.join(f'{name} = ?' for name in fields)} WHERE job_id = ?"  # noqa: S608
-        params: list[Any] = [*fields.values(), job_id]
-        if only_if is not None:
-            sql += " AND status = ?"
-            params.append(only_if.value)
-        cursor = await self._db.execute(sql, params)
-        await self._db.commit()
-        return cursor.rowcount > 0
-
-    async def fail_all_running(self, reason: str) -> int:
-        cursor = await self._db.execute(
-            "UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE status = ?",
-            (JobStatus.failed.value, reason, time.time(), JobStatus.running.value),
-        )
-        await self._db.commit()
-        return cursor.rowcount
-
-    async def delete_finished_before(self, cutoff: float) -> list[str]:
-        rows = await self._db.execute_fetchall(
-            "SELECT job_id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?", (cutoff,)
-        )
-        await self._db.execute("DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?", (cutoff,))
-        await self._db.commit()
-        return [row[0] for row in rows]
 
 
 # -- the manager ------------------------------------------------------------------------------------
@@ -370,7 +142,7 @@ class JobManager:
         path = self._zip_path(job.job_id)
         if job.is_expired(self.ttl_seconds) or not path.is_file():
             raise JobExpired(
-                f"The job's archive expired at {_iso(job.expires_at(self.ttl_seconds))} and was "
+                f"The job's archive expired at {iso(job.expires_at(self.ttl_seconds))} and was "
                 "deleted; create a new job"
             )
         return job, path
@@ -534,3 +306,4 @@ def _finish_file(file: IO[bytes], tail: bytes) -> None:
         file.write(tail)
         file.flush()
         os.fsync(file.fileno())
+

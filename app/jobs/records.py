@@ -1,0 +1,122 @@
+"""A job as callers see it: its status, its record, and the errors its routes answer with."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from app.errors import ServiceError
+from app.models import BatchOptions
+
+RECORD_RETENTION_SECONDS = 7 * 24 * 3600
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    complete = "complete"
+    failed = "failed"
+
+
+# -- errors (mapped to JSON by the app's ServiceError handler) -------------------------------------
+
+
+class JobNotFound(ServiceError):
+    status_code = 404
+    message = "No such job (unknown id, or its record was deleted after 7 days)"
+
+
+class JobNotReady(ServiceError):
+    status_code = 409
+
+
+class JobExpired(ServiceError):
+    status_code = 410
+
+
+class JobFailed(ServiceError):
+    """A failed job has no archive: 422 with the reason and each image's failure."""
+
+    status_code = 422
+
+    def __init__(self, message: str, failures: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.message, "failures": self.failures}
+
+
+class TooManyJobs(ServiceError):
+    status_code = 503
+    message = "Too many jobs are queued or running; try again later"
+
+
+# -- the record -------------------------------------------------------------------------------------
+
+
+def iso(timestamp: float | None) -> str | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the `jobs` table."""
+
+    job_id: str
+    order_id: str
+    order_name: str | None
+    status: JobStatus
+    options: BatchOptions
+    total: int
+    downloaded: int = 0
+    failed: int = 0
+    error: str | None = None
+    failures: tuple[dict[str, str], ...] = ()
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    expired_at: float | None = None
+    size: int | None = None
+
+    @property
+    def status_url(self) -> str:
+        return f"/jobs/{self.job_id}"
+
+    @property
+    def download_url(self) -> str:
+        return f"/jobs/{self.job_id}/download"
+
+    def expires_at(self, ttl_seconds: float) -> float | None:
+        return None if self.finished_at is None else self.finished_at + ttl_seconds
+
+    def is_expired(self, ttl_seconds: float, now: float | None = None) -> bool:
+        """Expired once cleaned up, or once past its expiry even if the cleanup has not run yet."""
+        expires = self.expires_at(ttl_seconds)
+        return self.expired_at is not None or (expires is not None and (now or time.time()) >= expires)
+
+    def view(self, ttl_seconds: float) -> dict[str, Any]:
+        """The public JSON of GET /jobs/{id}."""
+        return {
+            "job_id": self.job_id,
+            "order_id": self.order_id,
+            "order_name": self.order_name,
+            "status": self.status.value,
+            "options": self.options.as_dict(),
+            "total": self.total,
+            "downloaded": self.downloaded,
+            "failed": self.failed,
+            "error": self.error,
+            "failures": list(self.failures),
+            "bytes": self.size,
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "expires_at": iso(self.expires_at(ttl_seconds)),
+            "expired": self.is_expired(ttl_seconds),
+            "status_url": self.status_url,
+            "download_url": self.download_url,
+        }

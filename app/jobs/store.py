@@ -1,0 +1,140 @@
+"""The authoritative job records, in SQLite (`<data_dir>/jobs.sqlite3`, WAL, every statement committed)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from app.jobs.records import Job, JobStatus
+from app.models import BatchOptions
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id      TEXT PRIMARY KEY,
+    order_id    TEXT NOT NULL,
+    order_name  TEXT,
+    status      TEXT NOT NULL,
+    options     TEXT NOT NULL,            -- JSON of BatchOptions.as_dict()
+    total       INTEGER NOT NULL,
+    downloaded  INTEGER NOT NULL DEFAULT 0,
+    failed      INTEGER NOT NULL DEFAULT 0,
+    error       TEXT,
+    failures    TEXT NOT NULL DEFAULT '[]', -- JSON list of ImageFailure.as_dict()
+    created_at  REAL NOT NULL,            -- epoch seconds, UTC
+    started_at  REAL,
+    finished_at REAL,
+    expired_at  REAL,                     -- set when the cleanup deleted the result file
+    size        INTEGER                   -- bytes of the ZIP
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
+"""
+_COLUMNS = (
+    "job_id",
+    "order_id",
+    "order_name",
+    "status",
+    "options",
+    "total",
+    "downloaded",
+    "failed",
+    "error",
+    "failures",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "expired_at",
+    "size",
+)
+
+
+def _to_row(job: Job) -> tuple[Any, ...]:
+    values = {f: getattr(job, f) for f in _COLUMNS}
+    values["status"] = job.status.value
+    values["options"] = json.dumps(job.options.as_dict())
+    values["failures"] = json.dumps(list(job.failures))
+    return tuple(values[f] for f in _COLUMNS)
+
+
+def _from_row(row: aiosqlite.Row) -> Job:
+    data = dict(zip(_COLUMNS, tuple(row), strict=True))
+    data["status"] = JobStatus(data["status"])
+    data["options"] = BatchOptions.from_dict(json.loads(data["options"]))
+    data["failures"] = tuple(json.loads(data["failures"]))
+    return Job(**data)
+
+
+class JobStore:
+    """The `jobs` table: every statement commits, so a crash loses at most the write in flight."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: Path) -> JobStore:
+        db = await aiosqlite.connect(path)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA busy_timeout=5000")
+        await db.executescript(_SCHEMA)
+        await db.commit()
+        return cls(db)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def insert(self, job: Job) -> None:
+        marks = ", ".join("?" for _ in _COLUMNS)
+        await self._db.execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({marks})", _to_row(job))  # noqa: S608
+        await self._db.commit()
+
+    async def get(self, job_id: str) -> Job | None:
+        async with self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE job_id = ?", (job_id,)) as cur:  # noqa: S608
+            row = await cur.fetchone()
+        return None if row is None else _from_row(row)
+
+    async def select(self, where: str, params: Iterable[Any] = ()) -> list[Job]:
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE {where} ORDER BY created_at"  # noqa: S608
+        rows = await self._db.execute_fetchall(sql, tuple(params))
+        return [_from_row(row) for row in rows]
+
+    async def update(self, job_id: str, *, only_if: JobStatus | None = None, **fields: Any) -> bool:
+        """Set `fields` on one job (JSON-encoding failures); with `only_if`, only while in that status."""
+        if "failures" in fields:
+            fields["failures"] = json.dumps(list(fields["failures"]))
+        if isinstance(fields.get("status"), JobStatus):
+            fields["status"] = fields["status"].value
+        unknown = set(fields) - set(_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown job fields {sorted(unknown)}")
+        sql = f"UPDATE jobs SET {', '.join(f'{name} = ?' for name in fields)} WHERE job_id = ?"  # noqa: S608
+        params: list[Any] = [*fields.values(), job_id]
+        if only_if is not None:
+            sql += " AND status = ?"
+            params.append(only_if.value)
+        cursor = await self._db.execute(sql, params)
+        await self._db.commit()
+        return cursor.rowcount > 0
+
+    async def fail_all_running(self, reason: str) -> int:
+        cursor = await self._db.execute(
+            "UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE status = ?",
+            (JobStatus.failed.value, reason, time.time(), JobStatus.running.value),
+        )
+        await self._db.commit()
+        return cursor.rowcount
+
+    async def delete_finished_before(self, cutoff: float) -> list[str]:
+        rows = await self._db.execute_fetchall(
+            "SELECT job_id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?", (cutoff,)
+        )
+        await self._db.execute("DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?", (cutoff,))
+        await self._db.commit()
+        return [row[0] for row in rows]
+
+
