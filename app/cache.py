@@ -38,12 +38,15 @@ class CacheWriter:
         self._key = key
         self._meta = meta
         self._tmp = cache.directory / f"{key}.{os.getpid()}.{id(self)}.tmp"
-        self._file: IO[bytes] | None = open(self._tmp, "wb")  # noqa: SIM115 - closed in commit/discard
+        self._file: IO[bytes] | None = None  # opened on the first chunk: a stream that never starts leaves nothing
+        self._dropped = False
         self.size = 0
 
     def write(self, chunk: bytes) -> None:
-        if self._file is None:
+        if self._dropped:
             return
+        if self._file is None:
+            self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in commit/discard
         self.size += len(chunk)
         if self.size > self._cache.max_bytes:
             self.discard()  # larger than the whole cache: not worth keeping
@@ -62,6 +65,7 @@ class CacheWriter:
         self._cache.evict()
 
     def discard(self) -> None:
+        self._dropped = True
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     image_timeout_seconds: float = Field(default=60.0, gt=0, description="Budget for one image, retries included.")
     order_timeout_seconds: float = Field(default=30.0, gt=0, description="Budget for the order fetch, retries included.")
     retry_attempts: int = Field(default=4, ge=1, le=10, description="Attempts per upstream call (1 = no retry).")
-    max_images_per_order: int = Field(default=5000, ge=1000, description="Safety limit on images in one order.")
+    max_images_per_order: int = Field(default=5000, ge=1, description="Safety limit on images in one order.")
     max_image_bytes: int = Field(default=200 * 1024 * 1024, ge=1024, description="Largest single image accepted.")
     spool_memory_bytes: int = Field(
         default=4 * 1024 * 1024, ge=0, description="An image is held in memory up to this size, then spilled to disk."

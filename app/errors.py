@@ -5,7 +5,7 @@ Messages are written for our callers; upstream bodies never go into them (they a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -69,16 +69,14 @@ class ImageFailure:
         return {"image_id": self.image_id, "name": self.name, "reason": self.reason, "recovery": self.recovery}
 
 
-@dataclass
 class NothingSucceeded(ServiceError):
     """Every image of the order failed: there is no archive worth sending."""
 
-    failures: list[ImageFailure] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        super().__init__(f"None of the order's {len(self.failures)} images could be downloaded")
-
     status_code = 422
+
+    def __init__(self, failures: list[ImageFailure], *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"None of the order's {len(failures)} images could be downloaded", headers=headers)
+        self.failures = failures
 
     def body(self) -> dict[str, Any]:
         return {"detail": self.message, "failures": [f.as_dict() for f in self.failures]}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -23,6 +23,16 @@ class ArchiveResponse(StreamingResponse):
 
     media_type = "application/zip"
 
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        *,
+        headers: dict[str, str],
+        on_close: Callable[[], Awaitable[None]],
+    ) -> None:
+        super().__init__(content, headers=headers)
+        self._on_close = on_close
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             async with anyio.create_task_group() as group:
@@ -40,8 +50,9 @@ class ArchiveResponse(StreamingResponse):
                 group.start_soon(watch)
         finally:
             body: Any = self.body_iterator
-            if isinstance(body, AsyncIterator) and hasattr(body, "aclose"):
+            if hasattr(body, "aclose"):
                 await body.aclose()
+            await self._on_close()  # also when the body never started: a generator closed unstarted runs no finally
 
 
 def archive_headers(

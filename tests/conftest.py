@@ -37,7 +37,7 @@ class Service:
     app: Any
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60, **kwargs)
+        return httpx.Client(base_url=self.url, **({"timeout": 60} | kwargs))
 
 
 def service_settings(sim_url: str, data_dir: Path, **overrides: Any) -> Settings:

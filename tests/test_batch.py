@@ -535,3 +535,28 @@ def test_small_order_is_not_stuck_behind_a_big_one(simulator: Sim, start_service
     assert not big_done.is_set(), "the big order finished first: the test proved nothing"
     assert elapsed < 2.0  # about one slot turnover (0.3 s) plus its own download, not 30 x 0.3 / 2
     worker.join()
+
+
+def test_hangup_before_the_first_image_stops_the_downloads(simulator: Sim, service: Service) -> None:
+    """The response is held until an image succeeds; a caller leaving meanwhile frees everything."""
+    order_id = seed(simulator, *(SeedImage(name=f"{i}.jpg", size=1000) for i in range(20)))
+    simulator.state.add_fault(Fault(kind="latency", seconds=2.0))
+    with pytest.raises(httpx.ReadTimeout), service.client(timeout=0.5) as client:
+        client.get(f"/orders/{order_id}/images")
+    with service.client() as client:
+        deadline = time.monotonic() + 1.0  # well before the 2 s upstream latency ends
+        while client.get("/api/stats").json()["downloads"]["active_batches"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        downloads = client.get("/api/stats").json()["downloads"]
+    assert downloads["active_batches"] == 0 and downloads["in_flight"] == 0 and downloads["waiting"] == 0
+    started = simulator.state.stats["enhanced"]
+    assert started <= 5  # only the first wave of the order's five slots ever started
+    time.sleep(2.5)
+    assert simulator.state.stats["enhanced"] == started
+
+
+def test_total_images_header_on_the_all_failed_answer(simulator: Sim, service: Service) -> None:
+    order_id = seed(simulator, SeedImage(name="a.jpg", status="processing"), SeedImage(name="b.jpg", status="error"))
+    response = get_zip(service, order_id)
+    assert response.status_code == 422
+    assert response.headers["x-total-images"] == "2"

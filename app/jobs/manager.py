@@ -204,7 +204,7 @@ class JobManager:
         """Run the engine into the job's file; the record fields describing how it ended."""
         if order is None:  # resumed after a restart: the order may have changed since
             order = await self.services.client.get_order(job.order_id)
-            self.services.engine.check(order)  # 422 now rather than a failed job later
+            self.services.engine.check(order)  # an order now empty or oversized fails the job
             await self.store.update(job.job_id, order_name=order.name, total=len(order.images) + order.unidentified)
         batch = await self.services.engine.open(order, job.options)
         progress = asyncio.create_task(self._track(job.job_id, batch), name=f"job-progress-{job.job_id}")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from app.cache import CacheWriter
@@ -77,7 +78,9 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
         **COMMON_ERRORS,
     },
 )
-async def download_order_images(order_id: OrderIdPath, options: OptionsDep, services: ServicesDep) -> Response:
+async def download_order_images(
+    order_id: OrderIdPath, options: OptionsDep, services: ServicesDep, request: Request
+) -> Response:
     order_id = validate_order_id(order_id)
     structlog.contextvars.bind_contextvars(order_id=order_id)
     order = await services.client.get_order(order_id)
@@ -94,15 +97,45 @@ async def download_order_images(order_id: OrderIdPath, options: OptionsDep, serv
         return FileResponse(hit.path, media_type="application/zip", headers=headers)
 
     batch = await services.engine.open(order, options)
-    if not await batch.wait_first():
+    try:
+        succeeded = await first_success_or_hangup(batch, request)
+    except BaseException:
+        await batch.aclose()
+        raise
+    if succeeded is None:  # the caller left while we waited: stop its downloads now
+        await batch.aclose()
+        return Response(status_code=499)
+    if not succeeded:
         failures = list(batch.failures)
         await batch.aclose()
         services.stats.images_failed += len(failures)
-        raise NothingSucceeded(failures)
+        raise NothingSucceeded(failures, headers={"X-Total-Images": str(batch.total)})
     meta = {"order_id": order_id, "options": options.as_dict(), "total": batch.total}
     writer = services.cache.writer(key, meta)
     headers = archive_headers(order.name, order_id, batch.total) | {"X-Cache": "miss"}
-    return ArchiveResponse(stream_archive(batch, writer, services), headers=headers)
+    return ArchiveResponse(stream_archive(batch, writer, services), headers=headers, on_close=batch.aclose)
+
+
+async def first_success_or_hangup(batch: Batch, request: Request) -> bool | None:
+    """Wait for the batch's first image (True) or for all to fail (False); None if the caller hung up.
+
+    The response is held until an image succeeds, which can take many retries; a caller who gives
+    up meanwhile must not leave the downloads running.
+    """
+    first = asyncio.ensure_future(batch.wait_first())
+    hangup = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({first, hangup}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hangup.cancel()
+        if not first.done():
+            first.cancel()
+    return first.result() if first.done() and not first.cancelled() else None
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def stream_archive(batch: Batch, writer: CacheWriter | None, services: Services) -> AsyncIterator[bytes]:
