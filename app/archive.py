@@ -49,8 +49,9 @@ _END = _End()
 class ZipWriter:
     """One archive being written: `feed()` members, `finish()`, and iterate `chunks()`."""
 
-    def __init__(self, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(self, chunk_size: int = CHUNK_SIZE, zip32_limit: int = ZIP32_LIMIT) -> None:
         self._chunk_size = chunk_size
+        self._zip32_limit = zip32_limit
         self._members: queue.SimpleQueue[Member | _End] = queue.SimpleQueue()
         self._out: asyncio.Queue[bytes | BaseException | _End] = asyncio.Queue()
         self._credits = threading.Semaphore(CREDITS)
@@ -100,7 +101,7 @@ class ZipWriter:
         # Keep members 32-bit while every offset fits: some unzippers (Safari's among them)
         # mishandle ZIP64 members, and only archives past 4 GiB need them.
         self._offset_estimate += member.size + len(member.name.encode()) + _HEADER_ALLOWANCE
-        if self._offset_estimate < ZIP32_LIMIT:
+        if self._offset_estimate < self._zip32_limit:
             return NO_COMPRESSION_32(member.size, member.crc32)
         return NO_COMPRESSION_64(member.size, member.crc32)
 

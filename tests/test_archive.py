@@ -88,3 +88,40 @@ async def test_closing_early_stops_the_writer_thread() -> None:
     await it.aclose()
     writer._thread.join(timeout=5)
     assert not writer._thread.is_alive()
+
+
+async def test_members_past_the_zip32_limit_become_zip64_and_stay_readable() -> None:
+    """The same switch a > 4 GiB archive makes, with the limit lowered to 1 MB so it runs fast.
+
+    The first members stay 32-bit (some unzippers mishandle ZIP64 needlessly); once offsets would
+    pass the limit, members are ZIP64. All three readers must accept the mixed archive.
+    """
+    import io
+    import zipfile
+
+    rng = random.Random(4)
+    files = {f"photo-{i}.jpg": rng.randbytes(300_000) for i in range(8)}
+    writer = ZipWriter(zip32_limit=1_000_000)
+    for name, data in files.items():
+        writer.feed(member(name, data))
+    writer.finish()
+    archive = await collect(writer)
+    assert check_zip(archive) == files
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        infos = zf.infolist()
+    zip64 = [0x0001 in extra_ids(info.extra) for info in infos]
+    assert zip64[:3] == [False, False, False]  # the first members stay 32-bit
+    assert zip64[-3:] == [True, True, True]  # those past the limit are ZIP64
+    assert infos[0].extract_version < 45 <= infos[-1].extract_version
+
+
+def extra_ids(extra: bytes) -> set[int]:
+    """The header ids of a ZIP extra field's records (0x0001 is ZIP64)."""
+    import struct
+
+    ids, offset = set(), 0
+    while offset + 4 <= len(extra):
+        header_id, size = struct.unpack_from("<HH", extra, offset)
+        ids.add(header_id)
+        offset += 4 + size
+    return ids
