@@ -157,7 +157,7 @@ def parse_order(order_id: str, raw: Any) -> OrderInfo:
     parsed = [parse_image(item) for item in images_raw]
     images = [img for img in parsed if img is not None]
     return OrderInfo(
-        order_id=_text(raw.get("order_id")) or _text(raw.get("id")) or order_id,
+        order_id=order_id,  # the validated id we asked for, not whatever the body echoes
         name=_text(raw.get("name")) or _text(raw.get("order_name")),
         last_updated_at=_text(raw.get("last_updated_at"))
         or _text(raw.get("updated_at"))

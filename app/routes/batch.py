@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, Response
 from app.cache import CacheWriter
 from app.engine import Batch
 from app.errors import NothingSucceeded
-from app.models import BatchOptions, ImageFormat, validate_order_id
+from app.models import BatchOptions, ImageFormat, OrderInfo, validate_order_id
 from app.responses import FAILURES_SCHEMA, ZIP_CONTENT, ArchiveResponse, archive_headers, error
 from app.security import ServiceKey
 from app.services import Services, ServicesDep
@@ -81,11 +81,9 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 async def download_order_images(
     order_id: OrderIdPath, options: OptionsDep, services: ServicesDep, request: Request
 ) -> Response:
-    order_id = validate_order_id(order_id)
-    structlog.contextvars.bind_contextvars(order_id=order_id)
-    order = await services.client.get_order(order_id)
+    order = await load_order(order_id, services)
+    order_id = order.order_id
     log.info("order fetched", extra={"images": len(order.images), "options": options.key()})
-    services.stats.orders_processed += 1
 
     key = services.cache.key(order_id, options, order.last_updated_at)
     hit = services.cache.lookup(key)
@@ -114,6 +112,19 @@ async def download_order_images(
     writer = services.cache.writer(key, meta)
     headers = archive_headers(order.name, order_id, batch.total) | {"X-Cache": "miss"}
     return ArchiveResponse(stream_archive(batch, writer, services), headers=headers, on_close=batch.aclose)
+
+
+async def load_order(order_id: str, services: Services) -> OrderInfo:
+    """Validate the id (400 before any upstream call), fetch the order and bind it to the logs.
+
+    A plain function, not a dependency: FastAPI would run a dependency even when the query
+    options already failed validation, and bad input must cost no upstream call.
+    """
+    order_id = validate_order_id(order_id)
+    structlog.contextvars.bind_contextvars(order_id=order_id)
+    order = await services.client.get_order(order_id)
+    services.stats.orders_processed += 1
+    return order
 
 
 async def first_success_or_hangup(batch: Batch, request: Request) -> bool | None:

@@ -9,15 +9,13 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, Literal
 
-import structlog
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 
 from app.jobs import JobManager
-from app.models import validate_order_id
 from app.responses import FAILURES_SCHEMA, ZIP_CONTENT, archive_headers, error
-from app.routes.batch import COMMON_ERRORS, OptionsDep, OrderIdPath
+from app.routes.batch import COMMON_ERRORS, OptionsDep, OrderIdPath, load_order
 from app.security import ServiceKey
 from app.services import Services, ServicesDep
 
@@ -86,10 +84,7 @@ def _jobs(services: Services) -> JobManager:
     },
 )
 async def create_job(order_id: OrderIdPath, options: OptionsDep, services: ServicesDep) -> JSONResponse:
-    order_id = validate_order_id(order_id)
-    structlog.contextvars.bind_contextvars(order_id=order_id)
-    order = await services.client.get_order(order_id)
-    services.stats.orders_processed += 1
+    order = await load_order(order_id, services)
     job = await _jobs(services).create(order, options)
     body = JobAccepted(
         job_id=job.job_id, status=job.status.value, status_url=job.status_url, download_url=job.download_url
