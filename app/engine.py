@@ -25,6 +25,7 @@ from app.models import BatchOptions, ImageInfo, OrderInfo
 from app.naming import MANIFEST_NAME, REPORT_NAME, NameAllocator
 from app.report import manifest_json, report_text
 from app.spool import Spool
+from app.stats import Stats
 from app.upstream import AutoenhanceClient, ImageDownloadFailed
 
 log = logging.getLogger("app.engine")
@@ -53,10 +54,11 @@ class EngineLimits:
 class Engine:
     """Shared by every request: the upstream client, the global budget and the limits."""
 
-    def __init__(self, client: AutoenhanceClient, limiter: FairLimiter, limits: EngineLimits) -> None:
+    def __init__(self, client: AutoenhanceClient, limiter: FairLimiter, limits: EngineLimits, stats: Stats) -> None:
         self.client = client
         self.limiter = limiter
         self.limits = limits
+        self.stats = stats
         self.active_batches = 0
 
     def check(self, order: OrderInfo) -> None:
@@ -229,20 +231,15 @@ class Batch:
             },
         )
 
-    def summary(self) -> dict[str, object]:
-        return {
-            "total": self.total,
-            "downloaded": self.downloaded,
-            "failed": self.failed,
-            "failures": [f.as_dict() for f in self.failures],
-        }
-
     async def aclose(self) -> None:
         """Cancel what is still downloading and release every spool (idempotent)."""
         if self._closed:
             return
         self._closed = True
         self.engine.active_batches -= 1
+        # Counted here, once per batch, whichever door opened it and however it ended.
+        self.engine.stats.images_downloaded += self.downloaded
+        self.engine.stats.images_failed += self.failed
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

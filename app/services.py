@@ -64,6 +64,7 @@ class Services:
             order_timeout=settings.order_timeout_seconds,
             image_timeout=settings.image_timeout_seconds,
         )
+        stats = Stats()
         engine = Engine(
             client,
             FairLimiter(settings.max_global_downloads),
@@ -74,9 +75,10 @@ class Services:
                 spool_memory_bytes=settings.spool_memory_bytes,
                 max_image_bytes=settings.max_image_bytes,
             ),
+            stats,
         )
         cache = ArchiveCache(settings.cache_dir, settings.cache_max_bytes, settings.cache_ttl_seconds)
-        return cls(settings, http, client, engine, cache, Stats(), simulator_state)
+        return cls(settings, http, client, engine, cache, stats, simulator_state)
 
     async def aclose(self) -> None:
         if self.jobs is not None:

@@ -390,6 +390,16 @@ def test_stats_count_what_was_served(simulator: Sim, service: Service) -> None:
     assert stats["zips_served"] == 1 and stats["partial_zips"] == 1
     assert stats["images_downloaded"] == 1 and stats["images_failed"] == 1
     assert stats["downloads"]["in_flight"] == 0
+    # the job door's images land in the same counters, and an all-failed answer counts too
+    failing = seed(simulator, SeedImage(name="c.jpg", status="error"))
+    with service.client() as client:
+        job = client.post(f"/orders/{order_id}/jobs").json()
+        deadline = time.monotonic() + 10
+        while client.get(job["status_url"]).json()["status"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.get(f"/orders/{failing}/images").status_code == 422
+        stats = client.get("/api/stats").json()
+    assert stats["images_downloaded"] == 2 and stats["images_failed"] == 3
 
 
 # -- streaming, back-pressure, disconnects -------------------------------------------------------

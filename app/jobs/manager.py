@@ -211,7 +211,6 @@ class JobManager:
         try:
             if not await batch.wait_first():
                 failures = list(batch.failures)
-                self.services.stats.images_failed += len(failures)
                 return {
                     "status": JobStatus.failed,
                     "error": NothingSucceeded(failures).message,
@@ -220,8 +219,6 @@ class JobManager:
                     "failures": [f.as_dict() for f in failures],
                 }
             size = await self._write(job.job_id, batch)
-            self.services.stats.images_downloaded += batch.downloaded
-            self.services.stats.images_failed += batch.failed
             return {
                 "status": JobStatus.complete,
                 "error": None,
@@ -306,4 +303,3 @@ def _finish_file(file: IO[bytes], tail: bytes) -> None:
         file.write(tail)
         file.flush()
         os.fsync(file.fileno())
-

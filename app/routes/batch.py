@@ -100,14 +100,11 @@ async def download_order_images(
     except BaseException:
         await batch.aclose()
         raise
-    if succeeded is None:  # the caller left while we waited: stop its downloads now
+    if not succeeded:  # every image failed, or the caller left while we waited
         await batch.aclose()
-        return Response(status_code=499)
-    if not succeeded:
-        failures = list(batch.failures)
-        await batch.aclose()
-        services.stats.images_failed += len(failures)
-        raise NothingSucceeded(failures, headers={"X-Total-Images": str(batch.total)})
+        if succeeded is None:
+            return Response(status_code=499)
+        raise NothingSucceeded(list(batch.failures), headers={"X-Total-Images": str(batch.total)})
     meta = {"order_id": order_id, "options": options.as_dict(), "total": batch.total}
     writer = services.cache.writer(key, meta)
     headers = archive_headers(order.name, order_id, batch.total) | {"X-Cache": "miss"}
@@ -165,8 +162,6 @@ async def stream_archive(batch: Batch, writer: CacheWriter | None, services: Ser
                 writer.commit({"downloaded": batch.downloaded, "failed": 0})
             else:
                 writer.discard()
-        services.stats.images_downloaded += batch.downloaded
-        services.stats.images_failed += batch.failed
         if complete:
             services.stats.zips_served += 1
             services.stats.partial_zips += int(batch.failed > 0)
