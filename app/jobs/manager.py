@@ -44,12 +44,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("app.jobs")
 
 MAX_RUNNING_JOBS = 4
-"""Jobs producing archives at once (`settings.max_running_jobs` wins if it exists); others wait queued."""
+"""Jobs producing archives at once; others wait queued."""
 MAX_PENDING_JOBS = 200
 """Queued + running jobs this process accepts; beyond that POST answers 503 (a cheap flood guard)."""
 CLEANUP_INTERVAL_SECONDS = 60.0
 PROGRESS_INTERVAL_SECONDS = 0.5
-WRITE_BUFFER_BYTES = 1024 * 1024
 
 RESTART_REASON = "interrupted by a service restart; create a new job"
 SHUTDOWN_REASON = "service shut down while the job was running"
@@ -66,8 +65,7 @@ class JobManager:
         self.store = store
         self.directory = services.settings.jobs_dir
         self.cleanup_interval = cleanup_interval
-        limit = int(getattr(services.settings, "max_running_jobs", None) or MAX_RUNNING_JOBS)
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = asyncio.Semaphore(MAX_RUNNING_JOBS)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._running: set[str] = set()
         self._cleaner: asyncio.Task[None] | None = None
@@ -202,9 +200,8 @@ class JobManager:
 
     async def _produce(self, job: Job, order: OrderInfo | None) -> dict[str, Any]:
         """Run the engine into the job's file; the record fields describing how it ended."""
-        if order is None:  # resumed after a restart: the order may have changed since
+        if order is None:  # resumed after a restart: the order may have changed (engine.open re-checks it)
             order = await self.services.client.get_order(job.order_id)
-            self.services.engine.check(order)  # an order now empty or oversized fails the job
             await self.store.update(job.job_id, order_name=order.name, total=len(order.images) + order.unidentified)
         batch = await self.services.engine.open(order, job.options)
         progress = asyncio.create_task(self._track(job.job_id, batch), name=f"job-progress-{job.job_id}")
@@ -243,19 +240,16 @@ class JobManager:
                 written = counts
 
     async def _write(self, job_id: str, batch: Batch) -> int:
-        """Archive bytes to `<id>.zip.part` (written in a thread, ~1 MiB at a time), then renamed."""
+        """Archive bytes to `<id>.zip.part`, written in a thread (the archive's chunks are already
+        1 MiB each), then renamed."""
         part = self.directory / f"{job_id}.zip.part"
         size = 0
         file = await asyncio.to_thread(_open_for_write, part)
         try:
-            buffer = bytearray()
             async for chunk in batch.archive():
-                buffer += chunk
                 size += len(chunk)
-                if len(buffer) >= WRITE_BUFFER_BYTES:
-                    await asyncio.to_thread(file.write, bytes(buffer))
-                    buffer.clear()
-            await asyncio.to_thread(_finish_file, file, bytes(buffer))
+                await asyncio.to_thread(file.write, chunk)
+            await asyncio.to_thread(_finish_file, file)
             os.replace(part, self._zip_path(job_id))
         except BaseException:
             file.close()
@@ -297,9 +291,8 @@ def _open_for_write(path: Path) -> IO[bytes]:
     return open(path, "wb")  # closed by _finish_file, or by _write on error
 
 
-def _finish_file(file: IO[bytes], tail: bytes) -> None:
-    """Last bytes, then fsync before the rename, so a `.zip` on disk is always a whole archive."""
+def _finish_file(file: IO[bytes]) -> None:
+    """fsync before the rename, so a `.zip` on disk is always a whole archive."""
     with file:
-        file.write(tail)
         file.flush()
         os.fsync(file.fileno())
