@@ -4,10 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+SHUTDOWN_GRACE ?= 30
 SDK_VERSIONS := 1.1.0 1.0.7
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: run install install-dev sdks system-deps test lint typecheck bench lock clean
+.PHONY: run worker install install-dev sdks system-deps test lint typecheck bench profile soak audit lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,12 +30,14 @@ sdks: install-dev
 	  test -d .sdk/$$v/autoenhance || $(PIP) install --no-deps --target .sdk/$$v autoenhance==$$v || exit 1; \
 	done
 
-## OS packages the tests use: Debian's chromium (browser test), unzip and bsdtar (independent ZIP readers).
+## OS packages the tests use: Debian's chromium (browser test), unzip and bsdtar (independent ZIP readers),
+## curl (the benchmark's client).
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v unzip >/dev/null 2>&1 || missing="$$missing unzip"; \
 	command -v bsdtar >/dev/null 2>&1 || missing="$$missing libarchive-tools"; \
+	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing OS packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -42,21 +45,39 @@ system-deps:
 	fi
 
 run: install
-	$(BIN)/uvicorn app:app --host $(HOST) --port $(PORT)
+	$(BIN)/uvicorn app:app --host $(HOST) --port $(PORT) --timeout-graceful-shutdown $(SHUTDOWN_GRACE)
+
+## A job worker for the scaled-out mode (needs REDIS_URL; README "Running at scale").
+worker: install
+	$(BIN)/python -m app.worker
 
 test: install-dev sdks system-deps
-	$(BIN)/ruff check app simulator tests bench
+	$(BIN)/ruff check app simulator tests bench tools
 	$(BIN)/mypy app
+	$(BIN)/python tools/audit.py requirements.txt requirements-dev.txt
 	$(BIN)/python -m pytest
 
+## Known vulnerabilities in the pinned requirements: pip-audit (OSV), or the registry's data offline.
+audit: install-dev
+	$(BIN)/python tools/audit.py requirements.txt requirements-dev.txt
+
 lint: install-dev
-	$(BIN)/ruff check app simulator tests bench
+	$(BIN)/ruff check app simulator tests bench tools
 
 typecheck: install-dev
 	$(BIN)/mypy app simulator
 
-bench: install-dev
+## The performance suite (not part of `make test`): six cases beside their references, ~3 minutes.
+bench: install-dev system-deps
 	$(BIN)/python -m bench
+
+## Where the service's CPU goes while it streams (py-spy on the running service).
+profile: install-dev
+	$(BIN)/python -m bench.profile
+
+## 50 concurrent callers for 60 s with 5 % upstream faults; every ZIP validated (README, Resilience).
+soak: install-dev
+	$(BIN)/python -m bench.soak --callers 50 --seconds 60
 
 ## Re-pin every package (runtime and dev) from the short .in files.
 lock: install-dev

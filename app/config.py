@@ -29,7 +29,9 @@ class Settings(BaseSettings):
         default=20, ge=1, le=1024, description="Downloads in flight across the whole process, shared fairly."
     )
     image_timeout_seconds: float = Field(default=60.0, gt=0, description="Budget for one image, retries included.")
-    order_timeout_seconds: float = Field(default=30.0, gt=0, description="Budget for the order fetch, retries included.")
+    order_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Budget for the order fetch, retries included."
+    )
     retry_attempts: int = Field(default=4, ge=1, le=10, description="Attempts per upstream call (1 = no retry).")
     max_images_per_order: int = Field(default=5000, ge=1, description="Safety limit on images in one order.")
     max_image_bytes: int = Field(default=200 * 1024 * 1024, ge=1024, description="Largest single image accepted.")
@@ -48,11 +50,80 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="Guards the credit-spending create-order routes (X-Admin-Token)."
     )
-    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="CORS origins, comma separated.")
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="CORS origins, comma separated."
+    )
     sentry_dsn: SecretStr | None = Field(default=None, description="Sentry DSN; unset disables Sentry.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_json: bool = Field(default=True, description="JSON log lines (false: human-readable console lines).")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, description="OpenTelemetry collector base URL (OTLP/HTTP); unset disables tracing."
+    )
     demo_latency_seconds: float = Field(default=0.0, ge=0, description="Per-download latency of the demo simulator.")
+    public_base_url: str | None = Field(
+        default=None,
+        description="Absolute base URL callers reach this service at (webhook links); unset: the request's.",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None, description="Redis for state shared between instances (webhook outbox, watches, rate limits); /ready checks it."
+    )
+    redis_key_prefix: str = Field(default="autoenhance-batch:", min_length=1, description="Prefix of every Redis key.")
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs job callbacks (Standard Webhooks); `whsec_<base64>` or raw text. Unset: no callbacks.",
+    )
+    webhook_allow_private: bool = Field(
+        default=False, description="Allow callback URLs on loopback/private/link-local hosts (tests, trusted networks)."
+    )
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0, description="First retry delay; doubles each attempt.")
+    webhook_retry_max_delay_seconds: float = Field(default=1800.0, gt=0, description="Longest delay between attempts.")
+    webhook_retry_window_seconds: float = Field(
+        default=6 * 3600.0, gt=0, description="Callbacks are retried this long after the first attempt, then dropped."
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="Time a callback receiver has to answer.")
+    autoenhance_webhook_token: SecretStr | None = Field(
+        default=None,
+        description="Authentication value Autoenhance sends to POST /webhooks/autoenhance. Unset: refused.",
+    )
+    min_global_downloads: int = Field(
+        default=2, ge=1, description="Floor of the adaptive download budget (it shrinks on 429s and timeouts)."
+    )
+    breaker_threshold: int = Field(
+        default=5, ge=1, description="Consecutive upstream failures (5xx, timeouts, refused) that open the breaker."
+    )
+    breaker_reset_seconds: float = Field(
+        default=30.0, gt=0, description="How long the open breaker fails fast (503) before it half-opens to probe."
+    )
+    rate_limit: str = Field(
+        default="120/minute",
+        description="Inbound limit per caller (X-API-Key, else client address), e.g. '120/minute;10/second'. "
+        "Empty disables.",
+    )
+    rate_limit_key_prefix: str = Field(
+        default="autoenhance-batch", description="Prefix of the rate-limit counters' keys (in Redis)."
+    )
+
+    job_workers_in_api: bool = Field(
+        default=True,
+        description="With REDIS_URL, API processes also run queued jobs; false when only `python -m app.worker` does.",
+    )
+    job_lease_seconds: float = Field(
+        default=30.0, ge=1, description="A running job's heartbeat lease; a runner silent this long is presumed dead."
+    )
+    job_max_attempts: int = Field(
+        default=2, ge=1, le=10, description="Runs of a job whose worker died before it fails with a reason."
+    )
+    s3_bucket: str | None = Field(default=None, description="Job results in this S3-compatible bucket (unset: disk).")
+    s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint (MinIO, R2, ...); unset: AWS.")
+    s3_region: str | None = Field(default=None, description="S3 region.")
+    s3_access_key_id: SecretStr | None = Field(default=None, description="S3 access key id (unset: environment).")
+    s3_secret_access_key: SecretStr | None = Field(default=None, description="S3 secret access key.")
+    s3_prefix: str = Field(default="jobs/", description="Key prefix of job results in the bucket.")
+    s3_url_ttl_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600, description="Life of presigned download URLs.")
+    shared_budget: bool = Field(
+        default=True,
+        description="With REDIS_URL, MAX_GLOBAL_DOWNLOADS holds across all instances together (Redis slot leases).",
+    )
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
@@ -61,7 +132,23 @@ class Settings(BaseSettings):
             return [o.strip() for o in value.split(",") if o.strip()]
         return value
 
-    @field_validator("autoenhance_api_key", "service_api_key", "admin_token", "sentry_dsn", mode="before")
+    @field_validator(
+        "autoenhance_api_key",
+        "service_api_key",
+        "admin_token",
+        "sentry_dsn",
+        "redis_url",
+        "webhook_secret",
+        "autoenhance_webhook_token",
+        "public_base_url",
+        "otel_exporter_otlp_endpoint",
+        "s3_bucket",
+        "s3_endpoint_url",
+        "s3_region",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.archive import Member, ZipWriter
 from app.budget import FairLimiter, OrderSlots
@@ -27,6 +28,9 @@ from app.report import manifest_json, report_text
 from app.spool import Spool
 from app.stats import Stats
 from app.upstream import AutoenhanceClient, ImageDownloadFailed
+
+if TYPE_CHECKING:
+    from app.shared_budget import SharedBudget
 
 log = logging.getLogger("app.engine")
 
@@ -53,6 +57,9 @@ class EngineLimits:
 
 class Engine:
     """Shared by every request: the upstream client, the global budget and the limits."""
+
+    shared_budget: SharedBudget | None = None
+    """Set by Services with REDIS_URL: the budget across instances, taken after the local slot."""
 
     def __init__(self, client: AutoenhanceClient, limiter: FairLimiter, limits: EngineLimits, stats: Stats) -> None:
         self.client = client
@@ -92,7 +99,8 @@ class Batch:
         self.failures: list[ImageFailure] = []
         self.members: list[dict[str, object]] = []
         self.started_at = time.monotonic()
-        self._slots = OrderSlots(engine.limiter, key=id(self), per_order=engine.limits.per_order)
+        shared = engine.shared_budget.slot if engine.shared_budget is not None else None
+        self._slots = OrderSlots(engine.limiter, key=id(self), per_order=engine.limits.per_order, shared=shared)
         self._ready: asyncio.Queue[_Done | None] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._outstanding = 0

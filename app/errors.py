@@ -37,6 +37,13 @@ class OrderTooLarge(ServiceError):
     status_code = 422
 
 
+class InvalidPageOffset(ServiceError):
+    """The order listing's `offset` is not a page token Autoenhance recognises."""
+
+    status_code = 422
+    message = "offset is not a page of the order listing: pass the next_offset of a previous page"
+
+
 class UpstreamError(ServiceError):
     """Autoenhance failed us: the caller gets 502 and a message; the upstream body goes to the log."""
 

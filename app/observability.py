@@ -11,6 +11,7 @@ import logging
 import sys
 
 import structlog
+from opentelemetry import trace
 
 from app.config import Settings
 
@@ -18,6 +19,26 @@ from app.config import Settings
 def _drop_color_message(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
     """uvicorn adds an ANSI-coloured copy of each message; a JSON line needs only one."""
     event.pop("color_message", None)
+    return event
+
+
+CONTEXT_KEYS = ("request_id", "order_id", "job_id")
+
+
+def _context_keys(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+    """Every line carries request_id, order_id and job_id (null when not known), so log queries can
+    filter on them without caring which line kinds bind which."""
+    for key in CONTEXT_KEYS:
+        event.setdefault(key, None)
+    return event
+
+
+def _trace_ids(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+    """With tracing on, a line logged inside a span names it, so logs and traces join up."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event.setdefault("trace_id", format(context.trace_id, "032x"))
+        event.setdefault("span_id", format(context.span_id, "016x"))
     return event
 
 
@@ -29,6 +50,8 @@ def configure_logging(settings: Settings) -> None:
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _context_keys,
+        _trace_ids,
     ]
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if settings.log_json else structlog.dev.ConsoleRenderer(colors=False)
@@ -46,7 +69,7 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
-    for name in ("uvicorn", "uvicorn.error"):
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # access lines too: JSON, with the request id
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("httpx").setLevel(logging.WARNING)

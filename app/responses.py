@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
-from starlette.responses import StreamingResponse
+from starlette.responses import FileResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from app.naming import content_disposition
@@ -53,6 +53,16 @@ class ArchiveResponse(StreamingResponse):
             if hasattr(body, "aclose"):
                 await body.aclose()
             await self._on_close()  # also when the body never started: a generator closed unstarted runs no finally
+
+
+class ArchiveFileResponse(FileResponse):
+    """A finished archive from disk (cache hit, job result), read 1 MiB at a time.
+
+    Each chunk costs a worker-thread hop and a pass through every middleware; Starlette's 64 KiB
+    default made a cache hit a quarter slower than a plain static file server (`make bench`).
+    """
+
+    chunk_size = 1024 * 1024
 
 
 def archive_headers(

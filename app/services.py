@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 from fastapi import Depends, Request
 
+from app.breaker import UpstreamGuard
 from app.budget import FairLimiter
 from app.cache import ArchiveCache
 from app.config import Settings
 from app.engine import Engine, EngineLimits
 from app.stats import Stats
 from app.upstream import AutoenhanceClient
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 DEMO_BASE_URL = "http://simulator.demo"
 
@@ -29,9 +34,21 @@ class Services:
     stats: Stats
     simulator: Any = None
     jobs: Any = None
+    webhooks: Any = None
+    flights: Any = None
+    shared_cache: Any = None
+    """app.shared_cache.SharedCache with REDIS_URL and S3_BUCKET: archives cached by any instance."""
+    """app.single_flight.Flights: identical archives in flight run once (in-process, or across instances with Redis)."""
 
     @classmethod
-    async def start(cls, settings: Settings) -> Services:
+    async def start(
+        cls,
+        settings: Settings,
+        *,
+        wrap_transport: Callable[[httpx.AsyncBaseTransport, str], httpx.AsyncBaseTransport] | None = None,
+        tracer: Tracer | None = None,
+    ) -> Services:
+        """`wrap_transport(transport, api_base_url)` meters upstream calls; `tracer` adds order/image spans."""
         for directory in (settings.data_dir, settings.cache_dir, settings.jobs_dir):
             directory.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(settings.spool_dir, ignore_errors=True)  # spool files of a process that died
@@ -49,25 +66,38 @@ class Services:
             simulator_state = SimulatorState(download_latency=settings.demo_latency_seconds)
             seed_demo(simulator_state)
             transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=create_app(simulator_state))
-            http = httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
             base_url, api_key = DEMO_BASE_URL, "demo-key"  # the embedded simulator accepts any key
         else:
-            http = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
+            transport = httpx.AsyncHTTPTransport(limits=limits)
             base_url = settings.autoenhance_base_url
             api_key = settings.autoenhance_api_key.get_secret_value() if settings.autoenhance_api_key else None
+        if wrap_transport is not None:
+            transport = wrap_transport(transport, base_url)
+        http = httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
 
-        client = AutoenhanceClient(
-            base_url=base_url,
-            api_key=api_key,
-            http=http,
-            attempts=settings.retry_attempts,
-            order_timeout=settings.order_timeout_seconds,
-            image_timeout=settings.image_timeout_seconds,
+        limiter = FairLimiter(settings.max_global_downloads, minimum=settings.min_global_downloads)
+        guard = UpstreamGuard(
+            limiter, threshold=settings.breaker_threshold, reset_seconds=settings.breaker_reset_seconds
         )
+        client_options: dict[str, Any] = {
+            "base_url": base_url,
+            "api_key": api_key,
+            "http": http,
+            "attempts": settings.retry_attempts,
+            "order_timeout": settings.order_timeout_seconds,
+            "image_timeout": settings.image_timeout_seconds,
+            "guard": guard,
+        }
+        if tracer is not None:
+            from app.tracing import TracedAutoenhanceClient
+
+            client: AutoenhanceClient = TracedAutoenhanceClient(tracer=tracer, **client_options)
+        else:
+            client = AutoenhanceClient(**client_options)
         stats = Stats()
         engine = Engine(
             client,
-            FairLimiter(settings.max_global_downloads),
+            limiter,
             EngineLimits(
                 per_order=settings.max_concurrent_downloads,
                 max_images=settings.max_images_per_order,
@@ -77,12 +107,45 @@ class Services:
             ),
             stats,
         )
+        if settings.redis_url is not None and settings.shared_budget:  # N instances, one upstream budget
+            from app.shared_budget import SharedBudget
+
+            engine.shared_budget = SharedBudget.from_url(
+                settings.redis_url.get_secret_value(), settings.redis_key_prefix, settings.max_global_downloads
+            )
         cache = ArchiveCache(settings.cache_dir, settings.cache_max_bytes, settings.cache_ttl_seconds)
-        return cls(settings, http, client, engine, cache, stats, simulator_state)
+        services = cls(settings, http, client, engine, cache, stats, simulator_state)
+        from app.single_flight import Flights
+
+        redis_url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
+        # Across instances only with shared bytes (S3): a follower elsewhere could not read a disk result.
+        services.flights = Flights.from_url(redis_url if settings.s3_bucket else None, settings.redis_key_prefix)
+        if redis_url and settings.s3_bucket and cache.enabled:
+            import redis.asyncio as aioredis
+
+            from app.jobs.results import s3_store
+            from app.shared_cache import SharedCache
+
+            services.shared_cache = SharedCache(
+                aioredis.from_url(redis_url, decode_responses=True),
+                s3_store(settings),
+                settings.redis_key_prefix,
+                settings.s3_prefix,
+                settings.cache_ttl_seconds,
+            )
+        return services
 
     async def aclose(self) -> None:
         if self.jobs is not None:
             await self.jobs.aclose()
+        if self.webhooks is not None:  # after the jobs: their shutdown queues callbacks
+            await self.webhooks.aclose()
+        if self.flights is not None:
+            await self.flights.aclose()
+        if self.shared_cache is not None:
+            await self.shared_cache.aclose()
+        if self.engine.shared_budget is not None:
+            await self.engine.shared_budget.aclose()
         await self.http.aclose()
 
 

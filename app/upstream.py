@@ -12,6 +12,7 @@ in total time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import time
@@ -22,7 +23,9 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import stamina
 
+from app.breaker import CircuitOpen, UpstreamGuard
 from app.errors import (
+    InvalidPageOffset,
     OrderNotFound,
     UpstreamAuthError,
     UpstreamBadResponse,
@@ -35,6 +38,7 @@ from app.spool import ImageTooLarge, Spool
 log = logging.getLogger("app.upstream")
 
 MAX_REDIRECTS = 5
+DRAIN_LIMIT = 64 * 1024  # redirect bodies up to this are read so the connection is reused
 MAX_RETRY_AFTER = 30.0
 USER_AGENT = "autoenhance-batch/1.0"
 
@@ -42,10 +46,11 @@ USER_AGENT = "autoenhance-batch/1.0"
 class Retryable(Exception):
     """A transient upstream failure; `retry_after` carries the server's wish when it said one."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, status: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.status = status
 
 
 @dataclass
@@ -86,6 +91,18 @@ def _backoff(exc: Exception) -> bool | float:
     return isinstance(exc, (httpx.TimeoutException, httpx.TransportError))
 
 
+async def _drain(response: httpx.Response) -> None:
+    """Read a small body to its end so the connection goes back to the pool instead of closing.
+
+    Closing a response whose body was not read makes httpcore drop the connection: one new TCP
+    connection per image, as every download starts with a redirect.
+    """
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) <= DRAIN_LIMIT:
+        with contextlib.suppress(httpx.HTTPError):
+            await response.aread()
+
+
 def _origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
     parts = urlsplit(str(url))
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
@@ -104,6 +121,7 @@ class AutoenhanceClient:
         attempts: int = 4,
         order_timeout: float = 30.0,
         image_timeout: float = 60.0,
+        guard: UpstreamGuard | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_origin = _origin(self.base_url)
@@ -112,6 +130,7 @@ class AutoenhanceClient:
         self._attempts = attempts
         self._order_timeout = order_timeout
         self._image_timeout = image_timeout
+        self.guard = guard or UpstreamGuard(None, threshold=1_000_000)  # no guard given: never opens
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -139,10 +158,13 @@ class AutoenhanceClient:
         try:
             async for attempt in self._retrying(self._order_timeout):
                 with attempt:
-                    response = await self._http.request(method, url, headers=self._headers(url), **kwargs)
-                    if response.status_code == 429 or response.status_code >= 500:
-                        log.warning("upstream %s answered %s: %.300s", what, response.status_code, response.text)
-                        raise Retryable(f"HTTP {response.status_code}", _retry_after(response))
+                    async with self.guard.attempt():
+                        response = await self._http.request(method, url, headers=self._headers(url), **kwargs)
+                        if response.status_code == 429 or response.status_code >= 500:
+                            log.warning("upstream %s answered %s: %.300s", what, response.status_code, response.text)
+                            raise Retryable(
+                                f"HTTP {response.status_code}", _retry_after(response), response.status_code
+                            )
         except Retryable as exc:
             raise UpstreamUnavailable(
                 f"Autoenhance API is unavailable ({what}: {exc.reason}); try again later"
@@ -189,6 +211,8 @@ class AutoenhanceClient:
         if offset:
             params["offset"] = offset
         response = await self._json_call("GET", "orders/", what="order listing", params=params)
+        if offset and response.status_code in (400, 422):  # the caller's page token, not our fault
+            raise InvalidPageOffset()
         return self._expect_json(response, "order listing")
 
     def _expect_json(self, response: httpx.Response, what: str) -> dict[str, Any]:
@@ -228,9 +252,15 @@ class AutoenhanceClient:
                 async for attempt in self._retrying(self._image_timeout):
                     with attempt:
                         spool.reset()
-                        await self._download_once(url, options, spool)
+                        async with self.guard.attempt():
+                            await self._download_once(url, options, spool)
         except ImageDownloadFailed:
             raise
+        except CircuitOpen as exc:
+            raise ImageDownloadFailed(
+                f"not tried: Autoenhance was failing repeatedly (circuit breaker open for {exc.retry_after} s)",
+                RECOVER_RETRY,
+            ) from exc
         except TimeoutError as exc:
             raise ImageDownloadFailed(
                 f"timed out after {self._image_timeout:g} s (IMAGE_TIMEOUT_SECONDS)", RECOVER_RETRY
@@ -261,6 +291,7 @@ class AutoenhanceClient:
                             "Autoenhance sent a redirect without a location", RECOVER_RETRY, response.status_code
                         )
                     target = urljoin(str(response.url), location)
+                    await _drain(response)
                     continue
                 self._raise_for_image_status(response, on_api=hop == 0)
                 await self._read_body(response, spool)
@@ -276,7 +307,7 @@ class AutoenhanceClient:
         if status == 200:
             return
         if status == 429 or status >= 500:
-            raise Retryable(f"HTTP {status}", _retry_after(response))
+            raise Retryable(f"HTTP {status}", _retry_after(response), status)
         if not on_api and status == 403:
             raise Retryable("the asset link had expired (HTTP 403)")
         if on_api and status in (401, 403):
@@ -296,11 +327,15 @@ class AutoenhanceClient:
 
     @staticmethod
     async def _read_body(response: httpx.Response, spool: Spool) -> None:
-        expected = response.headers.get("content-length")
+        length = response.headers.get("content-length", "")
+        announced = int(length) if length.isdigit() else None
+        if announced is not None and announced > spool.max_bytes:
+            # refuse before reading a byte (MAX_IMAGE_BYTES); the spool also stops a body that lies
+            raise ImageTooLarge(f"image of {announced} bytes is over the {spool.max_bytes} byte limit (MAX_IMAGE_BYTES)")
         async for chunk in response.aiter_bytes():
             spool.write(chunk)
         received = response.num_bytes_downloaded
-        if expected is not None and expected.isdigit() and int(expected) != received:
-            raise Retryable(f"body shorter than announced ({received} of {expected} bytes)")
+        if announced is not None and announced != received:
+            raise Retryable(f"body shorter than announced ({received} of {announced} bytes)")
         if spool.size == 0:
             raise Retryable("empty body")

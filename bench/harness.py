@@ -100,6 +100,50 @@ def service(upstream: str, data_dir: Path, log: Path | None = None, **settings: 
         yield proc
 
 
+@contextlib.contextmanager
+def naive(upstream: str, log: Path | None = None) -> Iterator[Proc]:
+    """The seed-001 baseline (bench/naive.py) as its own uvicorn process."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "bench.naive", "--port", str(port), "--upstream", upstream, "--api-key", SIM_KEY]
+    with _process(cmd, url, "/", os.environ.copy(), log) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def static(root: Path, log: Path | None = None) -> Iterator[Proc]:
+    """A plain static-file server (bench/static.py) over `root`."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "bench.static", "--port", str(port), "--root", str(root)]
+    with _process(cmd, url, "/", os.environ.copy(), log) as proc:
+        yield proc
+
+
+@dataclass
+class Fetch:
+    """One HTTP download as curl saw it (C client: its own cost stays out of our figures)."""
+
+    status: int
+    size: int
+    ttfb: float
+    total: float
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.size / 1e6 / self.total if self.total else 0.0
+
+
+def curl(url: str, output: str = "/dev/null", headers: dict[str, str] | None = None) -> Fetch:
+    """GET `url` with curl, body to `output`; raises if curl itself fails (not on HTTP errors)."""
+    args = ["curl", "-sS", "-o", output, "-w", "%{http_code} %{size_download} %{time_starttransfer} %{time_total}"]
+    for name, value in (headers or {}).items():
+        args += ["-H", f"{name}: {value}"]
+    done = subprocess.run([*args, url], capture_output=True, text=True, check=True)
+    status, size, ttfb, total = done.stdout.split()
+    return Fetch(int(status), int(size), float(ttfb), float(total))
+
+
 def seed(sim_url: str, count: int, size: int, name: str = "Bench order", **extra: Any) -> str:
     images = [{"name": f"photo-{i:04d}.jpg", "size": size} | extra for i in range(count)]
     response = httpx.post(f"{sim_url}/_simulator/orders", json={"name": name, "images": images}, timeout=60)

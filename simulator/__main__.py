@@ -8,6 +8,7 @@ import uvicorn
 
 from simulator.app import create_app
 from simulator.demo import DEMO_ORDER_ID, seed_demo
+from simulator.records import WebhookTarget
 from simulator.state import SimulatorState
 
 
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-concurrent-downloads", type=int, default=None, help="more answer 429")
     parser.add_argument("--api-key", action="append", dest="api_keys", help="accept only this key (repeatable)")
     parser.add_argument("--asset-base-url", default=None, help="serve assets and uploads from this origin")
+    parser.add_argument("--webhook-url", default=None, help="POST Autoenhance's webhook events here")
+    parser.add_argument("--webhook-token", default=None, help="authentication value sent with them (Authorization)")
     parser.add_argument("--demo", action="store_true", help=f"seed the demo order {DEMO_ORDER_ID}")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
@@ -33,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.demo:
         seed_demo(state)
+    if args.webhook_url:
+        state.set_webhook(WebhookTarget(args.webhook_url, args.webhook_token))
     print(
         f"Autoenhance simulator on http://{args.host}:{args.port}"
         + (f" (demo order {DEMO_ORDER_ID})" if args.demo else "")

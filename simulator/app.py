@@ -14,6 +14,8 @@ Choices where the public contract is silent (see the reference doc, section 8):
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
@@ -39,11 +41,24 @@ from simulator.validation import (
     REPORT_IN,
     parse_fields,
 )
+from simulator.webhooks import notifier_running
 
 
 def create_app(state: SimulatorState | None = None) -> Starlette:
-    """The simulator as an ASGI app; its state is also at `app.state.simulator`."""
+    """The simulator as an ASGI app; its state is also at `app.state.simulator`.
+
+    Its lifespan runs the webhook notifier (idle unless a webhook is configured); in-process use
+    without a lifespan (the service's demo mode) simply sends no webhooks.
+    """
+    state = state or SimulatorState()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with notifier_running(state):
+            yield
+
     app = Starlette(
+        lifespan=lifespan,
         routes=_routes() + control.routes(),
         middleware=[Middleware(NormalizePath)],
         exception_handlers={
@@ -52,7 +67,7 @@ def create_app(state: SimulatorState | None = None) -> Starlette:
             Exception: _server_error,
         },
     )
-    app.state.simulator = state or SimulatorState()
+    app.state.simulator = state
     return app
 
 
@@ -110,6 +125,8 @@ async def get_order(request: Request) -> Response:
         return ApiError(fault.status, headers=headers).response()
     if state.faults.take("order_not_json", order_id=order_id):
         return Response("<html><body><h1>502 Bad Gateway</h1></body></html>", 200, media_type="text/html")
+    if fault := state.faults.take("order_payload", order_id=order_id):
+        return JSONResponse(fault.payload)
     return JSONResponse(state.order_json(state.get_order(order_id)))
 
 

@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 from simulator.demo import sample_seeds
 from simulator.errors import ValidationFailed
 from simulator.faults import Fault
+from simulator.records import WebhookTarget
 from simulator.state import SeedImage, SimulatorState
 from simulator.validation import json_object
 
@@ -102,6 +103,34 @@ async def put_config(request: Request) -> Response:
     return JSONResponse(_sim(request).configure(**body))
 
 
+async def get_webhook(request: Request) -> Response:
+    state = _sim(request)
+    target = state.webhook
+    return JSONResponse({"webhook": target.to_json() if target else None, "sent": state.webhook_log})
+
+
+async def put_webhook(request: Request) -> Response:
+    """{url, token?}: POST Autoenhance's webhook events to `url` (with `token` in Authorization)."""
+    body = json_object(await request.body())
+    _reject_unknown(body, {"url", "token"})
+    url, token = body.get("url"), body.get("token")
+    errors: dict[str, list[str]] = {}
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        errors["url"] = ["Must be an http(s) URL."]
+    if token is not None and not isinstance(token, str):
+        errors["token"] = ["Must be a string or null."]
+    if errors:
+        raise ValidationFailed("json", errors)
+    target = WebhookTarget(url=str(url), token=token)
+    _sim(request).set_webhook(target)
+    return JSONResponse({"webhook": target.to_json()})
+
+
+async def delete_webhook(request: Request) -> Response:
+    _sim(request).set_webhook(None)
+    return Response(status_code=204)
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/_simulator/orders", seed_order, methods=["POST"]),
@@ -112,4 +141,7 @@ def routes() -> list[BaseRoute]:
         Route("/_simulator/stats/reset", reset_stats, methods=["POST"]),
         Route("/_simulator/config", get_config, methods=["GET"]),
         Route("/_simulator/config", put_config, methods=["PUT"]),
+        Route("/_simulator/webhook", get_webhook, methods=["GET"]),
+        Route("/_simulator/webhook", put_webhook, methods=["PUT"]),
+        Route("/_simulator/webhook", delete_webhook, methods=["DELETE"]),
     ]

@@ -8,10 +8,15 @@ consumed when the simulator acts on it.
 it has claimed show status "error" with `status_reason` in the order and image JSON (and
 /enhanced answers as for an unprocessed image). `times` then bounds how many distinct images it
 claims. Clearing faults lets those images show their real status again.
+
+`order_payload` answers the order fetch with `payload` as its JSON body (null or missing fields, a
+list, anything). `probability` (0-1, default 1) makes a fault fire only on that share of the
+requests it matches: a soak's "5 % of downloads fail" (not `error_status`, which is a view).
 """
 
 from __future__ import annotations
 
+import random
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
@@ -30,6 +35,7 @@ FaultKind = Literal[
     "order_status",
     "order_not_json",
     "order_latency",
+    "order_payload",
 ]
 FAULT_KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 
@@ -49,6 +55,8 @@ class Fault:
     seconds: float = 0.0
     after_bytes: int = 0
     status_reason: str | None = None
+    payload: Any = None
+    probability: float = 1.0
     fired: int = field(default=0, compare=False)
     claimed: set[str] = field(default_factory=set, compare=False, repr=False)
 
@@ -61,6 +69,8 @@ class Fault:
             raise ValueError("status must be an HTTP status code")
         if self.seconds < 0 or self.after_bytes < 0:
             raise ValueError("seconds and after_bytes must be >= 0")
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError("probability must be between 0 and 1")
 
     @property
     def exhausted(self) -> bool:
@@ -102,6 +112,8 @@ class FaultBook:
         with self._lock:
             for fault in self._faults:
                 if fault.kind == kind and not fault.exhausted and fault.matches(image_id, order_id):
+                    if fault.probability < 1.0 and random.random() >= fault.probability:
+                        continue  # this time it does not fire (a soak's "5 % of requests")
                     fault.fired += 1
                     return fault
         return None

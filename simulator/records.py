@@ -55,6 +55,17 @@ def image_type_for(name: str | None, sniffed: str | None) -> str:
     return "jpeg" if ext == "jpg" else ext
 
 
+@dataclass(frozen=True)
+class WebhookTarget:
+    """Where the simulated Autoenhance webhook goes, and the authentication value it sends."""
+
+    url: str
+    token: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": self.url, "token_set": self.token is not None}
+
+
 @dataclass
 class ImageRecord:
     """One image. `status` is the stored lifecycle state; faults may overlay it when shown."""
@@ -78,6 +89,8 @@ class ImageRecord:
     version: int = 0
     upload_token: str = field(default_factory=lambda: secrets.token_hex(16))
     reports: list[dict[str, Any]] = field(default_factory=list)
+    notify: bool = False
+    """Processing started and its `image_processed` webhook event is not sent yet."""
 
     def advance(self, now: float) -> None:
         """Finish processing once its time has come (lazy, so the lifecycle is deterministic)."""
@@ -93,6 +106,7 @@ class ImageRecord:
         self.ready_at = now + seconds
         self.version += 1
         self.updated_at = now
+        self.notify = True
 
     def to_json(self, status: str, reason: str | None) -> dict[str, Any]:
         s = self.settings

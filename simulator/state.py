@@ -22,7 +22,15 @@ from typing import Any, Literal
 from simulator import imaging, synthetic
 from simulator.errors import Conflict, NotFound, ValidationFailed
 from simulator.faults import Fault, FaultBook
-from simulator.records import DEFAULT_SETTINGS, BracketRecord, ImageRecord, OrderRecord, iso, order_status
+from simulator.records import (
+    DEFAULT_SETTINGS,
+    BracketRecord,
+    ImageRecord,
+    OrderRecord,
+    WebhookTarget,
+    iso,
+    order_status,
+)
 from simulator.renders import Renderer
 
 SEED_STATUSES = ("processed", "processing", "waiting", "error")
@@ -45,6 +53,8 @@ STAT_KEYS = (
     "rate_limited",
     "credits_spent",
     "asset_bytes",
+    "webhooks_sent",
+    "webhooks_failed",
 )
 
 
@@ -110,6 +120,9 @@ class SimulatorState:
         self._grants: dict[str, AssetGrant] = {}
         self._seq = 0
         self._lock = threading.RLock()
+        self.webhook: WebhookTarget | None = None
+        self.webhook_log: list[dict[str, Any]] = []
+        self._webhook_queue: list[dict[str, Any]] = []
 
     # ---- configuration, faults, counters --------------------------------------------------
 
@@ -177,6 +190,46 @@ class SimulatorState:
     def end_download(self) -> None:
         with self._lock:
             self.stats["concurrent_downloads"] -= 1
+
+    # ---- Autoenhance's webhook (sent by simulator/webhooks.py) -----------------------------
+
+    def set_webhook(self, target: WebhookTarget | None) -> None:
+        """Configure (or, with None, remove) the webhook; saving one sends `webhook_updated`, as the real one does."""
+        with self._lock:
+            self.webhook = target
+            self._webhook_queue = [{"event": "webhook_updated"}] if target is not None else []
+
+    def webhook_outbox(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Events to send now: queued ones, then `image_processed` for each image whose processing ended."""
+        now = time.time() if now is None else now
+        with self._lock:
+            events, self._webhook_queue = self._webhook_queue, []
+            done = []
+            for image in self.images.values():
+                if image.notify:
+                    image.advance(now)
+                    if image.status != "processing":
+                        image.notify = False
+                        done.append(image)
+            for image in done:
+                order = self.orders.get(image.order_id)
+                siblings = [self.images[i] for i in order.image_ids if i in self.images] if order else []
+                for sibling in siblings:
+                    sibling.advance(now)
+                events.append(
+                    {
+                        "event": "image_processed",
+                        "image_id": image.image_id,
+                        "error": image.status == "error",
+                        "order_id": image.order_id,
+                        "order_is_processing": any(s.status == "processing" for s in siblings),
+                    }
+                )
+            return events
+
+    def record_webhook(self, event: dict[str, Any], ok: bool) -> None:
+        with self._lock:
+            self.webhook_log = [*self.webhook_log[-99:], {**event, "delivered": ok}]
 
     # ---- seeding -----------------------------------------------------------------------
 

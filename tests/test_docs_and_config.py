@@ -28,20 +28,23 @@ def test_openapi_documents_every_route_with_its_errors(tmp_path: Path) -> None:
     spec = app.openapi()
     paths = spec["paths"]
     expected = {
-        ("/orders/{order_id}/images", "get"): {"200", "400", "401", "404", "422", "502"},
-        ("/orders/{order_id}/jobs", "post"): {"202", "400", "404", "422", "502"},
-        ("/jobs/{job_id}", "get"): {"200", "404"},
-        ("/jobs/{job_id}/download", "get"): {"200", "404", "409", "410"},
-        ("/api/create-order", "post"): {"200", "401", "403", "413", "422", "502"},
-        ("/api/create-sample-order", "post"): {"200", "401", "403", "502"},
+        ("/v1/orders/{order_id}/images", "get"): {"200", "400", "401", "404", "422", "502"},
+        ("/v1/orders/{order_id}/jobs", "post"): {"202", "400", "404", "422", "502"},
+        ("/v1/jobs/{job_id}", "get"): {"200", "404"},
+        ("/v1/jobs/{job_id}/download", "get"): {"200", "404", "409", "410"},
+        ("/v1/api/create-order", "post"): {"200", "401", "403", "413", "422", "502"},
+        ("/v1/api/create-sample-order", "post"): {"200", "401", "403", "502"},
+        ("/v1/api/orders", "get"): {"200", "401", "403", "502"},
         ("/health", "get"): {"200"},
-        ("/api/stats", "get"): {"200"},
+        ("/ready", "get"): {"200", "503"},
+        ("/metrics", "get"): {"200"},
+        ("/v1/api/stats", "get"): {"200"},
     }
     for (path, method), codes in expected.items():
         operation = paths[path][method]
         assert operation.get("summary"), f"{method} {path} has no summary"
         assert codes <= set(operation["responses"]), f"{method} {path}: {set(operation['responses'])}"
-    batch = paths["/orders/{order_id}/images"]["get"]
+    batch = paths["/v1/orders/{order_id}/images"]["get"]
     params = {p["name"]: p for p in batch["parameters"]}
     assert set(params) >= {"order_id", "format", "quality", "preview", "dev_mode"}
     assert all(p.get("description") for p in params.values())

@@ -81,6 +81,19 @@ class Job:
     finished_at: float | None = None
     expired_at: float | None = None
     size: int | None = None
+    callback_url: str | None = None
+    """Where the job's signed completion webhook goes (app/webhooks), if anywhere."""
+    public_base_url: str | None = None
+    """The service's absolute base URL as the creator saw it, for the links in that webhook."""
+    attempt: int = 1
+    """Which run of the job this is: a worker that died mid-job makes the next run attempt + 1."""
+    lease_until: float | None = None
+    """Running: the runner's heartbeat promise; past it, the runner is presumed dead. Queued (REDIS_URL): when
+    the job's message is sent again if no runner has claimed it (app/jobs/manager)."""
+    runner: str | None = None
+    """`<host>:<pid>` of the process running (or that last ran) the job: for operators and the logs."""
+    wait_seconds: float | None = None
+    """wait=true: the run first polls the order up to this long until no image is processing (app/readiness)."""
 
     @property
     def status_url(self) -> str:
@@ -119,4 +132,5 @@ class Job:
             "expired": self.is_expired(ttl_seconds),
             "status_url": self.status_url,
             "download_url": self.download_url,
+            "attempt": self.attempt,
         }

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiosqlite
 
+from app import sqlite
 from app.jobs.records import Job, JobStatus
 from app.models import BatchOptions
 
@@ -29,7 +30,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at  REAL,
     finished_at REAL,
     expired_at  REAL,                     -- set when the cleanup deleted the result file
-    size        INTEGER                   -- bytes of the ZIP
+    size        INTEGER,                  -- bytes of the ZIP
+    callback_url    TEXT,                 -- webhook target (app/webhooks); added by _MIGRATIONS
+    public_base_url TEXT,                 -- base of the absolute links in that webhook
+    attempt     INTEGER NOT NULL DEFAULT 1, -- which run of the job (a dead worker's job runs again)
+    lease_until REAL,                     -- a running job's heartbeat deadline
+    runner      TEXT,                     -- host:pid of the process that runs or ran it
+    wait_seconds REAL                     -- wait=true: poll the order up to this long first
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
@@ -50,6 +57,21 @@ _COLUMNS = (
     "finished_at",
     "expired_at",
     "size",
+    "callback_url",
+    "public_base_url",
+    "attempt",
+    "lease_until",
+    "runner",
+    "wait_seconds",
+)
+_MIGRATIONS = (
+    # (column, DDL) added after the first release: applied to databases created before them
+    ("callback_url", "ALTER TABLE jobs ADD COLUMN callback_url TEXT"),
+    ("public_base_url", "ALTER TABLE jobs ADD COLUMN public_base_url TEXT"),
+    ("attempt", "ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1"),
+    ("lease_until", "ALTER TABLE jobs ADD COLUMN lease_until REAL"),
+    ("runner", "ALTER TABLE jobs ADD COLUMN runner TEXT"),
+    ("wait_seconds", "ALTER TABLE jobs ADD COLUMN wait_seconds REAL"),
 )
 
 
@@ -69,19 +91,24 @@ def _from_row(row: aiosqlite.Row) -> Job:
     return Job(**data)
 
 
+async def _migrate(db: aiosqlite.Connection) -> None:
+    """Add the columns a database created by an older release lacks (SQLite has no ADD COLUMN IF NOT EXISTS)."""
+    present = {row[1] for row in await db.execute_fetchall("PRAGMA table_info(jobs)")}
+    for column, ddl in _MIGRATIONS:
+        if column not in present:
+            await db.execute(ddl)
+
+
 class JobStore:
-    """The `jobs` table: every statement commits, so a crash loses at most the write in flight."""
+    """The `jobs` table (the default store; `app.jobs.redis_store.RedisJobStore` is the shared one): every statement commits, so a crash loses at most the write in flight."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
     @classmethod
     async def open(cls, path: Path) -> JobStore:
-        db = await aiosqlite.connect(path)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute("PRAGMA busy_timeout=5000")
-        await db.executescript(_SCHEMA)
+        db = await sqlite.connect(path, _SCHEMA)
+        await _migrate(db)
         await db.commit()
         return cls(db)
 
@@ -103,8 +130,18 @@ class JobStore:
         rows = await self._db.execute_fetchall(sql, tuple(params))
         return [_from_row(row) for row in rows]
 
-    async def update(self, job_id: str, *, only_if: JobStatus | None = None, **fields: Any) -> bool:
-        """Set `fields` on one job (JSON-encoding failures); with `only_if`, only while in that status."""
+    async def with_status(self, status: JobStatus) -> list[Job]:
+        return await self.select("status = ?", (status.value,))
+
+    async def due_for_expiry(self, cutoff: float) -> list[Job]:
+        """Finished jobs whose result has not been deleted yet and that finished at or before `cutoff`."""
+        return await self.select("finished_at IS NOT NULL AND expired_at IS NULL AND finished_at <= ?", (cutoff,))
+
+    async def update(
+        self, job_id: str, *, only_if: JobStatus | None = None, only_attempt: int | None = None, **fields: Any
+    ) -> bool:
+        """Set `fields` on one job (JSON-encoding failures); with `only_if`, only while in that status,
+        with `only_attempt`, only while that run owns it (a presumed-dead runner cannot overwrite)."""
         if "failures" in fields:
             fields["failures"] = json.dumps(list(fields["failures"]))
         if isinstance(fields.get("status"), JobStatus):
@@ -117,9 +154,17 @@ class JobStore:
         if only_if is not None:
             sql += " AND status = ?"
             params.append(only_if.value)
+        if only_attempt is not None:
+            sql += " AND attempt = ?"
+            params.append(only_attempt)
         cursor = await self._db.execute(sql, params)
         await self._db.commit()
         return cursor.rowcount > 0
+
+    async def count_by_status(self) -> dict[str, int]:
+        """Job records per status (the jobs gauge of /metrics; the status index makes it cheap)."""
+        rows = await self._db.execute_fetchall("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+        return {str(row[0]): int(row[1]) for row in rows}
 
     async def fail_all_running(self, reason: str) -> int:
         cursor = await self._db.execute(
@@ -136,5 +181,3 @@ class JobStore:
         await self._db.execute("DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?", (cutoff,))
         await self._db.commit()
         return [row[0] for row in rows]
-
-

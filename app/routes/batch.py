@@ -9,21 +9,31 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
 from app.cache import CacheWriter
 from app.engine import Batch
 from app.errors import NothingSucceeded
 from app.models import BatchOptions, ImageFormat, OrderInfo, validate_order_id
-from app.responses import FAILURES_SCHEMA, ZIP_CONTENT, ArchiveResponse, archive_headers, error
+from app.readiness import WaitDep, wait_until_ready
+from app.responses import FAILURES_SCHEMA, ZIP_CONTENT, ArchiveFileResponse, ArchiveResponse, archive_headers, error
 from app.security import ServiceKey
 from app.services import Services, ServicesDep
+from app.shared_cache import share_and_land, shared_hit
+from app.single_flight import lead_or_wait
 
 log = logging.getLogger("app.batch")
+FLIGHT_PATIENCE_SECONDS = 120.0
+"""How long a request waits for an identical one in flight before fetching by itself."""
 router = APIRouter(tags=["batch"])
 
 OrderIdPath = Annotated[
-    str, Path(description="Autoenhance order id (a UUID)", examples=["7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c"])
+    str,
+    Path(
+        description="Autoenhance order id (a UUID; anything else is a 400 before any upstream call)",
+        examples=["7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c"],
+        json_schema_extra={"format": "uuid"},
+    ),
 ]
 
 
@@ -54,6 +64,11 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
         FAILURES_SCHEMA,
     ),
     502: error("Autoenhance rejected this service's key, failed, or answered something unreadable"),
+    429: error("This caller is over RATE_LIMIT (per X-API-Key, else per address); Retry-After says when to retry"),
+    503: error(
+        "Autoenhance failed repeatedly, so the circuit breaker is open and the service fails fast; "
+        "Retry-After says when it probes again"
+    ),
 }
 
 
@@ -79,36 +94,49 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     },
 )
 async def download_order_images(
-    order_id: OrderIdPath, options: OptionsDep, services: ServicesDep, request: Request
+    order_id: OrderIdPath, options: OptionsDep, services: ServicesDep, request: Request, wait: WaitDep
 ) -> Response:
     order = await load_order(order_id, services)
+    order = await wait_until_ready(services.client, order, wait, gone=request.is_disconnected)
     order_id = order.order_id
     log.info("order fetched", extra={"images": len(order.images), "options": options.key()})
 
     key = services.cache.key(order_id, options, order.last_updated_at)
     hit = services.cache.lookup(key)
+    flight = None
+    if hit is None and services.cache.enabled:  # single-flight: wait for an identical archive in the making
+        flight = await lead_or_wait(services.flights, f"zip:{key}", "stream", FLIGHT_PATIENCE_SECONDS)
+        hit = None if flight is not None else services.cache.lookup(key)
+        shared = None if hit is not None else await shared_hit(services, key, order.name, order_id)
+        if shared is not None:  # another instance made it (REDIS_URL + S3_BUCKET)
+            await share_and_land(services, key, flight)
+            return shared
     if hit is not None:
         meta = hit.meta
         services.stats.zips_served += 1
         services.stats.bytes_sent += hit.size
         headers = archive_headers(order.name, order_id, meta["total"], meta["downloaded"], 0) | {"X-Cache": "hit"}
-        return FileResponse(hit.path, media_type="application/zip", headers=headers)
+        return ArchiveFileResponse(hit.path, media_type="application/zip", headers=headers)
+
+    async def close() -> None:
+        await batch.aclose()
+        await share_and_land(services, key, flight)  # after the cache commit in stream_archive
 
     batch = await services.engine.open(order, options)
     try:
         succeeded = await first_success_or_hangup(batch, request)
     except BaseException:
-        await batch.aclose()
+        await close()
         raise
     if not succeeded:  # every image failed, or the caller left while we waited
-        await batch.aclose()
+        await close()
         if succeeded is None:
             return Response(status_code=499)
         raise NothingSucceeded(list(batch.failures), headers={"X-Total-Images": str(batch.total)})
     meta = {"order_id": order_id, "options": options.as_dict(), "total": batch.total}
     writer = services.cache.writer(key, meta)
     headers = archive_headers(order.name, order_id, batch.total) | {"X-Cache": "miss"}
-    return ArchiveResponse(stream_archive(batch, writer, services), headers=headers, on_close=batch.aclose)
+    return ArchiveResponse(stream_archive(batch, writer, services), headers=headers, on_close=close)
 
 
 async def load_order(order_id: str, services: Services) -> OrderInfo:

@@ -2,7 +2,9 @@
 // Downloads are real browser navigations so a large ZIP streams to disk, never into page memory.
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const POLL_MS = 1000;
+const POLL_MS = 500;
+const API = "v1/"; // the versioned API, relative to the page so a path prefix keeps working
+const RECENT_PAGE = 5;
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -18,9 +20,10 @@ const el = {
   createIntro: $("create-intro"), adminToken: $("admin-token"), sampleBtn: $("sample-btn"), dropzone: $("dropzone"),
   photos: $("photos"), previews: $("previews"), uploadActions: $("upload-actions"), uploadBtn: $("upload-btn"),
   clearBtn: $("clear-btn"), createMsg: $("create-msg"),
+  recentList: $("recent-list"), recentMsg: $("recent-msg"), recentMore: $("recent-more"), recentRefresh: $("recent-refresh"),
 };
 
-const state = { demo: false, selected: [], jobRun: 0 };
+const state = { demo: false, selected: [], jobRun: 0, recentNext: null, recentRun: 0, recentNeedsToken: false };
 
 // ---------- helpers ----------
 
@@ -108,7 +111,7 @@ function options() {
 
 /** `orders/{id}/{route}?{options}`: the batch (`images`) and job (`jobs`) routes share one shape.
  * URLs are relative to the page, so the service also works mounted under a path prefix. */
-function orderPath(route, id = orderId()) { return `orders/${encodeURIComponent(id)}/${route}?${options()}`; }
+function orderPath(route, id = orderId()) { return `${API}orders/${encodeURIComponent(id)}/${route}?${options()}`; }
 
 function shellQuote(s) { return `'${s.replaceAll("'", "'\\''")}'`; }
 
@@ -131,6 +134,7 @@ function renderCreditNote() {
 
 function refresh() {
   const idOk = validateOrderId();
+  markChosen();
   const valid = validateQuality() && idOk;
   el.downloadBtn.disabled = !valid;
   el.jobBtn.disabled = !valid;
@@ -285,6 +289,7 @@ async function createOrder(url, init) {
     const order = await getJSON(url, { method: "POST", ...init, headers: adminHeaders() });
     el.orderId.value = order.order_id;
     refresh();
+    loadRecent();
     const ready = state.demo ? "" : " Enhancement takes a little while; images not yet ready are listed in the ZIP's report.";
     setStatus(el.createMsg,
       `Created “${order.name}” with ${plural(order.images, "photo")}. Its ID is now in the order field.${ready}`, "ok");
@@ -351,7 +356,83 @@ function renderPreviews() {
 function uploadPhotos() {
   const form = new FormData();
   state.selected.forEach(({ file }) => form.append("files", file, file.name));
-  createOrder("api/create-order", { body: form }).then((ok) => { if (ok) clearPhotos(); });
+  createOrder(`${API}api/create-order`, { body: form }).then((ok) => { if (ok) clearPhotos(); });
+}
+
+// ---------- recent orders ----------
+
+function describeOrder(order) {
+  const parts = [];
+  if (order.total_images !== null && order.total_images !== undefined) parts.push(plural(order.total_images, "image"));
+  if (order.created_at) {
+    const when = new Date(order.created_at);
+    if (!Number.isNaN(when.getTime())) parts.push(when.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }));
+  }
+  if (order.status) parts.push(order.status);
+  return parts.join(" · ");
+}
+
+function markChosen() {
+  for (const button of el.recentList.querySelectorAll("button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.orderId === orderId()));
+  }
+}
+
+function recentItem(order) {
+  const li = document.createElement("li");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "recent-item";
+  button.dataset.orderId = order.order_id;
+  const name = document.createElement("span");
+  name.className = "recent-name";
+  name.textContent = order.name || "(unnamed order)";
+  const meta = document.createElement("span");
+  meta.className = "recent-meta";
+  meta.textContent = describeOrder(order);
+  const id = document.createElement("span");
+  id.className = "recent-id";
+  id.textContent = order.order_id;
+  button.append(name, meta, id);
+  button.addEventListener("click", () => {
+    el.orderId.value = order.order_id;
+    refresh();
+    el.orderId.focus();
+  });
+  li.append(button);
+  return li;
+}
+
+/** One page of the upstream's order listing; `more` appends the next page, otherwise starts over. */
+async function loadRecent({ more = false } = {}) {
+  const run = ++state.recentRun;
+  const params = new URLSearchParams({ per_page: String(RECENT_PAGE) });
+  if (more && state.recentNext) params.set("offset", state.recentNext);
+  el.recentMore.disabled = true;
+  setStatus(el.recentMsg, more ? "Loading older orders…" : "Loading recent orders…");
+  try {
+    const page = await getJSON(`${API}api/orders?${params}`, { headers: adminHeaders() });
+    if (run !== state.recentRun) return;
+    state.recentNeedsToken = false;
+    const items = page.orders.map(recentItem);
+    if (more) el.recentList.append(...items); else el.recentList.replaceChildren(...items);
+    state.recentNext = page.next_offset;
+    el.recentMore.hidden = !page.next_offset;
+    const shown = el.recentList.children.length;
+    setStatus(el.recentMsg, shown ? `${plural(shown, "order")} shown, newest first.` : "No orders yet: create one below.");
+    markChosen();
+  } catch (err) {
+    if (run !== state.recentRun) return;
+    state.recentNeedsToken = err.status === 401 || err.status === 403;
+    if (!more) el.recentList.replaceChildren();
+    el.recentMore.hidden = true;
+    const text = state.recentNeedsToken
+      ? "Listing the account's orders is for the operator: type the admin token under “Create an order”."
+      : `Could not list orders: ${err.message}`;
+    setStatus(el.recentMsg, text, state.recentNeedsToken ? "" : "error");
+  } finally {
+    el.recentMore.disabled = false;
+  }
 }
 
 // ---------- copy ----------
@@ -395,9 +476,17 @@ async function loadHealth() {
     el.healthError.hidden = false;
   }
   refresh();
+  loadRecent();
 }
 
 for (const node of [el.orderId, el.quality, el.serviceKey]) node.addEventListener("input", refresh);
+el.recentRefresh.addEventListener("click", () => loadRecent());
+el.recentMore.addEventListener("click", () => loadRecent({ more: true }));
+let tokenTimer = 0;
+el.adminToken.addEventListener("input", () => { // typed the token the listing asked for: try again
+  clearTimeout(tokenTimer);
+  if (state.recentNeedsToken) tokenTimer = setTimeout(() => loadRecent(), 400);
+});
 for (const node of document.querySelectorAll("input[name=format], #preview, #dev-mode")) node.addEventListener("change", refresh);
 for (const node of [el.orderId, el.quality]) {
   node.addEventListener("keydown", (e) => { if (e.key === "Enter") startDownload(); });
@@ -405,7 +494,7 @@ for (const node of [el.orderId, el.quality]) {
 el.downloadBtn.addEventListener("click", startDownload);
 el.jobBtn.addEventListener("click", () => runJob());
 el.copyCurl.addEventListener("click", copyCurl);
-el.sampleBtn.addEventListener("click", () => createOrder("api/create-sample-order", {}));
+el.sampleBtn.addEventListener("click", () => createOrder(`${API}api/create-sample-order`, {}));
 el.uploadBtn.addEventListener("click", uploadPhotos);
 el.clearBtn.addEventListener("click", clearPhotos);
 el.photos.addEventListener("change", () => {

@@ -1,0 +1,56 @@
+"""The benchmark's references must be right, or its ratios mean nothing: check them on a small order."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import httpx
+import pytest
+
+from bench import harness
+from bench.limit import fetch_direct
+from bench.naive import create_app as create_naive
+from bench.profile import component
+from simulator import SimulatorState
+from tests.conftest import Sim
+from tests.servers import serve
+
+
+@pytest.fixture
+def sim_state() -> SimulatorState:
+    return SimulatorState(api_keys={harness.SIM_KEY})
+
+
+def test_naive_baseline_sends_every_image_in_one_zip(simulator: Sim) -> None:
+    order_id = harness.seed(simulator.url, 3, 20_000)
+    with serve(create_naive(simulator.url, harness.SIM_KEY)) as url:
+        response = httpx.get(f"{url}/orders/{order_id}/images", timeout=30)
+    assert response.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert archive.testzip() is None
+        assert sorted(info.file_size for info in archive.infolist()) == [20_000] * 3
+
+
+def test_naive_baseline_reports_failures_and_422_when_nothing_succeeded(simulator: Sim) -> None:
+    order_id = harness.seed(simulator.url, 2, 20_000)
+    httpx.post(f"{simulator.url}/_simulator/faults", json={"kind": "status", "status": 404}).raise_for_status()
+    with serve(create_naive(simulator.url, harness.SIM_KEY)) as url:
+        response = httpx.get(f"{url}/orders/{order_id}/images", timeout=30)
+    assert response.status_code == 422
+
+
+def test_limit_client_fetches_every_byte_of_the_order(simulator: Sim) -> None:
+    order_id = harness.seed(simulator.url, 4, 30_000)
+    fetch = fetch_direct(simulator.url, order_id, workers=2)
+    assert fetch.size == 4 * 30_000
+    assert 0 < fetch.ttfb <= fetch.total
+    assert simulator.state.stats["enhanced"] == 4
+
+
+def test_profile_counts_spool_work_apart_from_the_http_client() -> None:
+    reading = ["Batch._fetch", "AutoenhanceClient._read_body", "Response.aiter_bytes", "SocketStream.receive"]
+    spooling = ["Batch._fetch", "AutoenhanceClient._read_body", "Spool.write"]
+    assert component(reading).startswith("upstream: reading")
+    assert component(spooling).startswith("spool")
+    assert component(["Runner.run", "select"]) == "event loop and other"

@@ -1,0 +1,104 @@
+"""The circuit breaker: repeated upstream failures open it (503 + Retry-After at once), it half-opens
+after BREAKER_RESET_SECONDS to probe, and closes when upstream is back. Busy (429) or definite
+answers (404) never open it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from app.breaker import CircuitOpen, UpstreamGuard, is_failure
+from app.upstream import Retryable
+from simulator import Fault, SeedImage, SimulatorState
+from tests.conftest import Service
+
+SETTINGS = {"breaker_threshold": 3, "breaker_reset_seconds": 1.0, "retry_attempts": 1, "cache_ttl_seconds": 0,
+            "image_timeout_seconds": 3, "order_timeout_seconds": 3}
+
+
+def test_opens_fails_fast_half_opens_and_closes(start_service: Callable[..., Service], sim_state: SimulatorState) -> None:
+    service = start_service(**SETTINGS)
+    order = sim_state.seed_order(images=[SeedImage(name="a.jpg")])
+    url = f"/orders/{order['order_id']}/images"
+    sim_state.add_fault(Fault(kind="order_status", status=503, order_id=order["order_id"]))
+    with service.client() as client:
+        for _ in range(3):  # three failures in a row: 502 each, and the breaker opens on the third
+            assert client.get(url).status_code == 502
+        calls = sim_state.stats["order_get"]
+        started = time.monotonic()
+        response = client.get(url)
+        assert time.monotonic() - started < 0.5  # at once: no upstream call, no timeout
+        assert response.status_code == 503
+        assert 1 <= int(response.headers["Retry-After"]) <= 1
+        assert "failing repeatedly" in response.json()["detail"]
+        assert sim_state.stats["order_get"] == calls  # upstream was left alone
+        assert client.get("/api/stats").json()["breaker"] == "opened"  # operators can see it
+        # upstream recovers; after the reset time the breaker half-opens and a probe goes through
+        sim_state.clear_faults()
+        time.sleep(1.1)
+        response = client.get(url)
+        assert response.status_code == 200
+        assert sim_state.stats["order_get"] == calls + 1
+        guard = service.app.state.services.client.guard
+        assert guard.opened == 1
+        assert client.get(url).status_code == 200  # closed: business as usual
+        assert client.get("/api/stats").json()["breaker"] == "closed"
+
+
+def test_a_failed_probe_opens_it_again(start_service: Callable[..., Service], sim_state: SimulatorState) -> None:
+    service = start_service(**SETTINGS)
+    order = sim_state.seed_order(images=[SeedImage(name="a.jpg")])
+    url = f"/orders/{order['order_id']}/images"
+    sim_state.add_fault(Fault(kind="order_status", status=500, order_id=order["order_id"]))
+    with service.client() as client:
+        for _ in range(3):
+            client.get(url)
+        assert client.get(url).status_code == 503
+        time.sleep(1.1)
+        assert client.get(url).status_code == 502  # the probe failed...
+        assert client.get(url).status_code == 503  # ...so it is open again at once
+    assert service.app.state.services.client.guard.opened == 2
+
+
+def test_open_breaker_fails_remaining_images_fast_in_a_running_batch(
+    start_service: Callable[..., Service], sim_state: SimulatorState
+) -> None:
+    service = start_service(**(SETTINGS | {"max_concurrent_downloads": 1}))
+    order = sim_state.seed_order(images=[SeedImage(name=f"p{i}.jpg") for i in range(10)])
+    sim_state.add_fault(Fault(kind="status", status=503, order_id=order["order_id"]))
+    with service.client() as client:
+        response = client.get(f"/orders/{order['order_id']}/images")
+    assert response.status_code == 422
+    reasons = [f["reason"] for f in response.json()["failures"]]
+    assert sum("HTTP 503" in r for r in reasons) == 3
+    assert sum("circuit breaker open" in r for r in reasons) == 7
+    assert sim_state.stats["enhanced"] == 3
+
+
+def test_429_and_definite_answers_do_not_count_as_failures() -> None:
+    assert not is_failure(Retryable("HTTP 429", 1.0, 429))
+    assert not is_failure(CircuitOpen(3))
+    assert is_failure(Retryable("HTTP 502", None, 502))
+    assert is_failure(Retryable("body shorter than announced"))
+    assert is_failure(httpx.ConnectError("refused"))
+    assert is_failure(httpx.ReadTimeout("slow"))
+    assert not is_failure(ValueError("a 404 or a bug is not upstream being down"))
+
+
+async def test_guard_records_consecutive_failures_only() -> None:
+    guard = UpstreamGuard(None, threshold=2, reset_seconds=60)
+    for exc in (Retryable("HTTP 500", None, 500), ValueError("404"), Retryable("HTTP 500", None, 500)):
+        with pytest.raises(type(exc)):
+            async with guard.attempt():
+                raise exc
+    assert await guard.state() == "closed"  # the 404 in between reset the count
+    with pytest.raises(Retryable):
+        async with guard.attempt():
+            raise Retryable("HTTP 500", None, 500)
+    assert await guard.state() == "opened"
+    with pytest.raises(CircuitOpen) as info:
+        await guard.check()
+    assert info.value.status_code == 503 and info.value.headers["Retry-After"] == "60"

@@ -1,0 +1,291 @@
+"""`python -m app`: the CLI against a real service on loopback (demo mode, or the simulator)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from app import create_app
+from app.cli import cli
+from app.config import DEMO_ORDER_ID
+from simulator import Fault, SeedImage
+from tests.browser_helpers import demo_settings
+from tests.conftest import Service, Sim
+from tests.servers import free_port, serve
+from tests.tcp_proxy import proxy
+from tests.zipcheck import check_zip
+
+ROOT = Path(__file__).resolve().parents[1]
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+CLEAN_ENV = {"AUTOENHANCE_BATCH_URL": "", "AUTOENHANCE_BATCH_KEY": "", "ADMIN_TOKEN": "", "COLUMNS": "120"}
+
+
+@pytest.fixture(scope="module")
+def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serve(create_app(demo_settings(tmp_path_factory.mktemp("cli")))) as url:
+        yield url
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Invoke the CLI in-process; (exit code, stdout, stderr)."""
+    result = CliRunner().invoke(cli, list(args), env=CLEAN_ENV | (env or {}))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, " ".join(result.stderr.split())  # rich wraps long lines
+
+
+def zip_images(path: Path, suffix: str) -> list[str]:
+    return sorted(name for name in check_zip(path.read_bytes()) if name.endswith(suffix))
+
+
+def job_id_from(requests: str) -> str:
+    found = re.findall(r"GET /v1/jobs/([0-9a-f-]{36})/download", requests)
+    assert found, requests
+    return found[0]
+
+
+# -- help ----------------------------------------------------------------------------------------
+
+
+def test_help_reads_well() -> None:
+    env = os.environ | {"COLUMNS": "100"}
+    top = subprocess.run([sys.executable, "-m", "app", "--help"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert top.returncode == 0, top.stderr
+    for text in ("download", "serve", "sample-order", "python -m app download", "ORDER=$(python -m app sample-order)"):
+        assert text in top.stdout
+    download = subprocess.run([sys.executable, "-m", "app", "download", "--help"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert download.returncode == 0
+    flat = " ".join(re.sub(r"[│╭╮╰╯─]", " ", download.stdout).split())  # rich's boxes and wrapping aside
+    for text in ("--no-preview", "spends credits", "--dev-mode", "--job", "resumes", "AUTOENHANCE_BATCH_URL",
+                 "AUTOENHANCE_BATCH_KEY", "Exit status: 0", "jpeg|png|webp"):
+        assert text in flat, text
+    assert subprocess.run([sys.executable, "-m", "app"], cwd=ROOT, capture_output=True, timeout=60).returncode != 0
+
+
+# -- streamed ------------------------------------------------------------------------------------
+
+
+def test_download_streams_the_order_into_a_valid_zip(demo_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "demo.zip"
+    code, _, err = run("download", DEMO_ORDER_ID, "-o", str(out), "--url", demo_url)
+    assert code == 0, err
+    assert len(zip_images(out, ".jpg")) == 3
+    assert "3 of 3 images" in err
+    assert re.search(r"images\s.*3/3", err)  # the images bar reached its end
+    assert re.search(r"bytes\s.*kB", err)
+    assert not (tmp_path / "demo.zip.part").exists()
+
+    code, _, err = run("download", DEMO_ORDER_ID, "-o", str(out), "--url", demo_url)
+    assert code == 1 and "exists; pass --force" in err
+    code, _, err = run("download", DEMO_ORDER_ID, "-o", str(out), "--url", demo_url, "-f", "webp", "-q", "40",
+                       "--force")
+    assert code == 0, err
+    assert len(zip_images(out, ".webp")) == 3
+
+
+def test_full_resolution_without_dev_mode_warns_about_credits(demo_url: str, tmp_path: Path) -> None:
+    code, _, err = run("download", DEMO_ORDER_ID, "-o", str(tmp_path / "a.zip"), "--url", demo_url, "--no-preview")
+    assert code == 0
+    assert "spends one Autoenhance credit" in err
+    code, _, err = run("download", DEMO_ORDER_ID, "-o", str(tmp_path / "b.zip"), "--url", demo_url, "--no-preview",
+                       "--dev-mode")
+    assert code == 0 and "credit" not in err
+
+
+def test_url_and_key_come_from_flags_or_environment(tmp_path: Path) -> None:
+    with serve(create_app(demo_settings(tmp_path / "data", service_api_key="cli-key"))) as url:
+        code, _, err = run("download", DEMO_ORDER_ID, "-o", str(tmp_path / "a.zip"), "--url", url)
+        assert code == 1 and "Missing or invalid X-API-Key (HTTP 401)" in err
+        code, _, err = run("download", DEMO_ORDER_ID, "-o", str(tmp_path / "b.zip"), "-u", url, "-k", "cli-key")
+        assert code == 0, err
+        env = {"AUTOENHANCE_BATCH_URL": url, "AUTOENHANCE_BATCH_KEY": "cli-key"}
+        code, _, err = run("download", DEMO_ORDER_ID, "-o", str(tmp_path / "c.zip"), "--job", env=env)
+        assert code == 0, err
+    assert (tmp_path / "b.zip").read_bytes() != b""
+    assert len(zip_images(tmp_path / "c.zip", ".jpg")) == 3
+
+
+def test_errors_are_one_clear_line(demo_url: str, tmp_path: Path) -> None:
+    code, _, err = run("download", "not-an-order", "-o", str(tmp_path / "x.zip"), "--url", demo_url)
+    assert code == 1 and "Invalid order id" in err and "(HTTP 400)" in err
+    code, _, err = run("download", "00000000-0000-4000-8000-000000000000", "-o", str(tmp_path / "x.zip"),
+                       "--url", demo_url, "--job")
+    assert code == 1 and "(HTTP 404)" in err
+    code, _, err = run("download", DEMO_ORDER_ID, "-o", str(tmp_path / "x.zip"), "--url",
+                       f"http://127.0.0.1:{free_port()}")
+    assert code == 1 and "Could not reach the service" in err
+    code, _, err = run("download", DEMO_ORDER_ID, "--quality", "95", "--url", demo_url)
+    assert code == 2 and "--quality" in err and "less than or equal to 90" in err
+    assert not list(tmp_path.iterdir())  # nothing half-written left behind
+
+
+def test_partial_result_exits_3_and_lists_the_failures(simulator: Sim, service: Service, tmp_path: Path) -> None:
+    order = simulator.state.seed_order(name="Partial", images=[SeedImage(name="a.jpg", size=5000),
+                                                               SeedImage(name="b.jpg", status="processing")])
+    for job in ([], ["--job"]):
+        out = tmp_path / f"partial{len(job)}.zip"
+        code, _, err = run("download", str(order["order_id"]), "-o", str(out), "--url", service.url, *job)
+        assert code == 3, err
+        assert "1 of 2 images; 1 could not be included" in " ".join(err.split())
+        assert "b.jpg" in err and "_download_report.txt" in err
+        assert "_download_report.txt" in check_zip(out.read_bytes())
+
+
+def test_failed_job_is_an_error(simulator: Sim, service: Service, tmp_path: Path) -> None:
+    order = simulator.state.seed_order(name="Broken", images=[SeedImage(name="a.jpg", size=5000)])
+    simulator.state.add_fault(Fault(kind="asset_404", order_id=str(order["order_id"])))
+    code, _, err = run("download", str(order["order_id"]), "-o", str(tmp_path / "x.zip"), "--url", service.url, "--job")
+    assert code == 1 and "The job failed" in err
+    assert not (tmp_path / "x.zip").exists()
+
+
+# -- jobs, cut and resumed -----------------------------------------------------------------------
+
+
+def test_job_download_resumes_with_range_after_the_connection_drops(demo_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "png.zip"
+    with proxy(demo_url, cut_after=1_500_000) as cutting:
+        code, _, err = run("download", DEMO_ORDER_ID, "-o", str(out), "--url", cutting.url, "--job", "-f", "png")
+        requests = cutting.requests
+        assert cutting.cuts >= 2
+    assert code == 0, err
+    assert "Connection lost at" in err and "Resumed with Range from byte" in err
+    assert re.search(r"Range: bytes=\d+-", requests, re.IGNORECASE)
+    assert re.search(r"If-Range: \"", requests, re.IGNORECASE)  # only the same file may continue
+    whole = httpx.get(f"{demo_url}/v1/jobs/{job_id_from(requests)}/download", timeout=60).content
+    assert out.read_bytes() == whole  # byte-identical to one uninterrupted download
+    assert len(zip_images(out, ".png")) == 3
+    assert not list(tmp_path.glob("*.part*"))
+
+
+def test_interrupted_download_resumes_on_the_next_run(demo_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "resume.zip"
+    args = ("download", DEMO_ORDER_ID, "-o", str(out), "--job", "-f", "png")
+    with proxy(demo_url, cut_after=1_500_000) as cutting:
+        code, _, err = run(*args, "--url", cutting.url, "--retries", "0")
+    assert code == 1
+    assert "run the same command again to resume" in err
+    part = tmp_path / "resume.zip.part"
+    kept = part.stat().st_size
+    assert 0 < kept < 1_500_000
+    assert (tmp_path / "resume.zip.part.json").is_file()
+    assert not out.exists()
+
+    with proxy(demo_url) as watching:  # the network is fine again
+        code, _, err = run(*args, "--url", watching.url)
+        requests = watching.requests
+    assert code == 0, err
+    assert "Resuming job" in err
+    assert f"range: bytes={kept}-" in requests.lower()
+    assert "POST /v1/orders/" not in requests  # the same job, not a new one
+    whole = httpx.get(f"{demo_url}/v1/jobs/{job_id_from(requests)}/download", timeout=60).content
+    assert out.read_bytes() == whole
+    assert not part.exists() and not (tmp_path / "resume.zip.part.json").exists()
+
+
+def test_stopped_while_the_job_runs_the_next_run_follows_the_same_job(tmp_path: Path) -> None:
+    app = create_app(demo_settings(tmp_path / "data", demo_latency_seconds=1.0, max_concurrent_downloads=1))
+    out = tmp_path / "slow.zip"
+    with serve(app) as url:
+        command = [sys.executable, "-m", "app", "download", DEMO_ORDER_ID, "-o", str(out), "--job", "--url", url]
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        state = tmp_path / "slow.zip.part.json"
+        deadline = time.monotonic() + 30
+        while not state.exists():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)  # Ctrl+C while the job is still running
+        assert process.wait(15) != 0
+        assert not out.exists() and state.exists()
+        with proxy(url) as watching:
+            code, _, err = run("download", DEMO_ORDER_ID, "-o", str(out), "--job", "--url", watching.url)
+            requests = watching.requests
+    assert code == 0, err
+    assert "Resuming job" in err
+    assert "POST " not in requests  # followed the job already running instead of starting another
+    assert len(zip_images(out, ".jpg")) == 3
+
+
+def test_a_kept_part_of_an_expired_job_is_dropped_and_a_new_job_made(tmp_path: Path) -> None:
+    app = create_app(demo_settings(tmp_path / "data"))
+    out = tmp_path / "late.zip"
+    args = ("download", DEMO_ORDER_ID, "-o", str(out), "--job", "-f", "png")
+    with serve(app) as url:
+        with proxy(url, cut_after=1_500_000) as cutting:
+            code, _, _ = run(*args, "--url", cutting.url, "--retries", "0")
+            first_job = job_id_from(cutting.requests)
+        assert code == 1 and (tmp_path / "late.zip.part").exists()
+        (app.state.settings.jobs_dir / f"{first_job}.zip").unlink()  # what the expiry sweep does
+        code, _, err = run(*args, "--url", url)
+        assert code == 1
+        assert "expired" in err and "run the command again to prepare a new job" in err
+        assert not (tmp_path / "late.zip.part").exists() and not (tmp_path / "late.zip.part.json").exists()
+        code, _, err = run(*args, "--url", url)
+    assert code == 0, err
+    assert len(zip_images(out, ".png")) == 3
+
+
+def test_a_part_file_from_other_options_is_not_resumed(demo_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "o.zip"
+    with proxy(demo_url, cut_after=1_500_000) as cutting:
+        code, _, _ = run("download", DEMO_ORDER_ID, "-o", str(out), "--job", "-f", "png", "--url", cutting.url,
+                         "--retries", "0")
+    assert code == 1 and (tmp_path / "o.zip.part").exists()
+    code, _, err = run("download", DEMO_ORDER_ID, "-o", str(out), "--job", "-f", "webp", "--url", demo_url)
+    assert code == 0, err
+    assert "Resuming" not in err
+    assert len(zip_images(out, ".webp")) == 3
+
+
+# -- sample-order and serve ----------------------------------------------------------------------
+
+
+def test_sample_order_prints_the_new_id(demo_url: str) -> None:
+    code, out, err = run("sample-order", "--url", demo_url)
+    assert code == 0, err
+    assert UUID.match(out.strip()) and out.strip() != DEMO_ORDER_ID
+    assert "Created Sample order with 3 photos" in err
+    assert httpx.get(f"{demo_url}/v1/orders/{out.strip()}/images", timeout=60).status_code == 200
+
+
+def test_sample_order_needs_the_admin_token_when_set(tmp_path: Path) -> None:
+    with serve(create_app(demo_settings(tmp_path, admin_token="cli-admin"))) as url:
+        code, _, err = run("sample-order", "--url", url)
+        assert code == 1 and "Missing or invalid X-Admin-Token (HTTP 401)" in err
+        code, out, _ = run("sample-order", "--url", url, env={"ADMIN_TOKEN": "cli-admin"})
+        assert code == 0 and UUID.match(out.strip())
+
+
+def test_serve_runs_the_service(tmp_path: Path) -> None:
+    port = free_port()
+    env = os.environ | {"DATA_DIR": str(tmp_path), "AUTOENHANCE_API_KEY": "", "LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.2)
+        assert health.json()["mode"] == "demo"
+    finally:
+        process.terminate()
+        process.wait(15)
+
+

@@ -1,0 +1,72 @@
+"""The spool: memory up to its limit, an unnamed file past it, size and CRC-32 as bytes arrive."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+
+import pytest
+
+from app.spool import ImageTooLarge, Spool
+
+
+def open_files_under(directory: Path) -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith(str(directory))
+        except OSError:
+            continue
+    return count
+
+
+def test_small_image_stays_in_memory_and_reads_back_unchanged(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, memory_limit=1000, max_bytes=10_000)
+    parts = [b"a" * 300, b"b" * 300, b"c" * 300]
+    for part in parts:
+        spool.write(part)
+    assert not spool.on_disk
+    assert open_files_under(tmp_path) == 0
+    assert b"".join(spool.chunks()) == b"".join(parts)
+    assert (spool.size, spool.crc32) == (900, zlib.crc32(b"".join(parts)))
+
+
+def test_rolls_over_to_an_unnamed_file_past_the_memory_limit(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, memory_limit=500, max_bytes=10_000)
+    data = os.urandom(1200)
+    for i in range(0, 1200, 400):
+        spool.write(data[i : i + 400])
+    assert spool.on_disk
+    assert open_files_under(tmp_path) == 1
+    assert list(tmp_path.iterdir()) == []  # unnamed: nothing to clean up after a crash
+    assert b"".join(spool.chunks()) == data
+    assert spool.crc32 == zlib.crc32(data)
+    spool.close()
+    assert open_files_under(tmp_path) == 0
+
+
+def test_zero_memory_limit_means_disk_only(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, memory_limit=0, max_bytes=10_000)
+    spool.write(b"x")
+    assert spool.on_disk
+    assert b"".join(spool.chunks()) == b"x"
+    spool.close()
+
+
+@pytest.mark.parametrize("memory_limit", [0, 100, 10_000])
+def test_reset_forgets_a_failed_attempt(tmp_path: Path, memory_limit: int) -> None:
+    spool = Spool(tmp_path, memory_limit=memory_limit, max_bytes=10_000)
+    spool.write(b"partial body" * 20)
+    spool.reset()
+    spool.write(b"retry")
+    assert (b"".join(spool.chunks()), spool.size, spool.crc32) == (b"retry", 5, zlib.crc32(b"retry"))
+    spool.close()
+
+
+def test_refuses_an_image_over_the_size_limit(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, memory_limit=100, max_bytes=1000)
+    spool.write(b"x" * 1000)
+    with pytest.raises(ImageTooLarge, match="1000 byte limit"):
+        spool.write(b"x")
+    spool.close()

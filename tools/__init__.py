@@ -1,0 +1,1 @@
+"""Build and CI helpers (not shipped with the service)."""
