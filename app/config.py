@@ -99,9 +99,6 @@ class Settings(BaseSettings):
         description="Inbound limit per caller (X-API-Key, else client address), e.g. '120/minute;10/second'. "
         "Empty disables.",
     )
-    rate_limit_key_prefix: str = Field(
-        default="autoenhance-batch", description="Prefix of the rate-limit counters' keys (in Redis)."
-    )
 
     job_workers_in_api: bool = Field(
         default=True,

@@ -41,7 +41,8 @@ def build_storage(settings: Settings) -> Storage:
     url = settings.redis_url.get_secret_value()
     if not url.startswith("async+"):
         url = "async+" + url
-    return RedisStorage(url, implementation="redispy", key_prefix=settings.rate_limit_key_prefix)
+    # under REDIS_KEY_PREFIX like every other key, so one prefix namespaces a deployment
+    return RedisStorage(url, implementation="redispy", key_prefix=f"{settings.redis_key_prefix}ratelimit")
 
 
 def caller_identity(scope: Scope, service_key: bytes | None) -> str:

@@ -1,9 +1,11 @@
-"""A small cluster on loopback for the scale-out tests: real Redis, a local S3 (moto_server), API
-instances and `python -m app.worker` processes, all sharing one Redis key prefix."""
+"""A small cluster on loopback for the scale-out tests: real Redis, a local S3 (moto_server),
+`uvicorn app:app` API instances and `python -m app.worker` processes, each in its own process, all
+sharing one Redis key prefix."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +21,7 @@ import httpx
 import pytest
 import redis
 
+from app.config import Settings
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,10 +135,57 @@ class Worker:
         return "\n".join(log.read_text(errors="replace") for log in self.logs if log.exists())
 
 
+@dataclass
+class Api:
+    """`uvicorn app:app` in its own process, as operators run an instance behind a load balancer."""
+
+    env: dict[str, str]
+    cwd: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Api:
+        with open(self.cwd / "api.log", "ab") as out:
+            self.process = subprocess.Popen(
+                [str(BIN / "uvicorn"), "app:app", "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=self.cwd,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until_answers(f"{self.url}/health", self.process, timeout=60)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
 def worker_env(settings: dict[str, Any]) -> dict[str, str]:
-    """The environment of a worker process: these settings, nothing from a developer's .env (cwd is a tmp dir)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOENHANCE_", "S3_", "REDIS_", "JOB_"))}
+    """The environment of a service or worker process: these settings and nothing else of ours.
+
+    Every variable the service reads is dropped from the inherited environment (a developer's
+    SERVICE_API_KEY or OTEL endpoint must not leak in), and the cwd is a tmp dir, so no .env applies.
+    """
+    ours = {name.upper() for name in Settings.model_fields}
+    env = {k: v for k, v in os.environ.items() if k not in ours and not k.startswith("OTEL_")}
     env["PYTHONPATH"] = str(ROOT)
     for name, value in settings.items():
-        env[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            env[name.upper()] = str(value).lower()
+        elif isinstance(value, (list, dict)):
+            env[name.upper()] = json.dumps(value)
+        else:
+            env[name.upper()] = str(value)
     return env

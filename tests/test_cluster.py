@@ -1,4 +1,4 @@
-"""The scaled-out mode, proven on real engines: 2 API instances + 2 `python -m app.worker` processes
+"""The scaled-out mode, proven on real engines: 2 `uvicorn app:app` + 2 `python -m app.worker` processes
 sharing this machine's Redis (a fresh key prefix) and a local S3 (moto_server), against the simulator.
 
 One module-scoped cluster serves every test here, so the suite pays its start-up once.
@@ -24,12 +24,11 @@ import pytest
 import redis
 import yaml
 
-from app import create_app
 from app.config import Settings
 from simulator import Fault, SeedImage, SimulatorState
 from simulator import create_app as create_simulator
-from tests.cluster import ROOT, S3, Worker, moto_s3, redis_or_skip, redis_prefix, worker_env
-from tests.conftest import TEST_KEY, Sim, service_settings
+from tests.cluster import ROOT, S3, Api, Worker, moto_s3, redis_or_skip, redis_prefix, worker_env
+from tests.conftest import TEST_KEY, Sim
 from tests.servers import serve
 from tests.test_webhooks import FAST_RETRIES
 from tests.webhook_receiver import Receiver
@@ -109,9 +108,25 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         stack.callback(lambda: [w.stop() for w in workers])
         apis = []
         for n in range(2):
-            settings = service_settings(sim_url, root / f"api{n}", job_workers_in_api=False, **shared)
-            url = stack.enter_context(serve(create_app(settings)))
-            apis.append(stack.enter_context(httpx.Client(base_url=url, timeout=30)))
+            (root / f"api{n}").mkdir()
+            env = worker_env(
+                shared
+                | {
+                    "autoenhance_api_key": TEST_KEY,
+                    "autoenhance_base_url": sim_url,
+                    "data_dir": root / f"api{n}" / "data",
+                    "job_workers_in_api": False,  # jobs run on the workers only
+                    "image_timeout_seconds": 10,
+                    "order_timeout_seconds": 10,
+                    "retry_attempts": 3,
+                    "log_level": "WARNING",
+                    "log_json": False,
+                }
+            )
+            api = Api(env, root / f"api{n}")
+            stack.callback(api.stop)
+            api.start()
+            apis.append(stack.enter_context(httpx.Client(base_url=api.url, timeout=30)))
         client = stack.enter_context(redis.Redis.from_url(redis_url, decode_responses=True))
         yield Cluster(Sim(sim_url, state), s3, prefix, apis, workers, hooks, hook_url, client)
 

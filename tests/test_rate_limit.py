@@ -105,7 +105,7 @@ def test_redis_storage_is_shared_between_service_instances(
     start_service: Callable[..., Service], sim_state: SimulatorState, redis_prefix: tuple[str, redis.Redis]
 ) -> None:
     prefix, client = redis_prefix
-    settings = {"rate_limit": "4/minute", "redis_url": REDIS_URL, "rate_limit_key_prefix": prefix}
+    settings = {"rate_limit": "4/minute", "redis_url": REDIS_URL, "redis_key_prefix": prefix}
     first = start_service(**settings)
     order_id = _order(sim_state)
     path = f"/orders/{order_id}/images"
