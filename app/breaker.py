@@ -8,8 +8,10 @@ Every upstream attempt runs inside `UpstreamGuard.attempt()`. The guard sorts it
   shrink the budget).
 After BREAKER_THRESHOLD consecutive failures the breaker opens: for BREAKER_RESET_SECONDS every
 attempt fails at once with `CircuitOpen` (the routes answer 503 with Retry-After; a running batch
-reports its remaining images as not tried) instead of waiting on timeouts. Then it half-opens: the
-next attempts go through; a success closes it, a failure opens it again.
+reports its remaining images as not tried) instead of waiting on timeouts. Then it half-opens and
+lets exactly one attempt through as a probe; the others wait for its outcome. A success closes the
+breaker and the waiters go on; a failure opens it again and the waiters fail fast. Without the gate,
+every request that arrived during the open window would hit a still-sick upstream at once.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 from purgatory import AsyncCircuitBreakerFactory
@@ -89,6 +91,7 @@ class UpstreamGuard:
             exclude=[(BaseException, lambda exc: not is_failure(exc))],
         )
         self.opened = 0
+        self._probe = asyncio.Lock()  # held by the one attempt probing a half-open (or expiring) breaker
 
     async def state(self) -> str:
         """closed, opened or half-opened (for /api/stats and tests)."""
@@ -108,6 +111,21 @@ class UpstreamGuard:
     async def attempt(self) -> AsyncIterator[None]:
         """Wrap one upstream attempt: fail fast when open, then record what happened."""
         breaker = await self._breakers.get_breaker(CIRCUIT)
+        probing = False
+        if breaker.context.state != "closed":
+            await self._probe.acquire()  # one probe at a time; the rest queue here for its outcome
+            probing = breaker.context.state != "closed"
+            if not probing:
+                self._probe.release()  # the probe before us closed it: go on as usual
+        try:
+            async with self._recorded(breaker):
+                yield
+        finally:
+            if probing:
+                self._probe.release()
+
+    @asynccontextmanager
+    async def _recorded(self, breaker: Any) -> AsyncIterator[None]:
         started = time.monotonic()
         try:
             await breaker.__aenter__()

@@ -4,6 +4,7 @@ answers (404) never open it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -15,11 +16,19 @@ from app.upstream import Retryable
 from simulator import Fault, SeedImage, SimulatorState
 from tests.conftest import Service
 
-SETTINGS = {"breaker_threshold": 3, "breaker_reset_seconds": 1.0, "retry_attempts": 1, "cache_ttl_seconds": 0,
-            "image_timeout_seconds": 3, "order_timeout_seconds": 3}
+SETTINGS = {
+    "breaker_threshold": 3,
+    "breaker_reset_seconds": 1.0,
+    "retry_attempts": 1,
+    "cache_ttl_seconds": 0,
+    "image_timeout_seconds": 3,
+    "order_timeout_seconds": 3,
+}
 
 
-def test_opens_fails_fast_half_opens_and_closes(start_service: Callable[..., Service], sim_state: SimulatorState) -> None:
+def test_opens_fails_fast_half_opens_and_closes(
+    start_service: Callable[..., Service], sim_state: SimulatorState
+) -> None:
     service = start_service(**SETTINGS)
     order = sim_state.seed_order(images=[SeedImage(name="a.jpg")])
     url = f"/orders/{order['order_id']}/images"
@@ -102,3 +111,57 @@ async def test_guard_records_consecutive_failures_only() -> None:
     with pytest.raises(CircuitOpen) as info:
         await guard.check()
     assert info.value.status_code == 503 and info.value.headers["Retry-After"] == "60"
+
+
+async def _open(guard: UpstreamGuard) -> None:
+    for _ in range(guard.threshold):
+        with pytest.raises(Retryable):
+            async with guard.attempt():
+                raise Retryable("HTTP 503", None, 503)
+    assert await guard.state() == "opened"
+
+
+async def test_half_open_lets_one_probe_through_and_the_rest_follow_its_success() -> None:
+    guard = UpstreamGuard(None, threshold=2, reset_seconds=0.2)
+    await _open(guard)
+    await asyncio.sleep(0.3)
+    running = peak = 0
+    spans: list[tuple[float, float]] = []
+
+    async def call() -> None:
+        nonlocal running, peak
+        async with guard.attempt():
+            running += 1
+            peak = max(peak, running)
+            start = time.monotonic()
+            await asyncio.sleep(0.1)
+            spans.append((start, time.monotonic()))
+            running -= 1
+
+    await asyncio.gather(*(call() for _ in range(6)))
+    assert await guard.state() == "closed"
+    probe = min(spans)
+    # nobody ran beside the probe; once it closed the breaker, the others ran together
+    assert all(start >= probe[1] for start, end in spans if (start, end) != probe)
+    assert peak == 5
+
+
+async def test_a_failed_probe_fails_the_waiters_fast_without_calling_upstream() -> None:
+    guard = UpstreamGuard(None, threshold=2, reset_seconds=30)
+    await _open(guard)
+    breaker = await guard._breakers.get_breaker("autoenhance")
+    breaker.context._state.opened_at -= 31  # as if the open window had passed
+    calls = 0
+
+    async def call() -> None:
+        nonlocal calls
+        async with guard.attempt():
+            calls += 1
+            await asyncio.sleep(0.1)
+            raise Retryable("HTTP 503", None, 503)
+
+    results = await asyncio.gather(*(call() for _ in range(5)), return_exceptions=True)
+    assert calls == 1  # only the probe reached upstream
+    assert sum(isinstance(r, Retryable) for r in results) == 1
+    assert sum(isinstance(r, CircuitOpen) for r in results) == 4
+    assert await guard.state() == "opened"
