@@ -29,6 +29,9 @@ def test_unversioned_aliases_answer_like_v1(simulator: Sim, service: Service) ->
         job = client.post(f"/orders/{order_id}/jobs")
         assert job.status_code == 202
         job_id = job.json()["job_id"]
+        # the links a client stores name the canonical path, whichever prefix created the job
+        assert job.headers["location"] == job.json()["status_url"] == f"/v1/jobs/{job_id}"
+        assert job.json()["download_url"] == f"/v1/jobs/{job_id}/download"
         assert client.get(f"/v1/jobs/{job_id}").json()["job_id"] == job_id  # one job store behind both
         assert client.get(f"/jobs/{job_id}").status_code == 200
         assert client.get("/api/stats").json().keys() == client.get("/v1/api/stats").json().keys()

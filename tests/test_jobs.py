@@ -116,8 +116,8 @@ def test_job_runs_to_complete_and_downloads_as_a_file(simulator: Sim, client: ht
     assert accepted == {
         "job_id": job_id,
         "status": "queued",
-        "status_url": f"/jobs/{job_id}",
-        "download_url": f"/jobs/{job_id}/download",
+        "status_url": f"/v1/jobs/{job_id}",
+        "download_url": f"/v1/jobs/{job_id}/download",
     }
 
     status = poll(client, job_id, finished)

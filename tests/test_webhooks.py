@@ -96,8 +96,8 @@ def test_a_completed_job_posts_one_signed_callback_with_an_absolute_download_lin
         }
         assert payload["errors"] == [] and payload["error"] is None
         assert 0 <= payload["duration_seconds"] < 30
-        assert payload["download_url"] == f"{hooked.url}/jobs/{job['job_id']}/download"
-        assert payload["status_url"] == f"{hooked.url}/jobs/{job['job_id']}"
+        assert payload["download_url"] == f"{hooked.url}/v1/jobs/{job['job_id']}/download"
+        assert payload["status_url"] == f"{hooked.url}/v1/jobs/{job['job_id']}"
         archive = httpx.get(payload["download_url"])  # the link works as given: absolute, on this service
         assert archive.status_code == 200
         assert {"garden.png", "kitchen.png"} <= set(zipfile.ZipFile(io.BytesIO(archive.content)).namelist())

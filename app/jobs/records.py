@@ -97,11 +97,11 @@ class Job:
 
     @property
     def status_url(self) -> str:
-        return f"/jobs/{self.job_id}"
+        return f"/v1/jobs/{self.job_id}"
 
     @property
     def download_url(self) -> str:
-        return f"/jobs/{self.job_id}/download"
+        return f"/v1/jobs/{self.job_id}/download"
 
     def expires_at(self, ttl_seconds: float) -> float | None:
         return None if self.finished_at is None else self.finished_at + ttl_seconds
