@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, description="Guards the credit-spending create-order routes (X-Admin-Token)."
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, GET /metrics needs `Authorization: Bearer <token>` (Prometheus `authorization`). "
+        "Unset: /metrics is open like /health.",
+    )
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="CORS origins, comma separated."
     )
@@ -65,7 +70,8 @@ class Settings(BaseSettings):
         description="Absolute base URL callers reach this service at (webhook links); unset: the request's.",
     )
     redis_url: SecretStr | None = Field(
-        default=None, description="Redis for state shared between instances (webhook outbox, watches, rate limits); /ready checks it."
+        default=None,
+        description="Redis for state shared between instances (webhook outbox, watches, rate limits); /ready checks it.",
     )
     redis_key_prefix: str = Field(default="autoenhance-batch:", min_length=1, description="Prefix of every Redis key.")
     webhook_secret: SecretStr | None = Field(
@@ -133,6 +139,7 @@ class Settings(BaseSettings):
         "autoenhance_api_key",
         "service_api_key",
         "admin_token",
+        "metrics_token",
         "sentry_dsn",
         "redis_url",
         "webhook_secret",

@@ -27,6 +27,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.security import MetricsToken
+
 if TYPE_CHECKING:
     from app.services import Services
 
@@ -45,24 +47,32 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ("method", "route", "status")
         self.requests = Counter(
-            f"{PREFIX}_http_requests", "HTTP requests answered, by route template and status", labels,
+            f"{PREFIX}_http_requests",
+            "HTTP requests answered, by route template and status",
+            labels,
             registry=self.registry,
         )
         self.first_byte = Histogram(
             f"{PREFIX}_http_time_to_first_byte_seconds",
             "From request received to the first response body byte sent (a streamed ZIP's wait for its first image)",
-            labels, buckets=REQUEST_BUCKETS, registry=self.registry,
+            labels,
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
         )
         self.duration = Histogram(
             f"{PREFIX}_http_request_duration_seconds",
             "From request received to the last body byte sent (the whole stream)",
-            labels, buckets=REQUEST_BUCKETS, registry=self.registry,
+            labels,
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
         )
         self.upstream = Histogram(
             f"{PREFIX}_upstream_request_duration_seconds",
             "Calls to Autoenhance (each attempt and redirect), until response headers; outcome is the HTTP status "
             "or timeout / connection_error / cancelled",
-            ("method", "endpoint", "outcome"), buckets=UPSTREAM_BUCKETS, registry=self.registry,
+            ("method", "endpoint", "outcome"),
+            buckets=UPSTREAM_BUCKETS,
+            registry=self.registry,
         )
 
     def render(self) -> bytes:
@@ -206,7 +216,9 @@ class ServiceCollector(Collector):
         }
         for name, (documentation, value) in gauges.items():
             yield GaugeMetricFamily(f"{PREFIX}_{name}", documentation, value=value)
-        jobs = GaugeMetricFamily(f"{PREFIX}_jobs", "Job records by status (finished ones until purged)", labels=["status"])
+        jobs = GaugeMetricFamily(
+            f"{PREFIX}_jobs", "Job records by status (finished ones until purged)", labels=["status"]
+        )
         for status in JOB_STATUSES:
             jobs.add_metric([status], self.job_counts.get(status, 0))
         yield jobs
@@ -231,7 +243,11 @@ router = APIRouter(tags=["operations"])
     "separate from total stream time), upstream call latency and outcomes, images, bytes, cache, download "
     "budget, jobs by status.",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
+        401: {"description": "METRICS_TOKEN is set and the bearer token is missing or wrong"},
+    },
+    dependencies=[MetricsToken],
 )
 async def metrics_endpoint(request: Request) -> Response:
     state = request.app.state

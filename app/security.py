@@ -89,5 +89,23 @@ async def require_admin(
         raise HTTPException(401, "Missing or invalid X-Admin-Token")
 
 
+async def require_metrics_token(
+    request: Request,
+    authorization: Annotated[
+        str | None, Header(description="`Bearer <METRICS_TOKEN>` when the operator set one")
+    ] = None,
+) -> None:
+    """/metrics: open unless METRICS_TOKEN is set, then a Bearer token (what Prometheus scrapers send)."""
+    expected = _settings(request).metrics_token
+    if expected is None:
+        return
+    scheme, _, presented = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not _matches(presented.strip(), expected.get_secret_value()):
+        raise HTTPException(
+            401, "Missing or invalid bearer token (METRICS_TOKEN)", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
 ServiceKey = Depends(require_service_key)
+MetricsToken = Depends(require_metrics_token)
 AdminToken = Depends(require_admin)

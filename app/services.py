@@ -15,6 +15,7 @@ from app.budget import FairLimiter
 from app.cache import ArchiveCache
 from app.config import Settings
 from app.engine import Engine, EngineLimits
+from app.proxies import EnvProxyTransport
 from app.stats import Stats
 from app.upstream import AutoenhanceClient
 
@@ -68,7 +69,7 @@ class Services:
             transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=create_app(simulator_state))
             base_url, api_key = DEMO_BASE_URL, "demo-key"  # the embedded simulator accepts any key
         else:
-            transport = httpx.AsyncHTTPTransport(limits=limits)
+            transport = EnvProxyTransport(limits)  # HTTP(S)_PROXY / NO_PROXY, as httpx alone would
             base_url = settings.autoenhance_base_url
             api_key = settings.autoenhance_api_key.get_secret_value() if settings.autoenhance_api_key else None
         if wrap_transport is not None:

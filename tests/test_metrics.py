@@ -84,8 +84,12 @@ def test_upstream_calls_failures_and_cache_are_counted(simulator: Sim, start_ser
     assert value(samples, "upstream_request_duration_seconds_count", **enhanced, outcome="500") == 2  # both attempts
     assert value(samples, "upstream_request_duration_seconds_count", **enhanced, outcome="302") == 3
     assert value(samples, "upstream_request_duration_seconds_count", method="GET", endpoint="asset", outcome="200") == 3
-    assert value(samples, "upstream_request_duration_seconds_count", method="GET", endpoint="/v3/orders/{id}",
-                 outcome="200") == 3
+    assert (
+        value(
+            samples, "upstream_request_duration_seconds_count", method="GET", endpoint="/v3/orders/{id}", outcome="200"
+        )
+        == 3
+    )
     assert value(samples, "images_failed_total") == 1
     assert value(samples, "images_downloaded_total") == 3
     assert value(samples, "partial_zips_total") == 1
@@ -103,8 +107,16 @@ def test_upstream_outage_is_counted_as_connection_errors(start_service: Callable
     with service.client() as client:
         assert client.get("/v1/orders/7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c/images").status_code == 502
     samples = scrape(service)
-    assert value(samples, "upstream_request_duration_seconds_count", method="GET", endpoint="/v3/orders/{id}",
-                 outcome="connection_error") == 2
+    assert (
+        value(
+            samples,
+            "upstream_request_duration_seconds_count",
+            method="GET",
+            endpoint="/v3/orders/{id}",
+            outcome="connection_error",
+        )
+        == 2
+    )
 
 
 def test_budget_in_flight_and_jobs_by_status(simulator: Sim, start_service: Callable[..., Service]) -> None:
@@ -156,3 +168,16 @@ def test_budget_in_flight_and_jobs_by_status(simulator: Sim, start_service: Call
 )
 def test_upstream_endpoint_labels_are_bounded(url: str, endpoint: str) -> None:
     assert upstream_endpoint(httpx.URL(url), "api.autoenhance.ai") == endpoint
+
+
+def test_metrics_token_guards_the_scrape(start_service: Callable[..., Service]) -> None:
+    service = start_service(metrics_token="scrape-secret")
+    url = f"{service.url}/metrics"
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic scrape-secret"}):
+        refused = httpx.get(url, headers=headers, timeout=10)
+        assert refused.status_code == 401, headers
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert "scrape-secret" not in refused.text
+    allowed = httpx.get(url, headers={"Authorization": "Bearer scrape-secret"}, timeout=10)
+    assert allowed.status_code == 200 and P + "http_requests_total" in allowed.text
+    assert httpx.get(f"{service.url}/health", timeout=10).status_code == 200  # probes stay open
