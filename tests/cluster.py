@@ -101,22 +101,19 @@ def moto_s3(log_dir: Path) -> Iterator[S3]:
 
 
 @dataclass
-class Worker:
-    """`python -m app.worker` in its own process (so a test can SIGKILL it)."""
+class Node:
+    """One of the cluster's own processes, configured only through `env`, logging under `cwd`."""
 
     env: dict[str, str]
     cwd: Path
     process: subprocess.Popen[bytes] | None = None
     logs: list[Path] = field(default_factory=list)
 
-    def start(self) -> Worker:
-        log = self.cwd / f"worker-{len(self.logs)}.log"
+    def spawn(self, command: list[str]) -> None:
+        log = self.cwd / f"{type(self).__name__.lower()}-{len(self.logs)}.log"
         self.logs.append(log)
         with open(log, "wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "app.worker"], cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
-        return self
+            self.process = subprocess.Popen(command, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:
         assert self.process is not None
@@ -136,41 +133,31 @@ class Worker:
 
 
 @dataclass
-class Api:
-    """`uvicorn app:app` in its own process, as operators run an instance behind a load balancer."""
+class Worker(Node):
+    """`python -m app.worker` (so a test can SIGKILL it)."""
 
-    env: dict[str, str]
-    cwd: Path
+    def start(self) -> Worker:
+        self.spawn([sys.executable, "-m", "app.worker"])
+        return self
+
+
+@dataclass
+class Api(Node):
+    """`uvicorn app:app`, as operators run an instance behind a load balancer."""
+
     port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Api:
-        with open(self.cwd / "api.log", "ab") as out:
-            self.process = subprocess.Popen(
-                [str(BIN / "uvicorn"), "app:app", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=self.cwd,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        self.spawn([str(BIN / "uvicorn"), "app:app", "--host", "127.0.0.1", "--port", str(self.port)])
         wait_until_answers(f"{self.url}/health", self.process, timeout=60)
         return self
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
 
-
-def worker_env(settings: dict[str, Any]) -> dict[str, str]:
+def node_env(settings: dict[str, Any]) -> dict[str, str]:
     """The environment of a service or worker process: these settings and nothing else of ours.
 
     Every variable the service reads is dropped from the inherited environment (a developer's

@@ -27,7 +27,7 @@ import yaml
 from app.config import Settings
 from simulator import Fault, SeedImage, SimulatorState
 from simulator import create_app as create_simulator
-from tests.cluster import ROOT, S3, Api, Worker, moto_s3, redis_or_skip, redis_prefix, worker_env
+from tests.cluster import ROOT, S3, Api, Worker, moto_s3, node_env, redis_or_skip, redis_prefix
 from tests.conftest import TEST_KEY, Sim
 from tests.servers import serve
 from tests.test_webhooks import FAST_RETRIES
@@ -91,36 +91,30 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 "max_global_downloads": GLOBAL_DOWNLOADS,
             }
         )
+        # what every process of the cluster shares, then what each kind adds
+        node = shared | {
+            "autoenhance_api_key": TEST_KEY,
+            "autoenhance_base_url": sim_url,
+            "log_level": "WARNING",
+            "log_json": False,
+        }
         workers = []
         for n in range(2):
             (root / f"worker{n}").mkdir()
-            env = worker_env(
-                shared
-                | {
-                    "autoenhance_api_key": TEST_KEY,
-                    "autoenhance_base_url": sim_url,
-                    "data_dir": root / f"worker{n}" / "data",
-                    "log_level": "WARNING",
-                    "log_json": False,
-                }
-            )
+            env = node_env(node | {"data_dir": root / f"worker{n}" / "data"})
             workers.append(Worker(env, root / f"worker{n}").start())
         stack.callback(lambda: [w.stop() for w in workers])
         apis = []
         for n in range(2):
             (root / f"api{n}").mkdir()
-            env = worker_env(
-                shared
+            env = node_env(
+                node
                 | {
-                    "autoenhance_api_key": TEST_KEY,
-                    "autoenhance_base_url": sim_url,
                     "data_dir": root / f"api{n}" / "data",
                     "job_workers_in_api": False,  # jobs run on the workers only
                     "image_timeout_seconds": 10,
                     "order_timeout_seconds": 10,
                     "retry_attempts": 3,
-                    "log_level": "WARNING",
-                    "log_json": False,
                 }
             )
             api = Api(env, root / f"api{n}")
@@ -278,7 +272,7 @@ def test_the_worker_refuses_to_start_without_redis(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "app.worker"],
         cwd=tmp_path,
-        env=worker_env({"log_level": "WARNING"}),
+        env=node_env({"log_level": "WARNING"}),
         capture_output=True,
         text=True,
         timeout=60,
