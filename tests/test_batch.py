@@ -543,7 +543,7 @@ def test_small_order_is_not_stuck_behind_a_big_one(simulator: Sim, start_service
     elapsed = time.monotonic() - started
     assert response.status_code == 200
     assert not big_done.is_set(), "the big order finished first: the test proved nothing"
-    assert elapsed < 2.0  # about one slot turnover (0.3 s) plus its own download, not 30 x 0.3 / 2
+    assert elapsed < 3.0  # about one slot turnover (0.3 s) plus its own download, not 30 x 0.3 / 2 = 4.5 s
     worker.join()
 
 

@@ -39,7 +39,7 @@ def test_opens_fails_fast_half_opens_and_closes(
         calls = sim_state.stats["order_get"]
         started = time.monotonic()
         response = client.get(url)
-        assert time.monotonic() - started < 0.5  # at once: no upstream call, no timeout
+        assert time.monotonic() - started < 2.0  # at once: no upstream call, no 3 s timeout
         assert response.status_code == 503
         assert 1 <= int(response.headers["Retry-After"]) <= 1
         assert "failing repeatedly" in response.json()["detail"]

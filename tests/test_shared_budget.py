@@ -58,7 +58,7 @@ def test_a_crashed_holders_slot_lapses_and_a_live_holder_keeps_its_own(prefix: s
         started = asyncio.get_running_loop().time()
         token = await asyncio.wait_for(waiter.acquire(), timeout=5)
         waited = asyncio.get_running_loop().time() - started
-        assert 0.3 < waited < 2.0  # got the crashed holder's slot once its lease lapsed, not before
+        assert 0.3 < waited < 4.0  # got the crashed holder's slot once its lease lapsed, not before
         await asyncio.sleep(1.0)  # well past the lease: the live holder's slot is still counted
         assert await asyncio.wait_for(crashed._take(keys=[crashed.key], args=[2, 0.6, "probe"]), 1) == 0
         await live.release(kept)

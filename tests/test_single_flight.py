@@ -99,7 +99,7 @@ def test_a_crashed_leaders_claim_lapses_and_an_instance_cannot_land_anothers(fli
         started = time.monotonic()
         async with asyncio.timeout(5):
             await b.wait("k")
-        assert 0.3 < time.monotonic() - started < 2.0
+        assert 0.3 < time.monotonic() - started < 4.0  # after the 0.6 s lease, well before the 5 s timeout
         second = await b.claim("k", "job:2")
         assert second is not None
         await a._land(flight)  # the presumed-dead leader wakes and lands: b's claim must survive

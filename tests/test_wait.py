@@ -77,7 +77,7 @@ def test_job_waits_in_the_background(start_service: Callable[..., Service], sim_
         started = time.monotonic()
         accepted = client.post(f"/orders/{order_id}/jobs", params={"wait": "true", "wait_timeout": 20})
         assert accepted.status_code == 202
-        assert time.monotonic() - started < 1.0  # the 202 does not wait; the job does
+        assert time.monotonic() - started < 1.4  # the 202 does not wait (1.5 s of processing); the job does
         status_url = accepted.json()["status_url"]
         deadline = time.monotonic() + 20
         while (job := client.get(status_url).json())["status"] not in ("complete", "failed"):
