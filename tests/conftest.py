@@ -19,6 +19,7 @@ from app import create_app
 from app.config import Settings
 from simulator import SimulatorState
 from simulator import create_app as create_simulator
+from tests.cluster import redis_prefix as _redis_prefix
 from tests.servers import serve
 
 TEST_KEY = "test-upstream-key"
@@ -88,3 +89,10 @@ def start_service(simulator: Sim, tmp_path: Path) -> Iterator[Callable[..., Serv
 @pytest.fixture
 def service(start_service: Callable[..., Service]) -> Service:
     return start_service()
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A fresh Redis key prefix, its keys deleted afterwards; skips without Redis (fails under CI=true)."""
+    with _redis_prefix() as prefix:
+        yield prefix

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import redis
 
 from app.ratelimit import caller_identity
 from simulator import SeedImage, SimulatorState
+from tests.cluster import REDIS_URL
 from tests.conftest import Service
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _order(sim_state: SimulatorState) -> str:
@@ -85,26 +82,10 @@ def test_the_key_is_hashed_never_stored() -> None:
     assert caller_identity({"headers": [], "client": ("10.0.0.1", 1234)}, b"k") == "ip:10.0.0.1"
 
 
-@pytest.fixture
-def redis_prefix() -> Iterator[tuple[str, redis.Redis]]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis at {REDIS_URL} is required under CI: {exc}")
-        pytest.skip(f"no Redis answers at {REDIS_URL} ({exc}); set REDIS_URL")
-    prefix = f"test-ratelimit-{uuid.uuid4().hex}"
-    yield prefix, client
-    for key in client.scan_iter(match=f"{prefix}*"):  # only our own keys, never a FLUSH
-        client.delete(key)
-    client.close()
-
-
 def test_redis_storage_is_shared_between_service_instances(
-    start_service: Callable[..., Service], sim_state: SimulatorState, redis_prefix: tuple[str, redis.Redis]
+    start_service: Callable[..., Service], sim_state: SimulatorState, redis_prefix: str
 ) -> None:
-    prefix, client = redis_prefix
+    prefix = redis_prefix
     settings = {"rate_limit": "4/minute", "redis_url": REDIS_URL, "redis_key_prefix": prefix}
     first = start_service(**settings)
     order_id = _order(sim_state)
@@ -112,7 +93,8 @@ def test_redis_storage_is_shared_between_service_instances(
     with first.client() as one:
         for _ in range(2):
             assert one.get(path).status_code == 200
-    assert any(True for _ in client.scan_iter(match=f"{prefix}*"))  # the counters are in Redis
+    with redis.Redis.from_url(REDIS_URL) as client:
+        assert any(True for _ in client.scan_iter(match=f"{prefix}*"))  # the counters are in Redis
     second = start_service(**settings, data_dir=first.settings.data_dir.parent / "data2")
     _exhaust(second, path, 2)  # the second process saw the first one's two requests
 

@@ -2,38 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import uuid
 from collections.abc import Callable
 
 import httpx
-import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from simulator import SeedImage
+from tests.cluster import REDIS_URL, redis_or_skip
 from tests.conftest import Service, Sim
 from tests.servers import free_port, serve
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def ready(service: Service) -> httpx.Response:
     return httpx.get(f"{service.url}/ready", timeout=30)
-
-
-def redis_answers() -> bool:
-    url = httpx.URL(REDIS_URL)
-    try:
-        with socket.create_connection((url.host or "127.0.0.1", url.port or 6379), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
-    except OSError:
-        return False
 
 
 def test_ready_when_upstream_answers_and_storage_is_writable(service: Service) -> None:
@@ -99,10 +85,7 @@ def test_not_ready_when_storage_is_not_writable(service: Service) -> None:
 
 
 def test_redis_is_checked_when_configured(start_service: Callable[..., Service]) -> None:
-    if not redis_answers():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"Redis must answer at {REDIS_URL} on CI")
-        pytest.skip(f"no Redis answers at {REDIS_URL} (set REDIS_URL)")
+    redis_or_skip()
     service = start_service(redis_url=REDIS_URL, redis_key_prefix=f"test-ready-{uuid.uuid4().hex}:")
     response = ready(service)
     assert response.status_code == 200, response.text

@@ -8,9 +8,7 @@ unique key prefix and delete only their own keys; without Redis they skip, excep
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,36 +26,12 @@ from app.webhooks.signing import signer
 from app.webhooks.urls import callback_client
 from app.webhooks.watches import RedisWatches, SqliteWatches, Watch, WatchStatus, WatchStore, changed
 from simulator import SeedImage
+from tests.cluster import REDIS_URL
 from tests.conftest import Sim, service_settings
 from tests.servers import serve
 from tests.test_jobs import seed
 from tests.test_webhooks import FAST_RETRIES
 from tests.webhook_receiver import SECRET, Receiver
-
-REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-
-
-def redis_or_skip() -> str:
-    """The Redis URL, if one answers; skip (fail under CI=true) otherwise."""
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but no Redis answers at {REDIS_URL}: {exc}")
-        pytest.skip(f"no Redis answers at {REDIS_URL} ({exc}); set REDIS_URL or start redis-server")
-    return REDIS_URL
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A fresh key prefix; every key under it is deleted afterwards (never FLUSHDB: Redis is shared)."""
-    url = redis_or_skip()
-    prefix = f"test-webhooks-{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=prefix + "*"))
-    if keys:
-        client.delete(*keys)
 
 
 class Backend:
