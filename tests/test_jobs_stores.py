@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from app.jobs.redis_store import RedisJobStore
 from app.jobs.store import JobStore
 from app.models import BatchOptions, ImageFormat
 from simulator import SeedImage
-from tests.cluster import REDIS_URL, redis_prefix
+from tests.cluster import REDIS_URL
 from tests.conftest import Service, Sim
 from tests.servers import serve
 from tests.test_webhooks import FAST_RETRIES
@@ -43,18 +43,12 @@ def job(job_id: str, **fields: Any) -> Job:
     return Job(**(values | fields))
 
 
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    with redis_prefix() as value:
-        yield value
-
-
 @pytest.fixture(params=["sqlite", "redis"])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
     if request.param == "sqlite":
         return lambda: JobStore.open(tmp_path / "jobs.sqlite3")
-    prefix = request.getfixturevalue("prefix")
-    return lambda: RedisJobStore.open(REDIS_URL, prefix)
+    redis_prefix = request.getfixturevalue("redis_prefix")
+    return lambda: RedisJobStore.open(REDIS_URL, redis_prefix)
 
 
 def test_conditional_writes_and_queries(open_store: Callable[[], Any]) -> None:
@@ -97,11 +91,11 @@ def test_conditional_writes_and_queries(open_store: Callable[[], Any]) -> None:
     asyncio.run(scenario())
 
 
-def test_redis_updates_racing_on_one_job_all_land(prefix: str) -> None:
+def test_redis_updates_racing_on_one_job_all_land(redis_prefix: str) -> None:
     """Optimistic transactions: 20 concurrent writers of different fields, none lost."""
 
     async def scenario() -> Job | None:
-        store = await RedisJobStore.open(REDIS_URL, prefix)
+        store = await RedisJobStore.open(REDIS_URL, redis_prefix)
         try:
             await store.insert(job("r"))
             await asyncio.gather(*(store.update("r", **{("downloaded" if n % 2 else "failed"): n}) for n in range(20)))
@@ -117,7 +111,7 @@ def test_redis_updates_racing_on_one_job_all_land(prefix: str) -> None:
 # -- the sweeper, through the real service ----------------------------------------------------------
 
 
-def _plant_running_job(prefix: str, order_id: str, attempt: int, callback: str | None = None) -> str:
+def _plant_running_job(redis_prefix: str, order_id: str, attempt: int, callback: str | None = None) -> str:
     """A record as a worker SIGKILLed mid-job leaves it: running, its lease lapsed."""
     planted = job(
         f"planted-{attempt}-{time.monotonic_ns()}",
@@ -131,7 +125,7 @@ def _plant_running_job(prefix: str, order_id: str, attempt: int, callback: str |
     )
 
     async def insert() -> None:
-        store = await RedisJobStore.open(REDIS_URL, prefix)
+        store = await RedisJobStore.open(REDIS_URL, redis_prefix)
         await store.insert(planted)
         await store.close()
 
@@ -150,16 +144,16 @@ def _wait_final(client: httpx.Client, job_id: str) -> dict[str, Any]:
 
 
 def test_a_lapsed_lease_runs_the_job_again_then_fails_it_with_the_reason(
-    simulator: Sim, start_service: Callable[..., Service], prefix: str
+    simulator: Sim, start_service: Callable[..., Service], redis_prefix: str
 ) -> None:
     order_id = str(simulator.state.seed_order(name="Swept", images=[SeedImage(name="a.jpg")])["order_id"])
     hooks = Receiver()
     with serve(hooks.app()) as hook_url:
         service = start_service(
-            **FAST_RETRIES, redis_url=REDIS_URL, redis_key_prefix=prefix, job_lease_seconds=1.0, job_max_attempts=2
+            **FAST_RETRIES, redis_url=REDIS_URL, redis_key_prefix=redis_prefix, job_lease_seconds=1.0, job_max_attempts=2
         )
-        retried = _plant_running_job(prefix, order_id, attempt=1)
-        exhausted = _plant_running_job(prefix, order_id, attempt=2, callback=f"{hook_url}/h")
+        retried = _plant_running_job(redis_prefix, order_id, attempt=1)
+        exhausted = _plant_running_job(redis_prefix, order_id, attempt=2, callback=f"{hook_url}/h")
         with service.client() as client:
             again = _wait_final(client, retried)
             assert (again["status"], again["downloaded"]) == ("complete", 1)  # attempt 2 ran in this instance
@@ -170,17 +164,17 @@ def test_a_lapsed_lease_runs_the_job_again_then_fails_it_with_the_reason(
         callback = hooks.wait_for(1)[0]
         assert callback.headers["webhook-id"] == f"msg_job_{exhausted}"
         assert (callback.verified()["status"], callback.verified()["job_id"]) == ("failed", exhausted)
-    record = redis.Redis.from_url(REDIS_URL, decode_responses=True).get(f"{prefix}jobs:job:{retried}")
+    record = redis.Redis.from_url(REDIS_URL, decode_responses=True).get(f"{redis_prefix}jobs:job:{retried}")
     assert record is not None and '"attempt": 2' in record
 
 
 def test_the_shared_queue_has_a_flood_guard(
-    simulator: Sim, start_service: Callable[..., Service], prefix: str, monkeypatch: pytest.MonkeyPatch
+    simulator: Sim, start_service: Callable[..., Service], redis_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With REDIS_URL the cap counts queued jobs of every instance (here: no worker consumes them)."""
     monkeypatch.setattr(jobs_manager, "MAX_SHARED_QUEUED_JOBS", 2)
     order_id = str(simulator.state.seed_order(name="Flood", images=[SeedImage(name="a.jpg")])["order_id"])
-    service = start_service(redis_url=REDIS_URL, redis_key_prefix=prefix, job_workers_in_api=False)
+    service = start_service(redis_url=REDIS_URL, redis_key_prefix=redis_prefix, job_workers_in_api=False)
     with service.client() as client:
         accepted = [client.post(f"/orders/{order_id}/jobs") for _ in range(2)]
         assert [r.status_code for r in accepted] == [202, 202]
@@ -188,11 +182,11 @@ def test_the_shared_queue_has_a_flood_guard(
         refused = client.post(f"/orders/{order_id}/jobs")
         assert refused.status_code == 503 and refused.headers["retry-after"] == "30"
         assert "Too many jobs" in refused.json()["detail"]
-    assert redis.Redis.from_url(REDIS_URL).llen(f"{prefix}jobs:queue") == 2  # the two messages wait in Redis
+    assert redis.Redis.from_url(REDIS_URL).llen(f"{redis_prefix}jobs:queue") == 2  # the two messages wait in Redis
 
 
 def test_a_queued_job_whose_message_was_lost_is_sent_again(
-    simulator: Sim, start_service: Callable[..., Service], prefix: str
+    simulator: Sim, start_service: Callable[..., Service], redis_prefix: str
 ) -> None:
     """A worker killed between popping a message and claiming its job: the record is queued, the queue
     empty. The sweeper sends the message again once the record's resend deadline passed."""
@@ -200,12 +194,12 @@ def test_a_queued_job_whose_message_was_lost_is_sent_again(
     lost = job(f"lost-{time.monotonic_ns()}", order_id=order_id, lease_until=time.time() - 1)
 
     async def insert() -> None:
-        store = await RedisJobStore.open(REDIS_URL, prefix)
+        store = await RedisJobStore.open(REDIS_URL, redis_prefix)
         await store.insert(lost)
         await store.close()
 
     asyncio.run(insert())
-    service = start_service(redis_url=REDIS_URL, redis_key_prefix=prefix, job_lease_seconds=1.0)
+    service = start_service(redis_url=REDIS_URL, redis_key_prefix=redis_prefix, job_lease_seconds=1.0)
     with service.client() as client:
         done = _wait_final(client, lost.job_id)
     assert (done["status"], done["downloaded"], done["attempt"]) == ("complete", 1, 1)

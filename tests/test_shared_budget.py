@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
-import pytest
 import redis.asyncio as aioredis
 
 from app.shared_budget import SharedBudget
-from tests.cluster import redis_prefix
 
 
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    with redis_prefix() as value:
-        yield value
-
-
-def budget(prefix: str, capacity: int, lease: float = 30.0) -> SharedBudget:
+def budget(redis_prefix: str, capacity: int, lease: float = 30.0) -> SharedBudget:
     from tests.cluster import REDIS_URL
 
-    return SharedBudget(aioredis.from_url(REDIS_URL, decode_responses=True), f"{prefix}budget:slots", capacity, lease)
+    return SharedBudget(aioredis.from_url(REDIS_URL, decode_responses=True), f"{redis_prefix}budget:slots", capacity, lease)
 
 
-def test_two_instances_together_never_exceed_the_capacity(prefix: str) -> None:
+def test_two_instances_together_never_exceed_the_capacity(redis_prefix: str) -> None:
     async def scenario() -> tuple[int, int]:
-        a, b = budget(prefix, 3), budget(prefix, 3)
+        a, b = budget(redis_prefix, 3), budget(redis_prefix, 3)
         inside = peak = 0
 
         async def download(shared: SharedBudget) -> None:
@@ -48,9 +39,9 @@ def test_two_instances_together_never_exceed_the_capacity(prefix: str) -> None:
     assert held == 0
 
 
-def test_a_crashed_holders_slot_lapses_and_a_live_holder_keeps_its_own(prefix: str) -> None:
+def test_a_crashed_holders_slot_lapses_and_a_live_holder_keeps_its_own(redis_prefix: str) -> None:
     async def scenario() -> None:
-        crashed, live, waiter = budget(prefix, 2, lease=0.6), budget(prefix, 2, lease=0.6), budget(prefix, 2, lease=0.6)
+        crashed, live, waiter = budget(redis_prefix, 2, lease=0.6), budget(redis_prefix, 2, lease=0.6), budget(redis_prefix, 2, lease=0.6)
         assert await crashed.acquire() is not None
         assert crashed._renewer is not None
         crashed._renewer.cancel()  # the process dies: no renewal, no release

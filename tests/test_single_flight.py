@@ -11,15 +11,14 @@ import hashlib
 import io
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 import redis.asyncio as aioredis
 
 from app.single_flight import Flights
 from simulator import SeedImage
-from tests.cluster import REDIS_URL, redis_prefix
+from tests.cluster import REDIS_URL
 from tests.conftest import Service, Sim
 
 IMAGES = 4
@@ -81,16 +80,10 @@ def test_a_partial_result_is_not_shared_so_a_follower_really_retries(
     assert simulator.state.stats["enhanced"] == 2
 
 
-@pytest.fixture
-def flights_prefix() -> Iterator[str]:
-    with redis_prefix() as prefix:
-        yield prefix
-
-
-def test_a_crashed_leaders_claim_lapses_and_an_instance_cannot_land_anothers(flights_prefix: str) -> None:
+def test_a_crashed_leaders_claim_lapses_and_an_instance_cannot_land_anothers(redis_prefix: str) -> None:
     async def scenario() -> None:
-        a = Flights(aioredis.from_url(REDIS_URL, decode_responses=True), flights_prefix, lease=0.6)
-        b = Flights(aioredis.from_url(REDIS_URL, decode_responses=True), flights_prefix, lease=0.6)
+        a = Flights(aioredis.from_url(REDIS_URL, decode_responses=True), redis_prefix, lease=0.6)
+        b = Flights(aioredis.from_url(REDIS_URL, decode_responses=True), redis_prefix, lease=0.6)
         flight = await a.claim("k", "job:1")
         assert flight is not None and await b.claim("k", "job:2") is None
         assert await b.leader("k") == "job:1"
