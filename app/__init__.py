@@ -1,162 +1,19 @@
 """Autoenhance Batch: one streamed ZIP for a whole Autoenhance order.
 
-`create_app(settings)` builds the service; `app` (for `uvicorn app:app`) is created on first
-access, from the environment, so importing the package has no side effects.
+Importing the package loads nothing heavy: `app.app` (for `uvicorn app:app`) and `create_app` come
+from `app.main` on first access, so the command-line tool can import `app.cli` without FastAPI.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from app.config import Settings
-from app.errors import ServiceError
-from app.observability import configure_logging, configure_sentry
-from app.ratelimit import install_rate_limit
-from app.security import SecurityHeadersMiddleware
-from app.services import Services
-
-log = logging.getLogger("app")
-
 __version__ = "1.0.0"
-API_PREFIX = "/v1"
-"""The versioned API; unversioned paths are kept as aliases."""
-
-DESCRIPTION = """
-Turns an [Autoenhance.ai](https://autoenhance.ai) order into **one streamed ZIP** of its enhanced
-images. Images are fetched concurrently (bounded, fairly shared), each written into the ZIP as it
-completes; a partial result is a valid answer with `_download_report.txt` inside.
-
-Without `AUTOENHANCE_API_KEY` the service runs in **demo mode** against its built-in Autoenhance
-simulator, seeded with a demo order (see `GET /health`).
-"""
-
-TAGS = [
-    {"name": "batch", "description": "Download a whole order as one ZIP, streamed."},
-    {"name": "jobs", "description": "The same archive, prepared in the background: 202, poll, download."},
-    {"name": "webhooks", "description": "Watch an order until Autoenhance finishes it; Autoenhance's webhook."},
-    {"name": "orders", "description": "Create Autoenhance orders (spends credits: admin only)."},
-    {"name": "operations", "description": "Health and counters for operators and uptime monitors."},
-]
-
-
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    configure_logging(settings)
-    configure_sentry(settings)
-
-    from app import metrics as metrics_module
-    from app.tracing import build_provider
-
-    tracer_provider = build_provider(settings)
-    tracer = tracer_provider.get_tracer("app") if tracer_provider is not None else None
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await Services.start(
-            settings,
-            wrap_transport=lambda inner, base_url: metrics_module.MeteredTransport(inner, metrics, base_url),
-            tracer=tracer,
-        )
-        app.state.services = services
-        app.state.metrics_collector.services = services
-        from app.jobs import JobManager
-        from app.webhooks import Webhooks
-
-        services.webhooks = await Webhooks.start(settings)
-        services.jobs = await JobManager.start(services)
-        services.webhooks.tend(services)  # it starts jobs: only once the manager runs
-        try:
-            yield
-        finally:
-            app.state.metrics_collector.services = None
-            await services.aclose()
-            if tracer_provider is not None:
-                tracer_provider.shutdown()  # flushes the spans still queued
-
-    app = FastAPI(
-        title="Autoenhance Batch",
-        version=__version__,
-        description=DESCRIPTION,
-        openapi_tags=TAGS,
-        docs_url=None,
-        redoc_url=None,
-        lifespan=lifespan,
-    )
-    app.state.settings = settings
-
-    @app.exception_handler(ServiceError)
-    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(RedisConnectionError)
-    @app.exception_handler(RedisTimeoutError)
-    async def shared_store_down(_: Request, exc: Exception) -> JSONResponse:
-        # REDIS_URL set and Redis not answering: jobs, watches and callbacks cannot be recorded
-        log.error("Redis unreachable", extra={"error": type(exc).__name__})
-        body = {"detail": "The service's shared store (Redis) is not answering; try again shortly"}
-        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        parts = []
-        for err in errors:
-            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body", "header"))
-            parts.append(f"{where or 'request'}: {err.get('msg', 'invalid')}")
-        detail = "Invalid request: " + "; ".join(parts)
-        clean = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
-        return JSONResponse({"detail": detail, "errors": clean}, status_code=422)
-
-    from app.routes import batch, docs, health, jobs, listing, orders, ui, webhooks
-
-    # The API lives under /v1/; today's unversioned paths stay as aliases, served but left out of the
-    # OpenAPI document so generated clients and new callers pick the versioned path (ENGINEERING_LOG).
-    for module in (batch, jobs, webhooks, orders, listing):
-        app.include_router(module.router, prefix=API_PREFIX)
-        app.include_router(module.router, include_in_schema=False)
-    app.include_router(health.api_router, prefix=API_PREFIX)
-    app.include_router(health.api_router, include_in_schema=False)
-    for module in (health, ui, docs):  # probes, the page and the docs are not versioned
-        app.include_router(module.router)
-    metrics = metrics_module.install(app)
-    ui.mount_static(app)
-    docs.mount_docs_assets(app)
-
-    install_rate_limit(app, settings)  # inside CORS and the security headers: a 429 carries both
-    if settings.allowed_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.allowed_origins,
-            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
-            allow_headers=["X-API-Key", "X-Admin-Token", "Range", "Content-Type"],
-            expose_headers=["Content-Disposition", "X-Total-Images", "X-Downloaded", "X-Failed", "X-Request-ID"],
-        )
-    app.add_middleware(SecurityHeadersMiddleware)
-    if tracer is not None:
-        from app.tracing import RequestTracing
-
-        app.add_middleware(RequestTracing, tracer=tracer)
-    app.add_middleware(metrics_module.RequestMetrics, metrics=metrics)  # outermost: times everything
-    return app
-
-
-_default_app: FastAPI | None = None
 
 
 def __getattr__(name: str) -> Any:
-    global _default_app
-    if name == "app":
-        if _default_app is None:
-            _default_app = create_app()
-        return _default_app
+    if name in ("app", "create_app"):
+        from app import main
+
+        return getattr(main, name)
     raise AttributeError(name)

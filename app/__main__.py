@@ -1,5 +1,5 @@
-"""`python -m app`: the command line (see app/cli.py)."""
+"""`python -m app`: the command line (see app/cli/main.py)."""
 
-from app.cli import main
+from app.cli.main import main
 
 main()

@@ -14,7 +14,7 @@ import signal
 import sys
 
 from app.config import Settings
-from app.observability import configure_logging, configure_sentry
+from app.ops.logs import configure_logging, configure_sentry
 
 log = logging.getLogger("app.worker")
 
@@ -22,8 +22,8 @@ log = logging.getLogger("app.worker")
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     """Serve jobs until `stop` is set, then shut down cleanly."""
     from app.jobs import JobManager
-    from app.services import Services
     from app.webhooks import Webhooks
+    from app.wiring import Services
 
     services = await Services.start(settings)
     try:

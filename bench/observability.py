@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from app.metrics import Metrics, RequestMetrics
-from app.tracing import RequestTracing
+from app.ops.metrics import Metrics, RequestMetrics
+from app.ops.tracing import RequestTracing
 
 
 def streaming_app(chunks: int) -> Any:

@@ -21,7 +21,7 @@ import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.archive import Member, ZipWriter
+from app.core.archive import Member, ZipWriter
 
 MiB = 1024 * 1024
 

@@ -19,8 +19,8 @@ from app import create_app
 from app.config import Settings
 from simulator import SimulatorState
 from simulator import create_app as create_simulator
-from tests.cluster import redis_prefix as _redis_prefix
-from tests.servers import serve
+from tests.support.cluster import redis_prefix as _redis_prefix
+from tests.support.servers import serve
 
 TEST_KEY = "test-upstream-key"
 

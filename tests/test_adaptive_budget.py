@@ -10,10 +10,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from app.budget import FairLimiter
+from app.core.budget import FairLimiter
 from simulator import SeedImage
 from tests.conftest import Service, Sim
-from tests.zipcheck import check_zip
+from tests.support.zipcheck import check_zip
 
 
 async def test_overload_shrinks_by_a_quarter_and_not_below_the_minimum() -> None:

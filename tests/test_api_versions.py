@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from simulator import SeedImage
 from tests.conftest import Service, Sim
-from tests.zipcheck import check_zip
+from tests.support.zipcheck import check_zip
 
 UNVERSIONED_ON_PURPOSE = {"/health", "/ready", "/metrics"}  # probes and scrapes are infrastructure, not API
 

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 from stream_zip import CRC32IntegrityError
 
-from app.archive import Member, ZipWriter
-from tests.zipcheck import check_zip
+from app.core.archive import Member, ZipWriter
+from tests.support.zipcheck import check_zip
 
 NOW = datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)
 

@@ -19,8 +19,8 @@ from app import create_app
 from simulator import Fault, SeedImage, SimulatorState
 from simulator import create_app as create_simulator
 from tests.conftest import Service, Sim, service_settings
-from tests.servers import free_port, serve
-from tests.zipcheck import check_zip
+from tests.support.servers import free_port, serve
+from tests.support.zipcheck import check_zip
 
 
 def seed(sim: Sim, *images: SeedImage, name: str = "12 Oak Street") -> str:

@@ -14,7 +14,7 @@ from bench.naive import create_app as create_naive
 from bench.profile import component
 from simulator import SimulatorState
 from tests.conftest import Sim
-from tests.servers import serve
+from tests.support.servers import serve
 
 
 @pytest.fixture

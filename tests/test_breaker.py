@@ -11,8 +11,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from app.breaker import CircuitOpen, UpstreamGuard, is_failure
-from app.upstream import Retryable
+from app.core.breaker import CircuitOpen, UpstreamGuard, is_failure
+from app.core.upstream import Retryable
 from simulator import Fault, SeedImage, SimulatorState
 from tests.conftest import Service
 

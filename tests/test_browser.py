@@ -17,9 +17,9 @@ import pytest
 
 from app import create_app
 from app.config import DEMO_ORDER_ID
-from tests.browser_helpers import ARTIFACTS, chromium, demo_settings, require_browser
-from tests.servers import serve
-from tests.zipcheck import check_zip
+from tests.support.browser_helpers import ARTIFACTS, chromium, demo_settings, require_browser
+from tests.support.servers import serve
+from tests.support.zipcheck import check_zip
 
 try:
     from playwright.sync_api import expect

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.budget import FairLimiter, OrderSlots
+from app.core.budget import FairLimiter, OrderSlots
 
 
 async def test_global_cap_is_never_exceeded() -> None:

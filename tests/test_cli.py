@@ -16,14 +16,14 @@ import pytest
 from typer.testing import CliRunner
 
 from app import create_app
-from app.cli import cli
+from app.cli.main import cli
 from app.config import DEMO_ORDER_ID
 from simulator import Fault, SeedImage
-from tests.browser_helpers import demo_settings
 from tests.conftest import Service, Sim
-from tests.servers import free_port, serve
-from tests.tcp_proxy import proxy
-from tests.zipcheck import check_zip
+from tests.support.browser_helpers import demo_settings
+from tests.support.servers import free_port, serve
+from tests.support.tcp_proxy import proxy
+from tests.support.zipcheck import check_zip
 
 ROOT = Path(__file__).resolve().parents[1]
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

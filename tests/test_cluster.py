@@ -27,11 +27,11 @@ import yaml
 from app.config import Settings
 from simulator import Fault, SeedImage, SimulatorState
 from simulator import create_app as create_simulator
-from tests.cluster import ROOT, S3, Api, Worker, moto_s3, node_env, redis_or_skip, redis_prefix
 from tests.conftest import TEST_KEY, Sim
-from tests.servers import serve
+from tests.support.cluster import ROOT, S3, Api, Worker, moto_s3, node_env, redis_or_skip, redis_prefix
+from tests.support.servers import serve
+from tests.support.webhook_receiver import Receiver
 from tests.test_webhooks import FAST_RETRIES
-from tests.webhook_receiver import Receiver
 
 LEASE_SECONDS = 1.5
 GLOBAL_DOWNLOADS = 3

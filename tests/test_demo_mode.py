@@ -13,8 +13,8 @@ from PIL import Image, ImageChops, ImageStat
 
 from app import create_app
 from app.config import DEMO_ORDER_ID, Settings
-from tests.servers import serve
-from tests.zipcheck import check_zip
+from tests.support.servers import serve
+from tests.support.zipcheck import check_zip
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ import uvicorn
 from simulator import Fault, SeedImage, SimulatorState
 from simulator import create_app as create_simulator
 from tests.conftest import TEST_KEY, Service
-from tests.servers import free_port, serve
-from tests.zipcheck import check_zip
+from tests.support.servers import free_port, serve
+from tests.support.zipcheck import check_zip
 
 IMAGE_TIMEOUT = 2.0
 BOUND = 20.0  # no case may take longer than this, whatever upstream does

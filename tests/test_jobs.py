@@ -30,7 +30,7 @@ from app import create_app
 from app.jobs.manager import RESTART_REASON, SHUTDOWN_REASON
 from simulator import Fault, SeedImage
 from tests.conftest import TEST_KEY, Service, Sim, service_settings
-from tests.servers import free_port, serve
+from tests.support.servers import free_port, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 

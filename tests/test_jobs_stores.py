@@ -16,18 +16,18 @@ import httpx
 import pytest
 import redis
 
+from app.core.models import BatchOptions, ImageFormat
 from app.jobs import manager as jobs_manager
 from app.jobs.manager import WORKER_LOST_REASON
 from app.jobs.records import Job, JobStatus
 from app.jobs.redis_store import RedisJobStore
 from app.jobs.store import JobStore
-from app.models import BatchOptions, ImageFormat
 from simulator import SeedImage
-from tests.cluster import REDIS_URL
 from tests.conftest import Service, Sim
-from tests.servers import serve
+from tests.support.cluster import REDIS_URL
+from tests.support.servers import serve
+from tests.support.webhook_receiver import Receiver
 from tests.test_webhooks import FAST_RETRIES
-from tests.webhook_receiver import Receiver
 
 
 def job(job_id: str, **fields: Any) -> Job:

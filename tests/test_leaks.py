@@ -15,7 +15,7 @@ import psutil
 from app import create_app
 from simulator import SeedImage
 from tests.conftest import Sim, service_settings
-from tests.servers import serve
+from tests.support.servers import serve
 
 
 class LoopProbe:

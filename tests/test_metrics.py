@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.metrics import upstream_endpoint
+from app.ops.metrics import upstream_endpoint
 from simulator import Fault, SeedImage
 from tests.conftest import Service, Sim
 
@@ -101,7 +101,7 @@ def test_upstream_calls_failures_and_cache_are_counted(simulator: Sim, start_ser
 
 
 def test_upstream_outage_is_counted_as_connection_errors(start_service: Callable[..., Service]) -> None:
-    from tests.servers import free_port
+    from tests.support.servers import free_port
 
     service = start_service(autoenhance_base_url=f"http://127.0.0.1:{free_port()}", retry_attempts=2)
     with service.client() as client:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.naming import REPORT_NAME, NameAllocator, content_disposition, safe_stem
+from app.core.naming import REPORT_NAME, NameAllocator, content_disposition, safe_stem
 
 
 @pytest.mark.parametrize(

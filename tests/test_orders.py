@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from tests.conftest import Service, Sim
-from tests.zipcheck import check_zip
+from tests.support.zipcheck import check_zip
 
 SAMPLES = sorted(Path("sample_images").glob("*.jpg"))
 

@@ -13,8 +13,8 @@ import pytest
 from app import create_app
 from simulator import SeedImage
 from tests.conftest import Sim, service_settings
-from tests.servers import serve
-from tests.zipcheck import check_zip
+from tests.support.servers import serve
+from tests.support.zipcheck import check_zip
 
 
 class ForwardProxy:

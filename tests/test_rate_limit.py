@@ -7,10 +7,10 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from app.ratelimit import caller_identity
+from app.api.ratelimit import caller_identity
 from simulator import SeedImage, SimulatorState
-from tests.cluster import REDIS_URL
 from tests.conftest import Service
+from tests.support.cluster import REDIS_URL
 
 
 def _order(sim_state: SimulatorState) -> str:
@@ -102,7 +102,7 @@ def test_redis_storage_is_shared_between_service_instances(
 def test_redis_down_lets_requests_through_and_logs_it(
     start_service: Callable[..., Service], sim_state: SimulatorState, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.servers import free_port
+    from tests.support.servers import free_port
 
     service = start_service(rate_limit="1/minute", redis_url=f"redis://127.0.0.1:{free_port()}/0")
     order_id = _order(sim_state)

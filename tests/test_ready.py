@@ -13,9 +13,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from simulator import SeedImage
-from tests.cluster import REDIS_URL, redis_or_skip
 from tests.conftest import Service, Sim
-from tests.servers import free_port, serve
+from tests.support.cluster import REDIS_URL, redis_or_skip
+from tests.support.servers import free_port, serve
 
 
 def ready(service: Service) -> httpx.Response:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from starlette.types import Message, Receive
 
-from app.responses import ArchiveResponse
+from app.api.responses import ArchiveResponse
 
 
 def server_receive() -> Receive:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from simulator import SimulatorState, create_app
-from tests.servers import serve
+from tests.support.servers import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = Path(__file__).resolve().parent / "sdk_scenario.py"

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bench import harness
-from tests.servers import serve
+from tests.support.servers import serve
 
 
 def recorder() -> tuple[Starlette, list[bytes]]:

@@ -6,11 +6,11 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from app.shared_budget import SharedBudget
+from app.core.shared_budget import SharedBudget
 
 
 def budget(redis_prefix: str, capacity: int, lease: float = 30.0) -> SharedBudget:
-    from tests.cluster import REDIS_URL
+    from tests.support.cluster import REDIS_URL
 
     return SharedBudget(aioredis.from_url(REDIS_URL, decode_responses=True), f"{redis_prefix}budget:slots", capacity, lease)
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from bench.harness import ROOT, SIM_KEY, free_port, seed, simulator, wait_http
-from tests.zipcheck import check_zip
+from tests.support.zipcheck import check_zip
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from simulator import Fault, SeedImage, SimulatorState, create_app
 from simulator.demo import DEMO_ORDER_ID, DEMO_ORDER_NAME, sample_paths, seed_demo
-from tests.servers import free_port, serve
+from tests.support.servers import free_port, serve
 
 KEY = "sim-test-key"
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis.asyncio as aioredis
 
-from app.single_flight import Flights
+from app.archives.flights import Flights
 from simulator import SeedImage
-from tests.cluster import REDIS_URL
 from tests.conftest import Service, Sim
+from tests.support.cluster import REDIS_URL
 
 IMAGES = 4
 

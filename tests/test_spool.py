@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.spool import ImageTooLarge, Spool
+from app.core.spool import ImageTooLarge, Spool
 
 
 def open_files_under(directory: Path) -> int:

@@ -22,10 +22,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app import create_app
-from app.tracing import build_provider
+from app.ops.tracing import build_provider
 from simulator import Fault, SeedImage
 from tests.conftest import Sim, service_settings
-from tests.servers import serve
+from tests.support.servers import serve
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"

@@ -12,7 +12,7 @@ import pytest
 
 from simulator import SeedImage, SimulatorState
 from tests.conftest import Service
-from tests.zipcheck import check_zip
+from tests.support.zipcheck import check_zip
 
 
 def _order_with_one_processing(sim_state: SimulatorState, seconds: float) -> tuple[str, str]:

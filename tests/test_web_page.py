@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from app import create_app
-from tests.browser_helpers import demo_settings
-from tests.servers import serve
+from tests.support.browser_helpers import demo_settings
+from tests.support.servers import serve
 
 EXTERNAL_URL = re.compile(r"https?://", re.IGNORECASE)
 

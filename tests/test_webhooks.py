@@ -32,9 +32,9 @@ from app.webhooks.signing import signed_headers, signer
 from app.webhooks.urls import METADATA_ADDRESSES, refusal
 from simulator import Fault, SeedImage
 from tests.conftest import Service, Sim, service_settings
-from tests.servers import serve
+from tests.support.servers import serve
+from tests.support.webhook_receiver import SECRET, Receiver, serving
 from tests.test_jobs import image_id, poll, seed
-from tests.webhook_receiver import SECRET, Receiver, serving
 
 FAST_RETRIES: dict[str, Any] = {
     "webhook_secret": SECRET,
@@ -452,8 +452,8 @@ def test_https_callbacks_keep_certificate_checks_through_the_pinned_connection(t
 
 def test_job_finished_is_idempotent(simulator: Sim, tmp_path: Path) -> None:
     """A job runner that reports the same job twice (a retried task) queues one callback."""
+    from app.core.models import BatchOptions
     from app.jobs.records import Job, JobStatus
-    from app.models import BatchOptions
     from app.webhooks import Webhooks
 
     settings = service_settings(simulator.url, tmp_path, **FAST_RETRIES)

@@ -26,12 +26,12 @@ from app.webhooks.signing import signer
 from app.webhooks.urls import callback_client
 from app.webhooks.watches import RedisWatches, SqliteWatches, Watch, WatchStatus, WatchStore, changed
 from simulator import SeedImage
-from tests.cluster import REDIS_URL
 from tests.conftest import Sim, service_settings
-from tests.servers import serve
+from tests.support.cluster import REDIS_URL
+from tests.support.servers import serve
+from tests.support.webhook_receiver import SECRET, Receiver
 from tests.test_jobs import seed
 from tests.test_webhooks import FAST_RETRIES
-from tests.webhook_receiver import SECRET, Receiver
 
 
 class Backend:

@@ -35,8 +35,11 @@ from typing import IO, TYPE_CHECKING, Any
 import structlog
 from redis.exceptions import RedisError
 
-from app.cache import ArchiveCache
-from app.engine import Batch
+from app.archives.cache import ArchiveCache
+from app.archives.flights import Flight
+from app.core.engine import Batch
+from app.core.models import BatchOptions, OrderInfo
+from app.core.wait import WaitOptions, wait_until_ready
 from app.errors import NothingSucceeded, ServiceError
 from app.jobs.queue import JobQueue
 from app.jobs.records import (
@@ -53,12 +56,9 @@ from app.jobs.records import (
 from app.jobs.redis_store import RedisJobStore
 from app.jobs.results import ResultStore, S3Results, result_store
 from app.jobs.store import JobStore
-from app.models import BatchOptions, OrderInfo
-from app.readiness import WaitOptions, wait_until_ready
-from app.single_flight import Flight
 
 if TYPE_CHECKING:
-    from app.services import Services
+    from app.wiring import Services
 
 log = logging.getLogger("app.jobs")
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from app.core.models import BatchOptions
 from app.errors import ServiceError
-from app.models import BatchOptions
 
 RECORD_RETENTION_SECONDS = 7 * 24 * 3600
 

@@ -17,8 +17,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
+from app.core.models import BatchOptions
 from app.jobs.records import Job, JobStatus
-from app.models import BatchOptions
 
 _FIELDS = tuple(Job.__dataclass_fields__)
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import aiosqlite
 
-from app import sqlite
+from app.core import sqlite
+from app.core.models import BatchOptions
 from app.jobs.records import Job, JobStatus
-from app.models import BatchOptions
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

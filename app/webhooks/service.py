@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 
 from app.config import Settings
+from app.core.models import BatchOptions, OrderInfo
 from app.errors import ServiceError
 from app.jobs.records import Job
-from app.models import BatchOptions, OrderInfo
 from app.webhooks.dispatcher import Dispatcher, RetryPolicy
 from app.webhooks.outbox import Delivery, Outbox, RedisOutbox, SqliteOutbox
 from app.webhooks.payload import JobCallback, job_callback, watch_failed
@@ -37,7 +37,7 @@ from app.webhooks.watches import (
 )
 
 if TYPE_CHECKING:
-    from app.services import Services
+    from app.wiring import Services
 
 log = logging.getLogger("app.webhooks")
 

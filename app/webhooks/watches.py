@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import aiosqlite
 import redis.asyncio as aioredis
 
-from app import sqlite
+from app.core import sqlite
 from app.jobs.records import iso
 
 WATCH_TTL_SECONDS = 7 * 24 * 3600

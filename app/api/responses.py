@@ -1,0 +1,100 @@
+"""Response helpers shared by the streaming route and job downloads."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+from starlette.responses import FileResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from app.core.naming import content_disposition
+
+
+class ArchiveResponse(StreamingResponse):
+    """A streaming ZIP that stops the moment its client hangs up.
+
+    Starlette (ASGI 2.4 servers) notices a disconnect only when the next chunk fails to send, and
+    our next chunk may be a whole image download away. So we also listen for `http.disconnect`
+    and cancel at once, and always close the generator so its downloads and spool files go too.
+    """
+
+    media_type = "application/zip"
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        *,
+        headers: dict[str, str],
+        on_close: Callable[[], Awaitable[None]],
+    ) -> None:
+        super().__init__(content, headers=headers)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def stream() -> None:
+                    with contextlib.suppress(OSError):
+                        await self.stream_response(send)
+                    group.cancel_scope.cancel()
+
+                async def watch() -> None:
+                    await self.listen_for_disconnect(receive)
+                    group.cancel_scope.cancel()
+
+                group.start_soon(stream)
+                group.start_soon(watch)
+        finally:
+            body: Any = self.body_iterator
+            if hasattr(body, "aclose"):
+                await body.aclose()
+            await self._on_close()  # also when the body never started: a generator closed unstarted runs no finally
+
+
+class ArchiveFileResponse(FileResponse):
+    """A finished archive from disk (cache hit, job result), read 1 MiB at a time.
+
+    Each chunk costs a worker-thread hop and a pass through every middleware; Starlette's 64 KiB
+    default made a cache hit a quarter slower than a plain static file server (`make bench`).
+    """
+
+    chunk_size = 1024 * 1024
+
+
+def archive_headers(
+    order_name: str | None, order_id: str, total: int, downloaded: int | None = None, failed: int | None = None
+) -> dict[str, str]:
+    """Content-Disposition and the counts; X-Downloaded/X-Failed only when the archive is complete."""
+    headers = {"Content-Disposition": content_disposition(order_name, order_id), "X-Total-Images": str(total)}
+    if downloaded is not None and failed is not None:
+        headers["X-Downloaded"] = str(downloaded)
+        headers["X-Failed"] = str(failed)
+    return headers
+
+
+ERROR_SCHEMA = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
+FAILURES_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string"},
+        "failures": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {k: {"type": "string"} for k in ("image_id", "name", "reason", "recovery")},
+            },
+        },
+    },
+    "required": ["detail"],
+}
+
+
+def error(description: str, schema: dict[str, Any] = ERROR_SCHEMA) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ZIP_CONTENT = {"application/zip": {"schema": {"type": "string", "format": "binary"}}}

@@ -1,0 +1,183 @@
+"""The async door: POST a job (202), poll its status, download the finished ZIP as a file.
+
+The order is fetched before answering 202, so an unknown order is a 404 and a rejected key a 502
+right away (not a job that fails a moment later), and the job knows its `total` from the start.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+
+from app.api.responses import FAILURES_SCHEMA, ZIP_CONTENT, ArchiveFileResponse, archive_headers, error
+from app.api.routes.batch import COMMON_ERRORS, OptionsDep, OrderIdPath, load_order
+from app.api.routes.webhooks import CALLBACK_ERRORS, CallbackDep, callbacks_for, public_base_url
+from app.api.security import ServiceKey
+from app.core.wait import WaitDep
+from app.jobs import JobManager
+from app.wiring import Services, ServicesDep
+
+log = logging.getLogger("app.jobs")
+router = APIRouter(tags=["jobs"], dependencies=[ServiceKey])
+
+JobIdPath = Annotated[str, Path(description="The job id returned by POST /orders/{order_id}/jobs")]
+
+UNKNOWN_JOB: dict[int | str, dict[str, Any]] = {
+    404: error("No job with this id (or its record was deleted 7 days after it finished)")
+}
+AUTH_ERROR: dict[int | str, dict[str, Any]] = {401: COMMON_ERRORS[401]}
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "complete", "failed"]
+    status_url: str
+    download_url: str
+
+
+class JobFailureView(BaseModel):
+    image_id: str
+    name: str
+    reason: str
+    recovery: str
+
+
+class JobWebhookView(BaseModel):
+    callback_url: str
+    webhook_id: str | None
+    status: Literal["waiting_for_job", "pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+
+
+class JobView(BaseModel):
+    job_id: str
+    order_id: str
+    order_name: str | None
+    status: Literal["queued", "running", "complete", "failed"]
+    options: dict[str, Any]
+    total: int
+    downloaded: int
+    failed: int
+    error: str | None
+    failures: list[JobFailureView]
+    bytes: int | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    expires_at: str | None
+    expired: bool
+    status_url: str
+    download_url: str
+    attempt: int = Field(1, description="Run of the job: 2+ after a worker running it died (README 'Running at scale')")
+    webhook: JobWebhookView | None = None
+
+
+def _jobs(services: Services) -> JobManager:
+    manager: JobManager = services.jobs
+    return manager
+
+
+@router.post(
+    "/orders/{order_id}/jobs",
+    summary="Prepare an order's ZIP in the background",
+    description="Fetches the order, records a job and answers 202 at once. Poll `status_url` until `status` is "
+    "`complete` (or `failed`), then GET `download_url`. Same options as `GET /orders/{order_id}/images`. "
+    "Optionally pass `callback_url` (JSON body) or the `callbackUrl` header to get the result POSTed, signed, "
+    "when the job ends (see `callbacks`).",
+    status_code=202,
+    response_model=JobAccepted,
+    callbacks=callbacks_for("create_job"),
+    responses={
+        202: {"description": "Job accepted; `Location` is its status URL"},
+        **COMMON_ERRORS,
+        **CALLBACK_ERRORS,
+        503: error(
+            "Too many jobs queued or running, the service is shutting down, or the circuit breaker is open "
+            "(Autoenhance failing); retry after Retry-After"
+        ),
+    },
+)
+async def create_job(
+    order_id: OrderIdPath,
+    options: OptionsDep,
+    callback: CallbackDep,
+    request: Request,
+    services: ServicesDep,
+    wait: WaitDep,
+) -> JSONResponse:
+    order = await load_order(order_id, services)
+    job = await _jobs(services).create(
+        order,
+        options,
+        callback_url=callback,
+        public_base_url=public_base_url(request) if callback else None,
+        wait=wait,
+    )
+    body = JobAccepted(
+        job_id=job.job_id, status=job.status.value, status_url=job.status_url, download_url=job.download_url
+    )
+    return JSONResponse(body.model_dump(), status_code=202, headers={"Location": job.status_url})
+
+
+@router.get(
+    "/jobs/{job_id}",
+    summary="A job's status and progress",
+    description="`downloaded` and `failed` advance while the job runs (refreshed about twice a second). A "
+    "`complete` job may still have failures: they are listed here and in `_download_report.txt` inside the ZIP. "
+    "`webhook` (null without a callback_url) tells how the job's callback is faring.",
+    response_model=JobView,
+    responses={**AUTH_ERROR, **UNKNOWN_JOB},
+)
+async def job_status(job_id: JobIdPath, services: ServicesDep) -> dict[str, Any]:
+    manager = _jobs(services)
+    job = await manager.get(job_id)
+    return job.view(manager.ttl_seconds) | {"webhook": await services.webhooks.job_webhook_view(job)}
+
+
+@router.get(
+    "/jobs/{job_id}/download",
+    summary="Download a finished job's ZIP",
+    description="A plain file: Content-Length is exact and `Range` requests resume an interrupted download.",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "The whole archive",
+            "content": ZIP_CONTENT,
+            "headers": {
+                "X-Total-Images": {"schema": {"type": "integer"}, "description": "Images in the order"},
+                "X-Downloaded": {"schema": {"type": "integer"}, "description": "Images in the ZIP"},
+                "X-Failed": {"schema": {"type": "integer"}, "description": "Images missing (see the report inside)"},
+                "Content-Disposition": {"schema": {"type": "string"}, "description": "attachment with filename*"},
+            },
+        },
+        206: {"description": "The requested byte range of the archive", "content": ZIP_CONTENT},
+        307: {
+            "description": "With S3_BUCKET set: a presigned URL of the archive in object storage (Range works there)"
+        },
+        **AUTH_ERROR,
+        **UNKNOWN_JOB,
+        409: error("The job is still queued or running (Retry-After says when to look again)"),
+        410: error("The archive expired (JOB_TTL_SECONDS after the job finished) and was deleted"),
+        422: error(
+            "The job failed: `detail` says why; `failures` lists each image that could not be downloaded",
+            FAILURES_SCHEMA,
+        ),
+    },
+)
+async def download_job(job_id: JobIdPath, request: Request, services: ServicesDep) -> Response:
+    job, path = await _jobs(services).result(job_id)
+    if isinstance(path, str):  # in object storage: the client fetches it from there
+        services.stats.zips_served += 1
+        return RedirectResponse(path, status_code=307, headers={"Cache-Control": "no-store"})
+    if "range" not in request.headers:  # count whole downloads, not each resumed piece
+        services.stats.zips_served += 1
+        services.stats.partial_zips += int(job.failed > 0)
+        services.stats.bytes_sent += job.size or 0
+    headers = archive_headers(job.order_name, job.order_id, job.total, job.downloaded, job.failed)
+    return ArchiveFileResponse(path, media_type="application/zip", headers=headers)

@@ -1,0 +1,82 @@
+"""GET /api/orders: the account's recent orders, a page at a time, for the web page's picker.
+
+Guarded like order creation (admin token; open in demo mode): knowing an order id is what lets a
+visitor download it, so the listing of every id in the account is for the operator.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from app.api.responses import error
+from app.api.security import AdminToken
+from app.errors import UpstreamBadResponse
+from app.wiring import ServicesDep
+
+router = APIRouter(tags=["orders"], dependencies=[AdminToken])
+
+MAX_PER_PAGE = 15
+"""Autoenhance's own page-size limit (the SDK validates `per_page <= 15`)."""
+
+
+class OrderSummary(BaseModel):
+    order_id: str
+    name: str | None
+    created_at: str | None
+    status: str | None
+    total_images: int | None
+
+
+class OrderPage(BaseModel):
+    orders: list[OrderSummary]
+    next_offset: str | None
+    per_page: int
+
+
+def _summary(raw: Any) -> OrderSummary | None:
+    if not isinstance(raw, dict) or not (raw.get("order_id") or raw.get("id")):
+        return None
+    images = raw.get("images")
+    total = raw.get("total_images")
+    if not isinstance(total, int | float):
+        total = len(images) if isinstance(images, list) else None
+    return OrderSummary(
+        order_id=str(raw.get("order_id") or raw.get("id")),
+        name=str(raw["name"]) if raw.get("name") is not None else None,
+        created_at=str(raw["created_at"]) if raw.get("created_at") else None,
+        status=str(raw["status"]) if raw.get("status") is not None else None,
+        total_images=int(total) if total is not None else None,
+    )
+
+
+@router.get(
+    "/api/orders",
+    summary="Recent orders, newest first, one page at a time",
+    description="Pass the previous page's `next_offset` as `offset` for the next page; `next_offset` is null "
+    "on the last page. Needs X-Admin-Token when ADMIN_TOKEN is set (open in demo mode).",
+    response_model=OrderPage,
+    responses={
+        401: error("ADMIN_TOKEN is set and X-Admin-Token is missing or wrong"),
+        403: error("Live mode without ADMIN_TOKEN: the order listing is disabled"),
+        422: error("`offset` is not a page token of the listing (or another option is out of range)"),
+        502: error("Autoenhance refused or failed the listing"),
+    },
+)
+async def list_orders(
+    services: ServicesDep,
+    per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE, description="Orders per page (1-15)")] = 5,
+    offset: Annotated[
+        str | None, Query(max_length=512, description="The `next_offset` of the previous page")
+    ] = None,
+) -> OrderPage:
+    data = await services.client.list_orders(per_page=per_page, offset=offset)
+    raw_orders = data.get("orders")
+    if not isinstance(raw_orders, list):
+        raise UpstreamBadResponse("Autoenhance returned an order listing this service cannot read")
+    pagination = data.get("pagination") if isinstance(data.get("pagination"), dict) else {}
+    next_offset = pagination.get("next_offset") if pagination else None
+    orders = [summary for summary in map(_summary, raw_orders) if summary is not None]
+    return OrderPage(orders=orders, next_offset=str(next_offset) if next_offset else None, per_page=per_page)

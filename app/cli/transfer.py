@@ -1,0 +1,319 @@
+"""The CLI's two ways of getting an archive from a running service, with progress.
+
+- `stream_archive`: GET the streamed ZIP; images are counted as their members go past
+  (`ZipMemberCounter`). A streamed archive is built on the fly, so a cut stream cannot be resumed:
+  the partial file is removed and the message points at `--job`.
+- `job_archive`: POST a job, follow its progress, then download the finished file, resuming with
+  `Range` (+ `If-Range` on its ETag) after a cut, within one run and across runs: `<out>.part`
+  holds the bytes so far and `<out>.part.json` the job it belongs to.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+from rich.text import Text
+
+from app.cli.zipwatch import ZipMemberCounter
+
+CHUNK = 256 * 1024
+POLL_SECONDS = (0.25, 0.5, 1.0)
+"""Job status polls: quick at first (small orders finish in a moment), then once a second."""
+
+
+class TransferError(Exception):
+    """A failure the CLI reports in one sentence (and exits non-zero)."""
+
+
+@dataclass
+class Outcome:
+    path: Path
+    bytes: int
+    total: int | None = None
+    downloaded: int | None = None
+    failed: int | None = None
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: list[int] = field(default_factory=list)  # byte offsets of Range requests sent
+
+
+def error_detail(response: httpx.Response) -> str:
+    """The service's JSON `detail`, or the status line."""
+    try:
+        response.read()
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError, httpx.HTTPError):
+        detail = None
+    if isinstance(detail, str) and detail:
+        return f"{detail} (HTTP {response.status_code})"
+    return f"HTTP {response.status_code} {response.reason_phrase}".strip()
+
+
+class _PerRow(ProgressColumn):
+    """One column, rendered per row's unit: a count for images, sizes and speed for bytes."""
+
+    def __init__(self, images: ProgressColumn | None, data: ProgressColumn | None) -> None:
+        super().__init__()
+        self._images, self._data = images, data
+
+    def render(self, task: Task) -> Any:
+        column = self._data if task.fields.get("unit") == "bytes" else self._images
+        return column.render(task) if column is not None else Text("")
+
+
+def progress_bars(console: Any) -> Progress:
+    """Two rows: images (done/total, failures noted) and bytes (size, speed)."""
+    return Progress(
+        TextColumn("[bold]{task.description:<7}"),
+        BarColumn(),
+        _PerRow(MofNCompleteColumn(), DownloadColumn()),
+        _PerRow(None, TransferSpeedColumn()),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def image_and_byte_tasks(progress: Progress, total_images: int | None, total_bytes: int | None) -> tuple[TaskID, TaskID]:
+    images = progress.add_task("images", total=total_images or None, note="", unit="images")
+    data = progress.add_task("bytes", total=total_bytes, note="", unit="bytes")
+    return images, data
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The archive's own account of itself (`_manifest.json`), for the summary."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data: dict[str, Any] = json.loads(archive.read("_manifest.json"))
+            return data
+    except (KeyError, zipfile.BadZipFile, ValueError, OSError):
+        return None
+
+
+def _with_manifest(outcome: Outcome) -> Outcome:
+    manifest = read_manifest(outcome.path)
+    if manifest:
+        outcome.total = manifest.get("total", outcome.total)
+        outcome.downloaded = manifest.get("downloaded", outcome.downloaded)
+        outcome.failed = manifest.get("failed", outcome.failed)
+        outcome.failures = list(manifest.get("failures") or [])
+    return outcome
+
+
+def part_path(out: Path) -> Path:
+    return out.with_name(out.name + ".part")
+
+
+def state_path(out: Path) -> Path:
+    return out.with_name(out.name + ".part.json")
+
+
+# -- streamed ----------------------------------------------------------------------------------------
+
+
+def stream_archive(client: httpx.Client, order_id: str, params: dict[str, str], out: Path, progress: Progress) -> Outcome:
+    part = part_path(out)
+    written = 0
+    started = False
+    try:
+        with client.stream("GET", f"v1/orders/{order_id}/images", params=params) as response:
+            started = True
+            if response.status_code != 200:
+                raise TransferError(error_detail(response))
+            total_images = int(response.headers.get("x-total-images", "0") or 0)
+            length = response.headers.get("content-length")
+            images, data = image_and_byte_tasks(progress, total_images, int(length) if length else None)
+            counter = ZipMemberCounter()
+            with part.open("wb") as file:
+                for chunk in response.iter_bytes(CHUNK):
+                    file.write(chunk)
+                    written += len(chunk)
+                    counter.feed(chunk)
+                    progress.update(images, completed=counter.images)
+                    progress.update(data, completed=written)
+            progress.update(data, total=written)
+    except httpx.TransportError as exc:
+        part.unlink(missing_ok=True)
+        if not started:
+            raise  # never connected: the caller says so
+        raise TransferError(
+            f"The stream was cut after {written} bytes ({type(exc).__name__}); a streamed archive cannot be "
+            "resumed. Run again, or use --job for a download that resumes."
+        ) from exc
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    part.replace(out)
+    outcome = _with_manifest(Outcome(out, written, total=total_images))
+    progress.update(images, total=outcome.total or None, completed=outcome.downloaded or counter.images)
+    return outcome
+
+
+# -- as a job, resumable -------------------------------------------------------------------------------
+
+
+def _load_state(out: Path, order_id: str, params: dict[str, str]) -> dict[str, Any] | None:
+    path = state_path(out)
+    if not path.is_file():
+        return None
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except (ValueError, OSError):
+        return None
+    if state.get("order_id") != order_id or state.get("params") != params:
+        return None  # the .part belongs to another order or other options: start over
+    return state
+
+
+def _save_state(out: Path, state: dict[str, Any]) -> None:
+    state_path(out).write_text(json.dumps(state))
+
+
+def _job_status(client: httpx.Client, job_id: str) -> httpx.Response:
+    return client.get(f"v1/jobs/{job_id}")
+
+
+def job_archive(
+    client: httpx.Client,
+    order_id: str,
+    params: dict[str, str],
+    out: Path,
+    progress: Progress,
+    *,
+    retries: int = 5,
+    say: Callable[[str], None] = lambda _: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Outcome:
+    state = _load_state(out, order_id, params)
+    job: dict[str, Any] | None = None
+    if state is not None:
+        response = _job_status(client, state["job_id"])
+        if response.status_code == 200 and response.json().get("status") != "failed":
+            job = response.json()
+            kept = part_path(out).stat().st_size if part_path(out).is_file() else 0
+            say(f"Resuming job {state['job_id']} ({kept} bytes already here)")
+        else:
+            say("The earlier job is gone or failed; starting a new one")
+            state = None
+    if state is None:
+        part_path(out).unlink(missing_ok=True)
+        response = client.post(f"v1/orders/{order_id}/jobs", params=params)
+        if response.status_code != 202:
+            raise TransferError(error_detail(response))
+        state = {"order_id": order_id, "params": params, "job_id": response.json()["job_id"], "etag": None}
+        _save_state(out, state)
+    job_id = state["job_id"]
+
+    images, data = image_and_byte_tasks(progress, job.get("total") if job else None, None)
+    polls = 0
+    while True:
+        response = _job_status(client, job_id)
+        if response.status_code != 200:
+            raise TransferError(error_detail(response))
+        job = response.json()
+        progress.update(
+            images, total=job["total"] or None, completed=job["downloaded"] + job["failed"],
+            note=f"{job['failed']} failed" if job["failed"] else "",
+        )
+        if job["status"] == "failed":
+            state_path(out).unlink(missing_ok=True)
+            raise TransferError(f"The job failed: {job.get('error') or 'no image could be downloaded'}")
+        if job["status"] == "complete":
+            break
+        sleep(POLL_SECONDS[min(polls, len(POLL_SECONDS) - 1)])
+        polls += 1
+
+    outcome = _resumable_get(client, f"v1/jobs/{job_id}/download", out, state, progress, data, retries, say, sleep)
+    state_path(out).unlink(missing_ok=True)
+    outcome.total, outcome.downloaded, outcome.failed = job["total"], job["downloaded"], job["failed"]
+    outcome.failures = list(job.get("failures") or [])
+    return outcome
+
+
+def _content_range_total(value: str | None) -> int | None:
+    if value and "/" in value:
+        total = value.rsplit("/", 1)[1]
+        return int(total) if total.isdigit() else None
+    return None
+
+
+def _resumable_get(
+    client: httpx.Client,
+    url: str,
+    out: Path,
+    state: dict[str, Any],
+    progress: Progress,
+    task: TaskID,
+    retries: int,
+    say: Callable[[str], None],
+    sleep: Callable[[float], None],
+) -> Outcome:
+    part = part_path(out)
+    resumed_from: list[int] = []
+    failures = 0
+    while True:
+        have = part.stat().st_size if part.is_file() else 0
+        headers = {}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+            if state.get("etag"):
+                headers["If-Range"] = state["etag"]  # a different file than ours: the server sends it whole
+            resumed_from.append(have)
+        expected: int | None = None
+        try:
+            with client.stream("GET", url, headers=headers) as response:
+                if response.status_code == 416:  # our .part is longer than the file: start over
+                    part.unlink(missing_ok=True)
+                    continue
+                if response.status_code == 206:
+                    mode, expected = "ab", _content_range_total(response.headers.get("content-range"))
+                elif response.status_code == 200:
+                    mode, have = "wb", 0
+                    length = response.headers.get("content-length")
+                    expected = int(length) if length else None
+                elif response.status_code == 410:  # the job's file expired: what we kept is useless now
+                    part.unlink(missing_ok=True)
+                    state_path(out).unlink(missing_ok=True)
+                    raise TransferError(f"{error_detail(response)}; run the command again to prepare a new job")
+                else:
+                    raise TransferError(error_detail(response))
+                state["etag"] = response.headers.get("etag")
+                _save_state(out, state)
+                progress.update(task, total=expected, completed=have)
+                with part.open(mode) as file:
+                    for chunk in response.iter_bytes(CHUNK):
+                        file.write(chunk)
+                        have += len(chunk)
+                        progress.update(task, completed=have)
+            if expected is None or have == expected:
+                break
+            raise httpx.RemoteProtocolError(f"body ended at {have} of {expected} bytes")
+        except httpx.TransportError as exc:
+            failures += 1
+            if failures > retries:
+                raise TransferError(
+                    f"The download was cut {failures} times ({type(exc).__name__}); {have} bytes are kept in "
+                    f"{part.name}: run the same command again to resume"
+                ) from exc
+            say(f"Connection lost at {have} bytes ({type(exc).__name__}); resuming")
+            sleep(min(0.25 * 2.0 ** (failures - 1), 5.0))
+    part.replace(out)
+    return Outcome(out, have, resumed_from=resumed_from)

@@ -1,0 +1,1 @@
+"""The engine and what it stands on: no web framework here (upstream client, plan, fetch, archive)."""

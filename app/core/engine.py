@@ -1,0 +1,258 @@
+"""The one place that knows how an order becomes a ZIP: plan, fetch, archive.
+
+Every door (the streaming route, jobs, the CLI through them) opens a `Batch` here and only decides
+where its bytes go. A batch downloads images concurrently under the fair budget, spools each one,
+and hands it to the archive as it completes. An image keeps its download slot until its ZIP member
+is written, so a slow reader slows the downloads instead of filling memory or disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.core.archive import Member, ZipWriter
+from app.core.budget import FairLimiter, OrderSlots
+from app.core.models import BatchOptions, ImageInfo, OrderInfo
+from app.core.naming import MANIFEST_NAME, REPORT_NAME, NameAllocator
+from app.core.report import manifest_json, report_text
+from app.core.spool import Spool
+from app.core.stats import Stats
+from app.core.upstream import AutoenhanceClient, ImageDownloadFailed
+from app.errors import EmptyOrder, ImageFailure, OrderTooLarge
+
+if TYPE_CHECKING:
+    from app.core.shared_budget import SharedBudget
+
+log = logging.getLogger("app.engine")
+
+RECOVER_WAIT = "Wait until the image shows status 'processed' on Autoenhance, then retry the batch"
+RECOVER_UPSTREAM = "Reprocess or re-upload the image on Autoenhance (POST /v3/images/{image_id}/process)"
+
+
+@dataclass
+class _Done:
+    image: ImageInfo
+    name: str
+    spool: Spool
+    written: asyncio.Event
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    per_order: int
+    max_images: int
+    spool_dir: Path
+    spool_memory_bytes: int
+    max_image_bytes: int
+
+
+class Engine:
+    """Shared by every request: the upstream client, the global budget and the limits."""
+
+    shared_budget: SharedBudget | None = None
+    """Set by Services with REDIS_URL: the budget across instances, taken after the local slot."""
+
+    def __init__(self, client: AutoenhanceClient, limiter: FairLimiter, limits: EngineLimits, stats: Stats) -> None:
+        self.client = client
+        self.limiter = limiter
+        self.limits = limits
+        self.stats = stats
+        self.active_batches = 0
+
+    def check(self, order: OrderInfo) -> None:
+        """Refuse an order no batch can serve (empty, or over MAX_IMAGES_PER_ORDER)."""
+        count = len(order.images) + order.unidentified
+        if count == 0:
+            raise EmptyOrder(f"Order {order.order_id} has no images")
+        if count > self.limits.max_images:
+            raise OrderTooLarge(
+                f"Order {order.order_id} has {count} images, over this service's limit of "
+                f"{self.limits.max_images} (MAX_IMAGES_PER_ORDER)"
+            )
+
+    async def open(self, order: OrderInfo, options: BatchOptions) -> Batch:
+        """Plan the order and start its downloads; the caller must consume or close the batch."""
+        self.check(order)
+        batch = Batch(self, order, options)
+        batch.start()
+        return batch
+
+
+class Batch:
+    """One order being turned into one archive."""
+
+    def __init__(self, engine: Engine, order: OrderInfo, options: BatchOptions) -> None:
+        self.engine = engine
+        self.order = order
+        self.options = options
+        self.total = len(order.images) + order.unidentified
+        self.downloaded = 0
+        self.failures: list[ImageFailure] = []
+        self.members: list[dict[str, object]] = []
+        self.started_at = time.monotonic()
+        shared = engine.shared_budget.slot if engine.shared_budget is not None else None
+        self._slots = OrderSlots(engine.limiter, key=id(self), per_order=engine.limits.per_order, shared=shared)
+        self._ready: asyncio.Queue[_Done | None] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._outstanding = 0
+        self._fetching = 0  # downloads started; each one ends with one item in `_ready`
+        self._settled = asyncio.Event()  # first success, or nothing left to try
+        self._closed = False
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def finished(self) -> int:
+        return self.downloaded + self.failed
+
+    # -- downloads -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.engine.active_batches += 1
+        names = NameAllocator()
+        extension = self.options.format.extension
+        for index in range(self.order.unidentified):
+            self._fail(
+                "(unknown)",
+                f"unidentified image #{index + 1}",
+                "the order lists this image without an id",
+                "Check the order on Autoenhance; this entry cannot be downloaded",
+            )
+        for image in self.order.images:
+            name = names.allocate(image.name, image.image_id, extension)
+            skip = image.skip_reason()
+            if skip is not None:
+                recovery = RECOVER_UPSTREAM if (image.status or "").lower() in ("error", "expired") else RECOVER_WAIT
+                self._fail(image.image_id, name, skip, recovery)
+                continue
+            self._outstanding += 1
+            self._fetching += 1
+            task = asyncio.create_task(self._fetch(image, name), name=f"fetch-{image.image_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if self._outstanding == 0:
+            self._settled.set()
+
+    def _fail(self, image_id: str, name: str, reason: str, recovery: str) -> None:
+        self.failures.append(ImageFailure(image_id, name, reason, recovery.replace("{image_id}", image_id)))
+        log.warning("image failed", extra={"order_id": self.order.order_id, "image_id": image_id, "reason": reason})
+
+    async def _fetch(self, image: ImageInfo, name: str) -> None:
+        limits = self.engine.limits
+        spool = Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes)
+        handed_over = False
+        try:
+            async with self._slots.slot():
+                try:
+                    await self.engine.client.download_enhanced(image.image_id, self.options, spool)
+                except ImageDownloadFailed as exc:
+                    self._fail(image.image_id, name, exc.reason, exc.recovery)
+                    return
+                self.downloaded += 1
+                log.info(
+                    "image downloaded",
+                    extra={"order_id": self.order.order_id, "image_id": image.image_id, "bytes": spool.size},
+                )
+                done = _Done(image, name, spool, asyncio.Event())
+                self._ready.put_nowait(done)
+                handed_over = True
+                self._settled.set()
+                await done.written.wait()  # hold the slot: back-pressure from the reader
+        except Exception as exc:  # a bug, not an upstream failure: report it and keep the batch going
+            if not handed_over:
+                log.exception("unexpected error fetching image", extra={"image_id": image.image_id})
+                self._fail(
+                    image.image_id,
+                    name,
+                    f"internal error ({type(exc).__name__})",
+                    "Retry the batch; report this if it persists",
+                )
+        finally:
+            spool.close()
+            if not handed_over:
+                self._ready.put_nowait(None)
+            self._outstanding -= 1
+            if self._outstanding == 0:
+                self._settled.set()
+
+    async def wait_first(self) -> bool:
+        """Wait for the first image to succeed; False when every image failed."""
+        await self._settled.wait()
+        return self.downloaded > 0
+
+    async def wait_all(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- archive ---------------------------------------------------------------------------------
+
+    async def archive(self) -> AsyncIterator[bytes]:
+        """The ZIP: images in completion order, then the report (if anything failed) and manifest."""
+        writer = ZipWriter()
+        feeder = asyncio.create_task(self._feed(writer), name=f"feed-{self.order.order_id}")
+        try:
+            async for chunk in writer.chunks():
+                yield chunk
+            await feeder
+        finally:
+            feeder.cancel()
+            writer.stop()
+            await self.aclose()
+
+    async def _feed(self, writer: ZipWriter) -> None:
+        now = datetime.now(UTC)
+        for _ in range(self._fetching):
+            done = await self._ready.get()
+            if done is None:
+                continue
+            self.members.append({"image_id": done.image.image_id, "name": done.name, "bytes": done.spool.size})
+            writer.feed(Member(done.name, done.spool.size, done.spool.crc32, done.spool.chunks, now, done.written.set))
+        extras: list[tuple[str, bytes]] = []
+        if self.failures:
+            extras.append((REPORT_NAME, report_text(self).encode()))
+        extras.append((MANIFEST_NAME, manifest_json(self).encode()))
+        for name, data in extras:
+            writer.feed(Member(name, len(data), zlib.crc32(data), functools.partial(iter, (data,)), now))
+        writer.finish()
+        self._log_totals()
+
+    def _log_totals(self) -> None:
+        log.info(
+            "batch finished",
+            extra={
+                "order_id": self.order.order_id,
+                "total": self.total,
+                "downloaded": self.downloaded,
+                "failed": self.failed,
+                "seconds": round(time.monotonic() - self.started_at, 3),
+            },
+        )
+
+    async def aclose(self) -> None:
+        """Cancel what is still downloading and release every spool (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.engine.active_batches -= 1
+        # Counted here, once per batch, whichever door opened it and however it ended.
+        self.engine.stats.images_downloaded += self.downloaded
+        self.engine.stats.images_failed += self.failed
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while not self._ready.empty():
+            done = self._ready.get_nowait()
+            if done is not None:
+                done.spool.close()

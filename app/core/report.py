@@ -1,0 +1,71 @@
+"""The human report and the machine manifest written as the archive's last members."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.core.engine import Batch
+
+
+def _retry_url(batch: Batch) -> str:
+    o = batch.options
+    query = f"format={o.format.value}&preview={str(o.preview).lower()}&dev_mode={str(o.dev_mode).lower()}"
+    if o.quality is not None:
+        query += f"&quality={o.quality}"
+    return f"GET /orders/{batch.order.order_id}/images?{query}"
+
+
+def report_text(batch: Batch) -> str:
+    """`_download_report.txt`: what failed, why, and how to get it."""
+    order = batch.order
+    lines = [
+        "Autoenhance Batch download report",
+        "=================================",
+        f"Order:      {order.name or '(unnamed)'} ({order.order_id})",
+        f"Generated:  {datetime.now(UTC).isoformat(timespec='seconds')}",
+        f"Options:    {json.dumps(batch.options.as_dict())}",
+        "",
+        f"Images in order: {batch.total}",
+        f"Downloaded:      {batch.downloaded}",
+        f"Failed:          {batch.failed}",
+        "",
+        "Failed images",
+        "-------------",
+    ]
+    for number, failure in enumerate(batch.failures, start=1):
+        lines += [
+            f"{number}. {failure.name}  (image id {failure.image_id})",
+            f"   Reason:  {failure.reason}",
+            f"   Recover: {failure.recovery}",
+        ]
+    lines += [
+        "",
+        "How to recover",
+        "--------------",
+        f"- Retry the whole batch once the images are ready: {_retry_url(batch)}",
+        "  Archives with failures are never cached, so a retry really asks Autoenhance again.",
+        "- Or fetch one image directly from Autoenhance: GET /v3/images/<image id>/enhanced",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def manifest_json(batch: Batch) -> str:
+    """`_manifest.json`: which file is which image, for integrations that map ids to files."""
+    return json.dumps(
+        {
+            "order_id": batch.order.order_id,
+            "order_name": batch.order.name,
+            "options": batch.options.as_dict(),
+            "total": batch.total,
+            "downloaded": batch.downloaded,
+            "failed": batch.failed,
+            "files": batch.members,
+            "failures": [f.as_dict() for f in batch.failures],
+        },
+        indent=2,
+        ensure_ascii=False,
+    )

@@ -1,0 +1,341 @@
+"""The Autoenhance v3 client: every upstream call the service makes goes through here.
+
+Why it follows redirects by hand: `/enhanced` answers 302 to an asset host, and httpx only strips
+`Authorization` on a cross-origin redirect, not our `x-api-key`. We follow each hop ourselves and
+send the key (and `x-dev-mode`) only to the API's own origin.
+
+Retries (stamina): 5xx, 429 (honouring Retry-After), timeouts, connection errors, truncated bodies
+and expired asset links (a fresh 302 gives a fresh link); never other 4xx. Bounded in attempts and
+in total time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import stamina
+
+from app.core.breaker import CircuitOpen, UpstreamGuard
+from app.core.models import BatchOptions, OrderInfo, parse_order
+from app.core.spool import ImageTooLarge, Spool
+from app.errors import (
+    InvalidPageOffset,
+    OrderNotFound,
+    UpstreamAuthError,
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+
+log = logging.getLogger("app.upstream")
+
+MAX_REDIRECTS = 5
+DRAIN_LIMIT = 64 * 1024  # redirect bodies up to this are read so the connection is reused
+MAX_RETRY_AFTER = 30.0
+USER_AGENT = "autoenhance-batch/1.0"
+
+
+class Retryable(Exception):
+    """A transient upstream failure; `retry_after` carries the server's wish when it said one."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.status = status
+
+
+@dataclass
+class ImageDownloadFailed(Exception):
+    """One image could not be fetched; `reason` and `recovery` are shown to the caller."""
+
+    reason: str
+    recovery: str
+    status: int | None = None
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+RECOVER_RETRY = "Retry the batch later; images that succeeded are served again at no extra cost"
+RECOVER_SINGLE = "Download it alone with GET /v3/images/{image_id}/enhanced, or retry the batch"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return max(0.0, min(seconds, MAX_RETRY_AFTER))
+
+
+def _backoff(exc: Exception) -> bool | float:
+    """stamina hook: whether to retry, and for Retry-After how long to wait."""
+    if isinstance(exc, Retryable):
+        return exc.retry_after if exc.retry_after is not None else True
+    return isinstance(exc, (httpx.TimeoutException, httpx.TransportError))
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read a small body to its end so the connection goes back to the pool instead of closing.
+
+    Closing a response whose body was not read makes httpcore drop the connection: one new TCP
+    connection per image, as every download starts with a redirect.
+    """
+    length = response.headers.get("content-length", "")
+    if length.isdigit() and int(length) <= DRAIN_LIMIT:
+        with contextlib.suppress(httpx.HTTPError):
+            await response.aread()
+
+
+def _origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
+    parts = urlsplit(str(url))
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+class AutoenhanceClient:
+    """Async, typed access to the v3 endpoints the service needs."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None,
+        http: httpx.AsyncClient,
+        attempts: int = 4,
+        order_timeout: float = 30.0,
+        image_timeout: float = 60.0,
+        guard: UpstreamGuard | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_origin = _origin(self.base_url)
+        self._api_key = api_key
+        self._http = http
+        self._attempts = attempts
+        self._order_timeout = order_timeout
+        self._image_timeout = image_timeout
+        self.guard = guard or UpstreamGuard(None, threshold=1_000_000)  # no guard given: never opens
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}/v3/{path.lstrip('/')}"
+
+    def _headers(self, url: str | httpx.URL, *, dev_mode: bool = False) -> dict[str, str]:
+        """Credentials only for the API's own origin, never for an asset or storage host."""
+        headers = {"user-agent": USER_AGENT}
+        if _origin(url) == self._api_origin:
+            if self._api_key:
+                headers["x-api-key"] = self._api_key
+            if dev_mode:
+                headers["x-dev-mode"] = "true"
+        return headers
+
+    def _retrying(self, timeout: float) -> Any:
+        return stamina.retry_context(
+            on=_backoff, attempts=self._attempts, timeout=timeout, wait_initial=0.2, wait_max=5.0, wait_jitter=0.3
+        )
+
+    async def _json_call(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
+        """One JSON API call with retries; maps final failures to the error hierarchy."""
+        url = self._url(path)
+        try:
+            async for attempt in self._retrying(self._order_timeout):
+                with attempt:
+                    async with self.guard.attempt():
+                        response = await self._http.request(method, url, headers=self._headers(url), **kwargs)
+                        if response.status_code == 429 or response.status_code >= 500:
+                            log.warning("upstream %s answered %s: %.300s", what, response.status_code, response.text)
+                            raise Retryable(
+                                f"HTTP {response.status_code}", _retry_after(response), response.status_code
+                            )
+        except Retryable as exc:
+            raise UpstreamUnavailable(
+                f"Autoenhance API is unavailable ({what}: {exc.reason}); try again later"
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise UpstreamUnavailable(f"Autoenhance API timed out ({what}); try again later") from exc
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(f"Autoenhance API could not be reached ({what}); try again later") from exc
+        if response.status_code in (401, 403):
+            log.error("upstream %s rejected our key (%s): %.300s", what, response.status_code, response.text)
+            raise UpstreamAuthError()
+        return response
+
+    @staticmethod
+    def _json(response: httpx.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except ValueError as exc:
+            log.error("upstream %s returned non-JSON (%s): %.300s", what, response.status_code, response.text)
+            raise UpstreamBadResponse(f"Autoenhance returned a response this service cannot read ({what})") from exc
+
+    # -- orders ----------------------------------------------------------------------------------
+
+    async def get_order(self, order_id: str) -> OrderInfo:
+        response = await self._json_call("GET", f"orders/{order_id}", what="order fetch")
+        if response.status_code == 404:
+            raise OrderNotFound(f"Order {order_id} was not found on Autoenhance")
+        if response.status_code != 200:
+            log.error("order fetch answered %s: %.300s", response.status_code, response.text)
+            raise UpstreamError(f"Autoenhance refused the order fetch (HTTP {response.status_code})")
+        return parse_order(order_id, self._json(response, "order fetch"))
+
+    async def create_order(self, name: str) -> dict[str, Any]:
+        response = await self._json_call("POST", "orders/", what="order creation", json={"name": name})
+        return self._expect_json(response, "order creation")
+
+    async def create_image(self, order_id: str, image_name: str, content_type: str) -> dict[str, Any]:
+        body = {"order_id": order_id, "image_name": image_name, "content_type": content_type}
+        response = await self._json_call("POST", "images/", what="image creation", json=body)
+        return self._expect_json(response, "image creation")
+
+    async def list_orders(self, per_page: int = 10, offset: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"per_page": per_page}
+        if offset:
+            params["offset"] = offset
+        response = await self._json_call("GET", "orders/", what="order listing", params=params)
+        if offset and response.status_code in (400, 422):  # the caller's page token, not our fault
+            raise InvalidPageOffset()
+        return self._expect_json(response, "order listing")
+
+    def _expect_json(self, response: httpx.Response, what: str) -> dict[str, Any]:
+        if response.status_code not in (200, 201):
+            log.error("upstream %s answered %s: %.300s", what, response.status_code, response.text)
+            raise UpstreamError(f"Autoenhance refused the {what} (HTTP {response.status_code})")
+        data = self._json(response, what)
+        if not isinstance(data, dict):
+            raise UpstreamBadResponse(f"Autoenhance returned a response this service cannot read ({what})")
+        return data
+
+    async def upload(self, upload_url: str, data: bytes, content_type: str) -> None:
+        """PUT the image bytes to the pre-signed URL (credentials only if it is the API's origin)."""
+        headers = self._headers(upload_url) | {"content-type": content_type}
+        try:
+            async for attempt in self._retrying(self._image_timeout):
+                with attempt:
+                    response = await self._http.put(upload_url, content=data, headers=headers)
+                    if response.status_code >= 500 or response.status_code == 429:
+                        raise Retryable(f"HTTP {response.status_code}", _retry_after(response))
+        except (Retryable, httpx.TransportError) as exc:
+            raise UpstreamUnavailable("Uploading to Autoenhance failed; try again later") from exc
+        if response.status_code >= 300:
+            log.error("upload answered %s: %.300s", response.status_code, response.text)
+            raise UpstreamError(f"Autoenhance refused the upload (HTTP {response.status_code})")
+
+    # -- image downloads -------------------------------------------------------------------------
+
+    async def download_enhanced(self, image_id: str, options: BatchOptions, spool: Spool) -> None:
+        """Fetch one enhanced image into `spool`, retrying transient failures.
+
+        Raises ImageDownloadFailed with a caller-facing reason when the image cannot be had.
+        """
+        url = self._url(f"images/{image_id}/enhanced")
+        try:
+            async with asyncio.timeout(self._image_timeout):
+                async for attempt in self._retrying(self._image_timeout):
+                    with attempt:
+                        spool.reset()
+                        async with self.guard.attempt():
+                            await self._download_once(url, options, spool)
+        except ImageDownloadFailed:
+            raise
+        except CircuitOpen as exc:
+            raise ImageDownloadFailed(
+                f"not tried: Autoenhance was failing repeatedly (circuit breaker open for {exc.retry_after} s)",
+                RECOVER_RETRY,
+            ) from exc
+        except TimeoutError as exc:
+            raise ImageDownloadFailed(
+                f"timed out after {self._image_timeout:g} s (IMAGE_TIMEOUT_SECONDS)", RECOVER_RETRY
+            ) from exc
+        except Retryable as exc:
+            raise ImageDownloadFailed(f"Autoenhance kept failing ({exc.reason})", RECOVER_RETRY) from exc
+        except httpx.TimeoutException as exc:
+            raise ImageDownloadFailed(f"timed out after retries ({type(exc).__name__})", RECOVER_RETRY) from exc
+        except httpx.TransportError as exc:
+            raise ImageDownloadFailed(f"connection failed after retries ({type(exc).__name__})", RECOVER_RETRY) from exc
+        except ImageTooLarge as exc:
+            raise ImageDownloadFailed(str(exc), RECOVER_SINGLE) from exc
+
+    async def _download_once(self, url: str, options: BatchOptions, spool: Spool) -> None:
+        params: dict[str, str] | None = options.upstream_query()
+        target: str | httpx.URL = url
+        for hop in range(MAX_REDIRECTS + 1):
+            request = self._http.build_request(
+                "GET", target, params=params, headers=self._headers(target, dev_mode=options.dev_mode)
+            )
+            params = None  # the query belongs to the first request only; Location carries its own
+            response = await self._http.send(request, stream=True)
+            try:
+                if response.is_redirect:
+                    location = response.headers.get("location")
+                    if not location:
+                        raise ImageDownloadFailed(
+                            "Autoenhance sent a redirect without a location", RECOVER_RETRY, response.status_code
+                        )
+                    target = urljoin(str(response.url), location)
+                    await _drain(response)
+                    continue
+                self._raise_for_image_status(response, on_api=hop == 0)
+                await self._read_body(response, spool)
+                return
+            finally:
+                await response.aclose()
+        raise ImageDownloadFailed(f"too many redirects (more than {MAX_REDIRECTS})", RECOVER_SINGLE)
+
+    @staticmethod
+    def _raise_for_image_status(response: httpx.Response, *, on_api: bool) -> None:
+        """`on_api`: the API answered itself; otherwise we are at the asset a redirect pointed to."""
+        status = response.status_code
+        if status == 200:
+            return
+        if status == 429 or status >= 500:
+            raise Retryable(f"HTTP {status}", _retry_after(response), status)
+        if not on_api and status == 403:
+            raise Retryable("the asset link had expired (HTTP 403)")
+        if on_api and status in (401, 403):
+            raise ImageDownloadFailed(
+                f"Autoenhance refused the download (HTTP {status}): the API key may lack credits or access",
+                "Check the account's credits and key, or retry with preview=true or dev_mode=true",
+                status,
+            )
+        if status == 404:
+            where = "Autoenhance" if on_api else "the asset host"
+            raise ImageDownloadFailed(
+                f"not available from {where} (HTTP 404): still processing, or deleted",
+                "Wait until the image shows status 'processed', then retry the batch",
+                status,
+            )
+        raise ImageDownloadFailed(f"Autoenhance refused the download (HTTP {status})", RECOVER_SINGLE, status)
+
+    @staticmethod
+    async def _read_body(response: httpx.Response, spool: Spool) -> None:
+        length = response.headers.get("content-length", "")
+        announced = int(length) if length.isdigit() else None
+        if announced is not None and announced > spool.max_bytes:
+            # refuse before reading a byte (MAX_IMAGE_BYTES); the spool also stops a body that lies
+            raise ImageTooLarge(f"image of {announced} bytes is over the {spool.max_bytes} byte limit (MAX_IMAGE_BYTES)")
+        async for chunk in response.aiter_bytes():
+            spool.write(chunk)
+        received = response.num_bytes_downloaded
+        if announced is not None and announced != received:
+            raise Retryable(f"body shorter than announced ({received} of {announced} bytes)")
+        if spool.size == 0:
+            raise Retryable("empty body")

@@ -1,0 +1,1 @@
+"""Servers, proxies and checkers the tests share."""

@@ -1,0 +1,91 @@
+"""A real HTTP endpoint for callbacks: records every POST and answers what the test planned.
+
+Served on loopback by `tests.servers.serve`, so deliveries go through the service's real client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from standardwebhooks import Webhook
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.support.servers import serve
+
+SECRET = "whsec_" + base64.b64encode(b"autoenhance-batch-test-secret-32b").decode()
+"""The WEBHOOK_SECRET tests configure, in the Standard Webhooks `whsec_<base64>` form."""
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.body)
+        return data
+
+    def verified(self, secret: str = SECRET) -> dict[str, Any]:
+        """The payload, after checking the signature with the reference library (raises if wrong)."""
+        data: dict[str, Any] = Webhook(secret).verify(self.body, self.headers)
+        return data
+
+
+@dataclass
+class Receiver:
+    """`plan`: status codes answered in order, then `default`. `location` is sent with 3xx answers."""
+
+    plan: list[int] = field(default_factory=list)
+    default: int = 200
+    location: str | None = None
+    delays: list[float] = field(default_factory=list)
+    """Seconds to wait before answering, per request in order (then none)."""
+    url: str = ""
+    received: list[Received] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> Starlette:
+        async def hook(request: Request) -> Response:
+            body = await request.body()
+            with self._lock:
+                self.received.append(Received(request.url.path, dict(request.headers), body, time.time()))
+                status = self.plan.pop(0) if self.plan else self.default
+                delay = self.delays.pop(0) if self.delays else 0.0
+            if delay:
+                await asyncio.sleep(delay)
+            headers = {"Location": self.location} if self.location and 300 <= status < 400 else None
+            return JSONResponse({"ok": 200 <= status < 300}, status_code=status, headers=headers)
+
+        return Starlette(routes=[Route("/{path:path}", hook, methods=["POST"])])
+
+    def wait_for(self, count: int, timeout: float = 15.0, path: str | None = None) -> list[Received]:
+        """The first `count` requests (to `path`, if given); fails if they do not arrive in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = [r for r in self.received if path is None or r.path == path]
+            if len(got) >= count:
+                return got
+            assert time.monotonic() < deadline, f"expected {count} callbacks, got {len(got)}: {got}"
+            time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def serving(hooks: Receiver | None = None) -> Iterator[Receiver]:
+    """A receiver served on a loopback port (its `url` set) for the length of the block."""
+    hooks = hooks or Receiver()
+    with serve(hooks.app()) as url:
+        hooks.url = url
+        yield hooks
