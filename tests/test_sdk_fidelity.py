@@ -1,7 +1,7 @@
 """The official `autoenhance` SDK (unmodified, from PyPI) runs its whole workflow against the simulator.
 
 Each version lives in `.sdk/<version>` (installed by `make sdks`) and runs in its own interpreter
-via tests/sdk_scenario.py, so the two never share an import. A field the simulator gets wrong
+via tests/support/sdk_scenario.py, so the two never share an import. A field the simulator gets wrong
 makes the SDK's strict models raise, and the scenario exits non-zero with the reason.
 """
 
@@ -19,7 +19,7 @@ from simulator import SimulatorState, create_app
 from tests.support.servers import serve
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIO = Path(__file__).resolve().parent / "sdk_scenario.py"
+SCENARIO = Path(__file__).resolve().parent / "support" / "sdk_scenario.py"
 KEY = "sdk-fidelity-key"
 
 

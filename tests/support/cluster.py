@@ -24,7 +24,7 @@ import redis
 from app.config import Settings
 from tests.support.servers import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 BIN = Path(sys.executable).parent
 

@@ -1,6 +1,6 @@
 """Drive the simulator with the OFFICIAL, unmodified `autoenhance` SDK (1.1.0 or 1.0.7).
 
-    PYTHONPATH=.sdk/1.1.0 python tests/sdk_scenario.py http://127.0.0.1:PORT some-api-key
+    PYTHONPATH=.sdk/1.1.0 python tests/support/sdk_scenario.py http://127.0.0.1:PORT some-api-key
 
 Create order -> create image -> PUT the bytes (`upload_url` for 1.1.0, `s3PutObjectUrl` for
 1.0.x) -> poll retrieve_image until processed -> download enhanced PNG and JPEG -> download the
