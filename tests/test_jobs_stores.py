@@ -21,7 +21,7 @@ from app.jobs import manager as jobs_manager
 from app.jobs.manager import WORKER_LOST_REASON
 from app.jobs.records import Job, JobStatus
 from app.jobs.redis_store import RedisJobStore
-from app.jobs.store import JobStore
+from app.jobs.sqlite_store import JobStore
 from simulator import SeedImage
 from tests.conftest import Service, Sim
 from tests.support.cluster import REDIS_URL

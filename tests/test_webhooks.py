@@ -25,7 +25,7 @@ from standardwebhooks import Webhook
 from app import create_app
 from app.config import Settings
 from app.jobs.manager import SHUTDOWN_REASON
-from app.jobs.store import JobStore
+from app.jobs.sqlite_store import JobStore
 from app.webhooks.dispatcher import RetryPolicy
 from app.webhooks.outbox import Delivery, DeliveryStatus
 from app.webhooks.signing import signed_headers, signer

@@ -55,7 +55,7 @@ from app.jobs.records import (
 )
 from app.jobs.redis_store import RedisJobStore
 from app.jobs.results import ResultStore, S3Results, result_store
-from app.jobs.store import JobStore
+from app.jobs.sqlite_store import JobStore
 
 if TYPE_CHECKING:
     from app.wiring import Services
