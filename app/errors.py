@@ -1,6 +1,36 @@
-"""The service's error hierarchy: each error knows the HTTP status and the message a caller sees.
+"""The service's error tree: each error knows the HTTP status and the message a caller sees.
 
-Messages are written for our callers; upstream bodies never go into them (they are logged instead).
+Catch a branch to handle a family; the app's one handler turns any of them into `{"detail": ...}`
+(plus `failures` where listed) with the status and headers. Routes raise these, never a bare
+HTTPException. Messages are written for our callers; upstream bodies never go into them (logged
+instead). Errors marked * are defined beside the code that raises them.
+
+* ServiceError                    500  base
+  + BadRequest                    400
+    - InvalidOrderId                   not a UUID (before any upstream call)
+  + Unauthorized                  401  credentials missing or wrong (WWW-Authenticate)
+  + Forbidden                     403  not enabled by the operator, or a wrong webhook token
+  + NotFound                      404
+    - OrderNotFound                    Autoenhance does not know the order
+    - JobNotFound*                     app/jobs/records.py
+    - WatchNotFound
+  + Conflict                      409
+    - JobNotReady*                     app/jobs/records.py
+  + Gone                          410
+    - JobExpired*                      app/jobs/records.py
+  + PayloadTooLarge               413
+  + Unprocessable                 422
+    - OrderTooLarge, EmptyOrder, InvalidPageOffset, InvalidUpload
+    - NothingSucceeded                 + `failures`
+    - JobFailed*                       + `failures` (app/jobs/records.py)
+    - InvalidCallbackUrl*              app/webhooks/urls.py
+  + CallerGone*                   499  app/core/wait.py
+  + UpstreamError                 502  Autoenhance failed us
+    - UpstreamAuthError, UpstreamUnavailable, UpstreamBadResponse
+  + Unavailable                   503  try again later (Retry-After where known)
+    - CircuitOpen*                     app/core/breaker.py
+    - TooManyJobs*                     app/jobs/records.py
+    - NotConfigured                    a feature the operator has not set up
 """
 
 from __future__ import annotations
@@ -24,23 +54,81 @@ class ServiceError(Exception):
         return {"detail": self.message}
 
 
-class InvalidOrderId(ServiceError):
+# -- the branches, by HTTP status -------------------------------------------------------------------
+
+
+class BadRequest(ServiceError):
     status_code = 400
+    message = "Bad request"
 
 
-class OrderNotFound(ServiceError):
+class Unauthorized(ServiceError):
+    status_code = 401
+    message = "Missing or invalid credentials"
+
+
+class Forbidden(ServiceError):
+    status_code = 403
+    message = "Forbidden"
+
+
+class NotFound(ServiceError):
     status_code = 404
+    message = "Not found"
+
+
+class Conflict(ServiceError):
+    status_code = 409
+
+
+class Gone(ServiceError):
+    status_code = 410
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+
+
+class Unprocessable(ServiceError):
+    status_code = 422
+    message = "Unprocessable request"
+
+
+class Unavailable(ServiceError):
+    status_code = 503
+    message = "Temporarily unavailable; try again later"
+
+
+# -- the leaves ----------------------------------------------------------------------------------------
+
+
+class InvalidOrderId(BadRequest):
+    pass
+
+
+class OrderNotFound(NotFound):
     message = "Order not found on Autoenhance"
 
 
-class OrderTooLarge(ServiceError):
-    status_code = 422
+class WatchNotFound(NotFound):
+    message = "No such watch (unknown id, or forgotten 7 days after it was made)"
 
 
-class InvalidPageOffset(ServiceError):
+class OrderTooLarge(Unprocessable):
+    pass
+
+
+class InvalidUpload(Unprocessable):
+    """A photo upload that is not one (no file, too many, not an image)."""
+
+
+class NotConfigured(Unavailable):
+    """A feature that needs a setting the operator has not made."""
+
+
+class InvalidPageOffset(Unprocessable):
     """The order listing's `offset` is not a page token Autoenhance recognises."""
 
-    status_code = 422
     message = "offset is not a page of the order listing: pass the next_offset of a previous page"
 
 
@@ -76,10 +164,8 @@ class ImageFailure:
         return {"image_id": self.image_id, "name": self.name, "reason": self.reason, "recovery": self.recovery}
 
 
-class NothingSucceeded(ServiceError):
+class NothingSucceeded(Unprocessable):
     """Every image of the order failed: there is no archive worth sending."""
-
-    status_code = 422
 
     def __init__(self, failures: list[ImageFailure], *, headers: dict[str, str] | None = None) -> None:
         super().__init__(f"None of the order's {len(failures)} images could be downloaded", headers=headers)
@@ -89,6 +175,5 @@ class NothingSucceeded(ServiceError):
         return {"detail": self.message, "failures": [f.as_dict() for f in self.failures]}
 
 
-class EmptyOrder(ServiceError):
-    status_code = 422
+class EmptyOrder(Unprocessable):
     message = "The order has no images"

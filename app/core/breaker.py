@@ -29,17 +29,15 @@ from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 
 from app.core.budget import FairLimiter
-from app.errors import ServiceError
+from app.errors import Unavailable
 
 log = logging.getLogger("app.breaker")
 
 CIRCUIT = "autoenhance"
 
 
-class CircuitOpen(ServiceError):
+class CircuitOpen(Unavailable):
     """Autoenhance failed repeatedly: fail fast (503 + Retry-After) until the breaker half-opens."""
-
-    status_code = 503
 
     def __init__(self, retry_after: float) -> None:
         self.retry_after = max(1, math.ceil(retry_after))

@@ -20,7 +20,7 @@ import certifi
 import httpcore
 import httpx
 
-from app.errors import ServiceError
+from app.errors import Unprocessable
 
 MAX_URL_LENGTH = 2048
 
@@ -41,8 +41,8 @@ METADATA_ADDRESSES = frozenset(
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
-class InvalidCallbackUrl(ServiceError):
-    status_code = 422
+class InvalidCallbackUrl(Unprocessable):
+    pass
 
 
 class UnsafeAddress(Exception):
