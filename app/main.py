@@ -24,6 +24,9 @@ from app.api.security import SecurityHeadersMiddleware
 from app.config import Settings
 from app.errors import ServiceError
 from app.ops.logs import configure_logging, configure_sentry
+from app.ops.metrics import RequestMetrics
+from app.ops.telemetry import Telemetry
+from app.ops.tracing import RequestTracing
 from app.wiring import Services
 
 log = logging.getLogger("app")
@@ -54,34 +57,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings)
     configure_sentry(settings)
 
-    from app.ops import metrics as metrics_module
-    from app.ops.tracing import build_provider
-
-    tracer_provider = build_provider(settings)
-    tracer = tracer_provider.get_tracer("app") if tracer_provider is not None else None
+    telemetry = Telemetry.from_settings(settings)  # before the lifespan: the middleware needs it
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await Services.start(
-            settings,
-            wrap_transport=lambda inner, base_url: metrics_module.MeteredTransport(inner, metrics, base_url),
-            tracer=tracer,
-        )
+        services = await Services.start(settings, telemetry)
         app.state.services = services
-        app.state.metrics_collector.services = services
-        from app.jobs import JobManager
-        from app.webhooks import Webhooks
-
-        services.webhooks = await Webhooks.start(settings)
-        services.jobs = await JobManager.start(services)
-        services.webhooks.tend(services)  # it starts jobs: only once the manager runs
         try:
             yield
         finally:
-            app.state.metrics_collector.services = None
             await services.aclose()
-            if tracer_provider is not None:
-                tracer_provider.shutdown()  # flushes the spans still queued
+            telemetry.shutdown()
 
     app = FastAPI(
         title="Autoenhance Batch",
@@ -93,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.telemetry = telemetry
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
@@ -117,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         clean = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
         return JSONResponse({"detail": detail, "errors": clean}, status_code=422)
 
-    from app.api.routes import batch, docs, health, jobs, listing, orders, ui, webhooks
+    from app.api.routes import batch, docs, health, jobs, listing, metrics, orders, ui, webhooks
 
     # The API lives under /v1/; today's unversioned paths stay as aliases, served but left out of the
     # OpenAPI document so generated clients and new callers pick the versioned path (ENGINEERING_LOG).
@@ -126,9 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router, include_in_schema=False)
     app.include_router(health.api_router, prefix=API_PREFIX)
     app.include_router(health.api_router, include_in_schema=False)
-    for module in (health, ui, docs):  # probes, the page and the docs are not versioned
+    for module in (health, metrics, ui, docs):  # probes, metrics, the page and the docs are not versioned
         app.include_router(module.router)
-    metrics = metrics_module.install(app)
     ui.mount_static(app)
     docs.mount_docs_assets(app)
 
@@ -142,11 +128,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Content-Disposition", "X-Total-Images", "X-Downloaded", "X-Failed", "X-Request-ID"],
         )
     app.add_middleware(SecurityHeadersMiddleware)
-    if tracer is not None:
-        from app.ops.tracing import RequestTracing
-
-        app.add_middleware(RequestTracing, tracer=tracer)
-    app.add_middleware(metrics_module.RequestMetrics, metrics=metrics)  # outermost: times everything
+    if telemetry.tracer is not None:
+        app.add_middleware(RequestTracing, tracer=telemetry.tracer)
+    app.add_middleware(RequestMetrics, metrics=telemetry.metrics)  # outermost: times everything
     return app
 
 

@@ -20,20 +20,19 @@ log = logging.getLogger("app.worker")
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    """Serve jobs until `stop` is set, then shut down cleanly."""
-    from app.jobs import JobManager
-    from app.webhooks import Webhooks
+    """Serve jobs until `stop` is set, then shut down cleanly (the same services as an API process,
+    metered and traced the same way; only HTTP is missing)."""
+    from app.ops.telemetry import Telemetry
     from app.wiring import Services
 
-    services = await Services.start(settings)
+    telemetry = Telemetry.from_settings(settings)
+    services = await Services.start(settings, telemetry, consume=True)
     try:
-        services.webhooks = await Webhooks.start(settings)
-        services.jobs = await JobManager.start(services, consume=True)
-        services.webhooks.tend(services)  # it starts jobs: only once the manager runs
         log.info("worker ready", extra={"queue": f"{settings.redis_key_prefix}jobs:queue"})
         await stop.wait()
     finally:
         await services.aclose()
+        telemetry.shutdown()
 
 
 def main() -> int:

@@ -25,9 +25,10 @@ from typing import Any
 import httpx
 import pytest
 
-import app.jobs.manager as jobs_module
+import app.jobs.runner as jobs_runner
+import app.jobs.supervisor as jobs_supervisor
 from app import create_app
-from app.jobs.manager import RESTART_REASON, SHUTDOWN_REASON
+from app.jobs.supervisor import RESTART_REASON, SHUTDOWN_REASON
 from simulator import Fault, SeedImage
 from tests.conftest import TEST_KEY, Service, Sim, service_settings
 from tests.support.servers import free_port, serve
@@ -232,7 +233,7 @@ def test_service_key_guards_job_routes(simulator: Sim, start_service: Callable[.
 def test_expired_archive_is_deleted_and_download_is_410(
     simulator: Sim, start_service: Callable[..., Service], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs_module, "CLEANUP_INTERVAL_SECONDS", 0.1)
+    monkeypatch.setattr(jobs_supervisor, "CLEANUP_INTERVAL_SECONDS", 0.1)
     service = start_service()
     order_id = seed(simulator, SeedImage(name="a.jpg"))
     with service.client() as client:
@@ -257,7 +258,7 @@ def test_expired_archive_is_deleted_and_download_is_410(
 def test_shutdown_fails_the_running_job_and_the_next_start_runs_the_queued_one(
     simulator: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(jobs_module, "MAX_RUNNING_JOBS", 1)
+    monkeypatch.setattr(jobs_runner, "MAX_RUNNING_JOBS", 1)
     data_dir = tmp_path / "data"
     slow_order = seed(simulator, SeedImage(name="slow.jpg"))
     simulator.state.add_fault(

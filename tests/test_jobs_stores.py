@@ -18,10 +18,10 @@ import redis
 
 from app.core.models import BatchOptions, ImageFormat
 from app.jobs import manager as jobs_manager
-from app.jobs.manager import WORKER_LOST_REASON
 from app.jobs.records import Job, JobStatus
 from app.jobs.redis_store import RedisJobStore
-from app.jobs.sqlite_store import JobStore
+from app.jobs.sqlite_store import SqliteJobStore
+from app.jobs.supervisor import WORKER_LOST_REASON
 from simulator import SeedImage
 from tests.conftest import Service, Sim
 from tests.support.cluster import REDIS_URL
@@ -46,7 +46,7 @@ def job(job_id: str, **fields: Any) -> Job:
 @pytest.fixture(params=["sqlite", "redis"])
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Any]:
     if request.param == "sqlite":
-        return lambda: JobStore.open(tmp_path / "jobs.sqlite3")
+        return lambda: SqliteJobStore.open(tmp_path / "jobs.sqlite3")
     redis_prefix = request.getfixturevalue("redis_prefix")
     return lambda: RedisJobStore.open(REDIS_URL, redis_prefix)
 

@@ -24,8 +24,8 @@ from standardwebhooks import Webhook
 
 from app import create_app
 from app.config import Settings
-from app.jobs.manager import SHUTDOWN_REASON
-from app.jobs.sqlite_store import JobStore
+from app.jobs.sqlite_store import SqliteJobStore
+from app.jobs.supervisor import SHUTDOWN_REASON
 from app.webhooks.dispatcher import RetryPolicy
 from app.webhooks.outbox import Delivery, DeliveryStatus
 from app.webhooks.signing import signed_headers, signer
@@ -499,7 +499,7 @@ def test_an_old_jobs_database_gains_the_callback_columns(tmp_path: Path) -> None
                    "('old', 'o', 'complete', '{}', 3, 1.0)")  # fmt: skip
 
     async def scenario() -> Any:
-        store = await JobStore.open(path)
+        store = await SqliteJobStore.open(path)
         try:
             return await store.get("old")
         finally:

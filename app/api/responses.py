@@ -1,4 +1,4 @@
-"""Response helpers shared by the streaming route and job downloads."""
+"""Response helpers and OpenAPI descriptions shared by the routes (streaming, job downloads, callbacks)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
-from starlette.responses import FileResponse, StreamingResponse
+from fastapi import APIRouter
+from fastapi.routing import BaseRoute
+from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from app.archives.service import Finished
 from app.core.naming import content_disposition
+from app.webhooks.payload import JobCallback
 
 
 class ArchiveResponse(StreamingResponse):
@@ -65,6 +69,18 @@ class ArchiveFileResponse(FileResponse):
     chunk_size = 1024 * 1024
 
 
+def finished_response(found: Finished, order_name: str | None, order_id: str) -> Response:
+    """A finished archive from the archive policy: a file of this instance's cache (Range-capable), or
+    the shared cache's object streamed from S3 with its known length. X-Cache says which."""
+    headers = archive_headers(order_name, order_id, found.total, found.downloaded, 0) | {"X-Cache": found.source}
+    if found.path is not None:
+        return ArchiveFileResponse(found.path, media_type="application/zip", headers=headers)
+    if found.chunks is None:
+        raise ValueError(f"a {found.source!r} archive has nothing to send")
+    headers["Content-Length"] = str(found.size)
+    return StreamingResponse(found.chunks(), media_type="application/zip", headers=headers)
+
+
 def archive_headers(
     order_name: str | None, order_id: str, total: int, downloaded: int | None = None, failed: int | None = None
 ) -> dict[str, str]:
@@ -98,3 +114,43 @@ def error(description: str, schema: dict[str, Any] = ERROR_SCHEMA) -> dict[str, 
 
 
 ZIP_CONTENT = {"application/zip": {"schema": {"type": "string", "format": "binary"}}}
+
+
+_CALLBACK_DESCRIPTION = (
+    "Signed per Standard Webhooks: `webhook-id` (the same on every retry), `webhook-timestamp`, "
+    "`webhook-signature` = `v1,<base64 HMAC-SHA256 of '{id}.{timestamp}.{body}'>` with WEBHOOK_SECRET. "
+    "Answer 2xx to acknowledge; anything else (or no answer within WEBHOOK_TIMEOUT_SECONDS) is retried "
+    "with exponential backoff for WEBHOOK_RETRY_WINDOW_SECONDS; 410 stops the retries."
+)
+
+
+def callbacks_for(operation: str) -> list[BaseRoute]:
+    """The OpenAPI `callbacks` of one operation: the POST we make to the URL from the body or the header.
+
+    Built per operation because operationIds must be unique across the whole document.
+    """
+    router = APIRouter()
+
+    @router.post(
+        "{$request.body#/callback_url}",
+        name="jobFinished",
+        operation_id=f"{operation}_jobFinished",
+        summary="The job ended (completed, completed_with_errors or failed)",
+        description=_CALLBACK_DESCRIPTION,
+        responses={200: {"description": "Received (any 2xx)"}},
+    )
+    def job_finished_body(body: JobCallback) -> None:  # pragma: no cover - documentation only
+        ...
+
+    @router.post(
+        "{$request.header.callbackUrl}",
+        name="jobFinishedViaHeader",
+        operation_id=f"{operation}_jobFinishedViaHeader",
+        summary="The same callback, when the URL came in the callbackUrl header",
+        description=_CALLBACK_DESCRIPTION,
+        responses={200: {"description": "Received (any 2xx)"}},
+    )
+    def job_finished_header(body: JobCallback) -> None:  # pragma: no cover - documentation only
+        ...
+
+    return router.routes

@@ -12,10 +12,11 @@ import uuid
 from typing import Annotated
 
 import structlog
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
+from app.errors import Forbidden, Unauthorized
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -56,6 +57,15 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+def content_security_policy(*inline_script_hashes: str) -> str:
+    """Same-origin everything, no inline script unless its base64 sha256 is listed; blob: images for previews."""
+    script_src = " ".join(["'self'", *(f"'sha256-{digest}'" for digest in inline_script_hashes)])
+    return (
+        f"default-src 'self'; script-src {script_src}; style-src 'self'; img-src 'self' data: blob:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -72,7 +82,7 @@ async def require_service_key(
     """Batch and job routes: when SERVICE_API_KEY is set, X-API-Key must match (constant time)."""
     expected = _settings(request).service_api_key
     if expected is not None and not _matches(x_api_key, expected.get_secret_value()):
-        raise HTTPException(401, "Missing or invalid X-API-Key", headers={"WWW-Authenticate": "X-API-Key"})
+        raise Unauthorized("Missing or invalid X-API-Key", headers={"WWW-Authenticate": "X-API-Key"})
 
 
 async def require_admin(
@@ -84,9 +94,9 @@ async def require_admin(
     if settings.admin_token is None:
         if settings.demo_mode:
             return
-        raise HTTPException(403, "Creating orders spends credits: the operator must set ADMIN_TOKEN to enable it")
+        raise Forbidden("Creating orders spends credits: the operator must set ADMIN_TOKEN to enable it")
     if not _matches(x_admin_token, settings.admin_token.get_secret_value()):
-        raise HTTPException(401, "Missing or invalid X-Admin-Token")
+        raise Unauthorized("Missing or invalid X-Admin-Token")
 
 
 async def require_metrics_token(
@@ -101,9 +111,7 @@ async def require_metrics_token(
         return
     scheme, _, presented = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not _matches(presented.strip(), expected.get_secret_value()):
-        raise HTTPException(
-            401, "Missing or invalid bearer token (METRICS_TOKEN)", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise Unauthorized("Missing or invalid bearer token (METRICS_TOKEN)", headers={"WWW-Authenticate": "Bearer"})
 
 
 ServiceKey = Depends(require_service_key)

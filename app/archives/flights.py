@@ -156,17 +156,3 @@ class Flights:
             await asyncio.sleep(self.lease / 3)
             with contextlib.suppress(RedisError):
                 await self._renew_script(keys=[self._prefix + flight.key], args=[flight.value, int(self.lease * 1000)])
-
-
-async def lead_or_wait(flights: Flights | None, key: str, tag: str, patience: float) -> Flight | None:
-    """Lead `key`, or wait (up to `patience` seconds) for its leader to land and return None, after
-    which the caller looks for the leader's result (and does the work itself if there is none)."""
-    if flights is None:
-        return None
-    flight = await flights.claim(key, tag)
-    if flight is not None:
-        return flight
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(patience):
-            await flights.wait(key)
-    return None

@@ -20,18 +20,13 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import obstore
 import redis.asyncio as aioredis
 from obstore.exceptions import BaseError, NotFoundError
 from obstore.store import S3Store
 from redis.exceptions import RedisError
-from starlette.responses import Response, StreamingResponse
-
-if TYPE_CHECKING:
-    from app.archives.flights import Flight
-    from app.wiring import Services
 
 log = logging.getLogger("app.shared_cache")
 
@@ -90,37 +85,3 @@ class SharedCache:
 
     async def aclose(self) -> None:
         await self._redis.aclose()
-
-
-async def shared_hit(services: Services, key: str, order_name: str | None, order_id: str) -> Response | None:
-    """A response streaming another instance's archive for this cache key from S3, if one is indexed."""
-    shared: SharedCache | None = services.shared_cache
-    if shared is None:
-        return None
-    meta = await shared.lookup(key)
-    if meta is None:
-        return None
-    from app.api.responses import archive_headers
-
-    headers = archive_headers(order_name, order_id, meta["total"], meta["downloaded"], 0)
-    headers |= {"X-Cache": "shared", "Content-Length": str(meta["size"])}
-    services.stats.zips_served += 1
-    services.stats.bytes_sent += int(meta["size"])
-    return StreamingResponse(shared.stream(key), media_type="application/zip", headers=headers)
-
-
-async def share_and_land(services: Services, key: str, flight: Flight | None) -> None:
-    """After a streamed archive ended: share the entry it committed locally (if any), then let
-    whoever waits for this flight look (so they find it, here or on another instance)."""
-    shared: SharedCache | None = services.shared_cache
-    if flight is None:
-        return
-    try:
-        local = services.cache.directory / f"{key}.zip"
-        if shared is not None and local.is_file():
-            meta = json.loads((services.cache.directory / f"{key}.json").read_text())
-            await shared.publish(key, local, meta)
-    except (OSError, ValueError) as exc:
-        log.warning("could not share a cached archive", extra={"key": key, "error": str(exc)})
-    finally:
-        await flight.land()

@@ -58,14 +58,20 @@ class EngineLimits:
 class Engine:
     """Shared by every request: the upstream client, the global budget and the limits."""
 
-    shared_budget: SharedBudget | None = None
-    """Set by Services with REDIS_URL: the budget across instances, taken after the local slot."""
-
-    def __init__(self, client: AutoenhanceClient, limiter: FairLimiter, limits: EngineLimits, stats: Stats) -> None:
+    def __init__(
+        self,
+        client: AutoenhanceClient,
+        limiter: FairLimiter,
+        limits: EngineLimits,
+        stats: Stats,
+        shared_budget: SharedBudget | None = None,
+    ) -> None:
         self.client = client
         self.limiter = limiter
         self.limits = limits
         self.stats = stats
+        self.shared_budget = shared_budget
+        """With REDIS_URL and SHARED_BUDGET: the budget across instances, taken after the local slot."""
         self.active_batches = 0
 
     def check(self, order: OrderInfo) -> None:

@@ -4,7 +4,8 @@ Autoenhance enhances asynchronously; a batch asked for right after upload finds 
 or `processing`, and without `wait` reports them as not ready. With `wait=true` the order is polled
 with exponential backoff (1 s doubling to 10 s, with jitter) until none is, or until `wait_timeout`
 seconds have passed: then the batch proceeds with what is ready, and every image still processing
-is reported as such, saying that the wait ran out. The batch and job routes only pass the options.
+is reported as such, saying that the wait ran out. The batch and job routes only pass the options
+(their query parameters are read in app/api/deps.py).
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated
-
-from fastapi import Depends, Query
 
 from app.core.models import OrderInfo
 from app.core.upstream import AutoenhanceClient
@@ -35,26 +33,6 @@ PENDING = ("waiting", "processing")
 class WaitOptions:
     wait: bool = False
     timeout: float = 60.0
-
-
-def wait_options(
-    wait: Annotated[
-        bool, Query(description="Poll the order until no image is still processing, then download (bounded by wait_timeout)")
-    ] = False,
-    wait_timeout: Annotated[
-        float,
-        Query(
-            gt=0,
-            le=MAX_WAIT_SECONDS,
-            description="With wait=true: seconds to wait at most; then the ready images are served and the rest "
-            "reported as still processing",
-        ),
-    ] = 60.0,
-) -> WaitOptions:
-    return WaitOptions(wait=wait, timeout=wait_timeout)
-
-
-WaitDep = Annotated[WaitOptions, Depends(wait_options)]
 
 
 class CallerGone(ServiceError):

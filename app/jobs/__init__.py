@@ -1,6 +1,8 @@
 """Background jobs: the same archive as the streaming route, prepared on disk (202, poll, download).
 
-`records` is what a job is, `store` keeps the records (SQLite), `manager` runs jobs on the engine.
+`records` is what a job is; `store` the record interface (SQLite or Redis behind it); `manager`
+creates jobs and serves results; `runner` runs them through the archive policy; `supervisor`
+recovers, sweeps and expires them.
 """
 
 from app.jobs.manager import JobManager

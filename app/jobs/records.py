@@ -6,10 +6,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from app.core.models import BatchOptions
-from app.errors import ServiceError
+from app.errors import Conflict, Gone, NotFound, Unavailable, Unprocessable
 
 RECORD_RETENTION_SECONDS = 7 * 24 * 3600
 
@@ -24,23 +24,20 @@ class JobStatus(StrEnum):
 # -- errors (mapped to JSON by the app's ServiceError handler) -------------------------------------
 
 
-class JobNotFound(ServiceError):
-    status_code = 404
+class JobNotFound(NotFound):
     message = "No such job (unknown id, or its record was deleted after 7 days)"
 
 
-class JobNotReady(ServiceError):
-    status_code = 409
+class JobNotReady(Conflict):
+    pass
 
 
-class JobExpired(ServiceError):
-    status_code = 410
+class JobExpired(Gone):
+    pass
 
 
-class JobFailed(ServiceError):
+class JobFailed(Unprocessable):
     """A failed job has no archive: 422 with the reason and each image's failure."""
-
-    status_code = 422
 
     def __init__(self, message: str, failures: list[dict[str, str]]) -> None:
         super().__init__(message)
@@ -50,9 +47,17 @@ class JobFailed(ServiceError):
         return {"detail": self.message, "failures": self.failures}
 
 
-class TooManyJobs(ServiceError):
-    status_code = 503
+class TooManyJobs(Unavailable):
     message = "Too many jobs are queued or running; try again later"
+
+
+class JobListener(Protocol):
+    """Told when a job reaches its final status (the webhooks facade: it queues the job's callback).
+
+    A Protocol because the webhooks sit above the jobs: the job system calls them through this,
+    given at construction, without importing them."""
+
+    async def job_finished(self, job: Job) -> None: ...
 
 
 # -- the record -------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The authoritative job records in Redis, for several API instances and workers (REDIS_URL set).
 
-Same contract as the SQLite `JobStore`. Keys (all under REDIS_KEY_PREFIX):
+Same contract (app/jobs/store.py `JobStore`) as the SQLite store. Keys (all under REDIS_KEY_PREFIX):
 - `jobs:job:<id>`: the record as JSON;
 - `jobs:status:<status>`: set of the ids in that status (the sweeper reads `running`);
 - `jobs:finished`: zset of finished ids by finish time (expiry and deletion).
@@ -93,6 +93,10 @@ class RedisJobStore:
 
     async def count(self, status: JobStatus) -> int:
         return int(await self._redis.scard(self._status(status)))
+
+    async def count_by_status(self) -> dict[str, int]:
+        """Job records per status (the jobs gauge of /metrics): one SCARD per status."""
+        return {status.value: await self.count(status) for status in JobStatus}
 
     async def with_status(self, status: JobStatus) -> list[Job]:
         members = await self._redis.smembers(self._status(status))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +21,7 @@ from obstore.exceptions import NotFoundError
 from obstore.store import LocalStore, S3Store
 
 from app.config import Settings
+from app.core.s3 import s3_store
 
 
 class ResultStore(Protocol):
@@ -27,6 +29,9 @@ class ResultStore(Protocol):
     async def locate(self, job_id: str) -> Path | str | None: ...
     async def delete(self, job_id: str) -> None: ...
     async def copy(self, source_job_id: str, job_id: str) -> bool: ...
+    async def adopt_shared(self, job_id: str, copy_to: Callable[[str], Awaitable[bool]]) -> bool:
+        """Make a shared-cache entry (in the bucket) this job's result with `copy_to(object_key)`."""
+        ...
 
 
 def result_key(job_id: str) -> str:
@@ -58,6 +63,10 @@ class LocalResults:
         except (FileNotFoundError, NotFoundError):
             return False
         return True
+
+    async def adopt_shared(self, job_id: str, copy_to: Callable[[str], Awaitable[bool]]) -> bool:
+        """No: the shared cache only exists with S3_BUCKET, where results are S3Results."""
+        return False
 
 
 class S3Results:
@@ -102,21 +111,9 @@ class S3Results:
             return False
         return True
 
-
-def s3_store(settings: Settings) -> S3Store:
-    """The bucket of S3_BUCKET with the endpoint/region/credentials settings (unset ones: obstore's
-    usual AWS environment and instance-profile lookup)."""
-    config: dict[str, str] = {}
-    if settings.s3_endpoint_url:
-        config["endpoint"] = settings.s3_endpoint_url
-    if settings.s3_region:
-        config["region"] = settings.s3_region
-    if settings.s3_access_key_id is not None:
-        config["access_key_id"] = settings.s3_access_key_id.get_secret_value()
-    if settings.s3_secret_access_key is not None:
-        config["secret_access_key"] = settings.s3_secret_access_key.get_secret_value()
-    allow_http = bool(settings.s3_endpoint_url and settings.s3_endpoint_url.startswith("http://"))
-    return S3Store(settings.s3_bucket, config=config, client_options={"allow_http": allow_http})  # type: ignore[arg-type]
+    async def adopt_shared(self, job_id: str, copy_to: Callable[[str], Awaitable[bool]]) -> bool:
+        """A server-side copy of the shared cache's object (same bucket) to this job's key."""
+        return await copy_to(self.object_key(job_id))
 
 
 def result_store(settings: Settings) -> ResultStore:

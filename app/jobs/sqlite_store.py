@@ -1,9 +1,8 @@
-"""The authoritative job records, in SQLite (`<data_dir>/jobs.sqlite3`, WAL, every statement committed)."""
+"""The authoritative job records on one box, in SQLite (`<data_dir>/jobs.sqlite3`, WAL, every statement committed)."""
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -99,14 +98,15 @@ async def _migrate(db: aiosqlite.Connection) -> None:
             await db.execute(ddl)
 
 
-class JobStore:
-    """The `jobs` table (the default store; `app.jobs.redis_store.RedisJobStore` is the shared one): every statement commits, so a crash loses at most the write in flight."""
+class SqliteJobStore:
+    """The `jobs` table (the default store; `app.jobs.redis_store.RedisJobStore` is the shared one): every
+    statement commits, so a crash loses at most the write in flight."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
     @classmethod
-    async def open(cls, path: Path) -> JobStore:
+    async def open(cls, path: Path) -> SqliteJobStore:
         db = await sqlite.connect(path, _SCHEMA)
         await _migrate(db)
         await db.commit()
@@ -161,18 +161,14 @@ class JobStore:
         await self._db.commit()
         return cursor.rowcount > 0
 
+    async def count(self, status: JobStatus) -> int:
+        rows = list(await self._db.execute_fetchall("SELECT COUNT(*) FROM jobs WHERE status = ?", (status.value,)))
+        return int(rows[0][0])
+
     async def count_by_status(self) -> dict[str, int]:
         """Job records per status (the jobs gauge of /metrics; the status index makes it cheap)."""
         rows = await self._db.execute_fetchall("SELECT status, COUNT(*) FROM jobs GROUP BY status")
         return {str(row[0]): int(row[1]) for row in rows}
-
-    async def fail_all_running(self, reason: str) -> int:
-        cursor = await self._db.execute(
-            "UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE status = ?",
-            (JobStatus.failed.value, reason, time.time(), JobStatus.running.value),
-        )
-        await self._db.commit()
-        return cursor.rowcount
 
     async def delete_finished_before(self, cutoff: float) -> list[str]:
         rows = await self._db.execute_fetchall(

@@ -1,4 +1,5 @@
-"""Prometheus metrics: `/metrics`, a pure ASGI request meter, an upstream meter, a service collector.
+"""Prometheus metrics: a pure ASGI request meter, an upstream meter, a service collector (served at
+`/metrics` by app/api/routes/metrics.py).
 
 Why these pieces:
 - `RequestMetrics` is pure ASGI (never BaseHTTPMiddleware) so a streamed ZIP is not buffered or
@@ -17,20 +18,18 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
-from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.security import MetricsToken
-
-if TYPE_CHECKING:
-    from app.wiring import Services
+from app.archives.cache import ArchiveCache
+from app.core.engine import Engine
+from app.core.stats import Stats
 
 PREFIX = "autoenhance_batch"
 # Seconds: from a cache hit or an error (milliseconds) to a large order streamed for minutes.
@@ -184,17 +183,28 @@ class MeteredTransport(httpx.AsyncBaseTransport):
 
 
 class ServiceCollector(Collector):
-    """Images, bytes, cache, download budget and jobs, read from the running services."""
+    """Images, bytes, cache, download budget and jobs, read from the running services at scrape time."""
 
-    def __init__(self) -> None:
-        self.services: Services | None = None
+    def __init__(
+        self,
+        stats: Stats,
+        cache: ArchiveCache,
+        engine: Engine,
+        count_jobs: Callable[[], Awaitable[dict[str, int]]],
+    ) -> None:
+        self.stats = stats
+        self.cache = cache
+        self.engine = engine
+        self._count_jobs = count_jobs
         self.job_counts: dict[str, int] = {}
 
+    async def refresh(self) -> None:
+        """Job records by status come from the job store (an async query), so they are read before
+        the synchronous `collect`."""
+        self.job_counts = await self._count_jobs()
+
     def collect(self) -> Iterator[Any]:
-        services = self.services
-        if services is None:  # before the lifespan started, or after it ended
-            return
-        stats, cache, limiter = services.stats, services.cache, services.engine.limiter
+        stats, cache, limiter = self.stats, self.cache, self.engine.limiter
         counters = {
             "orders_fetched": ("Orders fetched for a batch or a job", stats.orders_processed),
             "images_downloaded": ("Images downloaded from Autoenhance into an archive", stats.images_downloaded),
@@ -211,7 +221,7 @@ class ServiceCollector(Collector):
             "downloads_in_flight": ("Image downloads holding a budget slot now", limiter.in_use),
             "downloads_waiting": ("Image downloads waiting for a budget slot", limiter.waiting),
             "download_budget": ("Current process-wide download budget (slots)", limiter.capacity),
-            "active_batches": ("Orders being turned into archives now", services.engine.active_batches),
+            "active_batches": ("Orders being turned into archives now", self.engine.active_batches),
             "cache_bytes": ("Bytes held by the archive cache", cache.size_bytes()),
         }
         for name, (documentation, value) in gauges.items():
@@ -222,50 +232,3 @@ class ServiceCollector(Collector):
         for status in JOB_STATUSES:
             jobs.add_metric([status], self.job_counts.get(status, 0))
         yield jobs
-
-
-async def count_jobs(services: Services) -> dict[str, int]:
-    """Job records by status, from the job store (an async query, so done before the sync collect)."""
-    manager = services.jobs
-    if manager is None:
-        return {}
-    counts: dict[str, int] = await manager.store.count_by_status()
-    return counts
-
-
-router = APIRouter(tags=["operations"])
-
-
-@router.get(
-    "/metrics",
-    summary="Prometheus metrics",
-    description="Text exposition format. Request count and latency by route and status (time to first byte "
-    "separate from total stream time), upstream call latency and outcomes, images, bytes, cache, download "
-    "budget, jobs by status.",
-    response_class=Response,
-    responses={
-        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
-        401: {"description": "METRICS_TOKEN is set and the bearer token is missing or wrong"},
-    },
-    dependencies=[MetricsToken],
-)
-async def metrics_endpoint(request: Request) -> Response:
-    state = request.app.state
-    collector: ServiceCollector = state.metrics_collector
-    services = getattr(state, "services", None)
-    if services is not None:
-        collector.job_counts = await count_jobs(services)
-    metrics: Metrics = state.metrics
-    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-
-def install(app: Any) -> Metrics:
-    """Create the app's metrics, register the collector and the `/metrics` route; returns the metrics
-    (the caller adds `RequestMetrics` as the outermost middleware, so it times everything)."""
-    metrics = Metrics()
-    collector = ServiceCollector()
-    metrics.registry.register(collector)
-    app.state.metrics = metrics
-    app.state.metrics_collector = collector
-    app.include_router(router)
-    return metrics

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from app.api.routes.ui import content_security_policy
+from app.api.security import content_security_policy
 
 ASSETS_PREFIX = "/docs-assets"
 DOCS_PATH = "/docs"

@@ -17,9 +17,10 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from app.api.deps import ServicesDep
 from app.api.responses import error
 from app.config import DEMO_ORDER_ID, Settings
-from app.wiring import Services, ServicesDep
+from app.wiring import Services
 
 router = APIRouter(tags=["operations"])
 api_router = APIRouter(tags=["operations"])
@@ -149,9 +150,9 @@ async def ready(services: ServicesDep) -> JSONResponse:
 async def stats(services: ServicesDep) -> dict[str, Any]:
     snapshot = services.stats.snapshot()
     snapshot["cache"] = {
-        "hits": services.cache.hits,
-        "misses": services.cache.misses,
-        "bytes": services.cache.size_bytes(),
+        "hits": services.archives.cache.hits,
+        "misses": services.archives.cache.misses,
+        "bytes": services.archives.cache.size_bytes(),
     }
     snapshot["downloads"] = {
         "in_flight": services.engine.limiter.in_use,

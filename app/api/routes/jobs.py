@@ -13,13 +13,19 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from app.api.responses import FAILURES_SCHEMA, ZIP_CONTENT, ArchiveFileResponse, archive_headers, error
-from app.api.routes.batch import COMMON_ERRORS, OptionsDep, OrderIdPath, load_order
-from app.api.routes.webhooks import CALLBACK_ERRORS, CallbackDep, callbacks_for, public_base_url
+from app.api.deps import (
+    CALLBACK_ERRORS,
+    COMMON_ERRORS,
+    CallbackDep,
+    OptionsDep,
+    OrderIdPath,
+    ServicesDep,
+    WaitDep,
+    load_order,
+    public_base_url,
+)
+from app.api.responses import FAILURES_SCHEMA, ZIP_CONTENT, ArchiveFileResponse, archive_headers, callbacks_for, error
 from app.api.security import ServiceKey
-from app.core.wait import WaitDep
-from app.jobs import JobManager
-from app.wiring import Services, ServicesDep
 
 log = logging.getLogger("app.jobs")
 router = APIRouter(tags=["jobs"], dependencies=[ServiceKey])
@@ -78,11 +84,6 @@ class JobView(BaseModel):
     webhook: JobWebhookView | None = None
 
 
-def _jobs(services: Services) -> JobManager:
-    manager: JobManager = services.jobs
-    return manager
-
-
 @router.post(
     "/orders/{order_id}/jobs",
     summary="Prepare an order's ZIP in the background",
@@ -112,7 +113,7 @@ async def create_job(
     wait: WaitDep,
 ) -> JSONResponse:
     order = await load_order(order_id, services)
-    job = await _jobs(services).create(
+    job = await services.jobs.create(
         order,
         options,
         callback_url=callback,
@@ -135,7 +136,7 @@ async def create_job(
     responses={**AUTH_ERROR, **UNKNOWN_JOB},
 )
 async def job_status(job_id: JobIdPath, services: ServicesDep) -> dict[str, Any]:
-    manager = _jobs(services)
+    manager = services.jobs
     job = await manager.get(job_id)
     return job.view(manager.ttl_seconds) | {"webhook": await services.webhooks.job_webhook_view(job)}
 
@@ -171,13 +172,11 @@ async def job_status(job_id: JobIdPath, services: ServicesDep) -> dict[str, Any]
     },
 )
 async def download_job(job_id: JobIdPath, request: Request, services: ServicesDep) -> Response:
-    job, path = await _jobs(services).result(job_id)
+    job, path = await services.jobs.result(job_id)
     if isinstance(path, str):  # in object storage: the client fetches it from there
-        services.stats.zips_served += 1
+        services.archives.count_served()
         return RedirectResponse(path, status_code=307, headers={"Cache-Control": "no-store"})
     if "range" not in request.headers:  # count whole downloads, not each resumed piece
-        services.stats.zips_served += 1
-        services.stats.partial_zips += int(job.failed > 0)
-        services.stats.bytes_sent += job.size or 0
+        services.archives.count_served(job.size or 0, partial=job.failed > 0)
     headers = archive_headers(job.order_name, job.order_id, job.total, job.downloaded, job.failed)
     return ArchiveFileResponse(path, media_type="application/zip", headers=headers)

@@ -11,10 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from app.api.deps import ServicesDep
 from app.api.responses import error
 from app.api.security import AdminToken
 from app.errors import UpstreamBadResponse
-from app.wiring import ServicesDep
 
 router = APIRouter(tags=["orders"], dependencies=[AdminToken])
 

@@ -7,12 +7,13 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, HTTPException, UploadFile
+from fastapi import APIRouter, File, UploadFile
 from PIL import Image, UnidentifiedImageError
 
+from app.api.deps import ServicesDep
 from app.api.responses import error
 from app.api.security import AdminToken
-from app.wiring import ServicesDep
+from app.errors import InvalidUpload, PayloadTooLarge, ServiceError, UpstreamBadResponse
 
 log = logging.getLogger("app.orders")
 router = APIRouter(tags=["orders"], dependencies=[AdminToken])
@@ -42,12 +43,12 @@ async def _create(services: ServicesDep, name: str, photos: list[tuple[str, byte
     order = await client.create_order(name)
     order_id = str(order.get("order_id") or order.get("id") or "")
     if not order_id:
-        raise HTTPException(502, "Autoenhance created an order without an id")
+        raise UpstreamBadResponse("Autoenhance created an order without an id")
     for filename, data, content_type in photos:
         image = await client.create_image(order_id, filename, content_type)
         url = image.get("upload_url") or image.get("s3PutObjectUrl")
         if not url:
-            raise HTTPException(502, "Autoenhance returned no upload URL for an image")
+            raise UpstreamBadResponse("Autoenhance returned no upload URL for an image")
         await client.upload(str(url), data, content_type)
     log.info("order created", extra={"order_id": order_id, "images": len(photos)})
     return {"order_id": order_id, "name": name, "images": len(photos)}
@@ -59,7 +60,7 @@ async def _create(services: ServicesDep, name: str, photos: list[tuple[str, byte
 async def create_sample_order(services: ServicesDep) -> dict[str, Any]:
     photos = [(p.name, p.read_bytes(), "image/jpeg") for p in sorted(SAMPLE_DIR.glob("*.jpg"))]
     if not photos:
-        raise HTTPException(500, "No sample images are bundled with this installation")
+        raise ServiceError("No sample images are bundled with this installation")
     return await _create(services, "Sample order", photos)
 
 
@@ -79,19 +80,19 @@ async def create_order(
 ) -> dict[str, Any]:
     settings = services.settings
     if not files:
-        raise HTTPException(422, "Send at least one photo in the 'files' field")
+        raise InvalidUpload("Send at least one photo in the 'files' field")
     if len(files) > settings.max_upload_files:
-        raise HTTPException(
-            422, f"Too many photos: {len(files)} sent, at most {settings.max_upload_files} (MAX_UPLOAD_FILES)"
+        raise InvalidUpload(
+            f"Too many photos: {len(files)} sent, at most {settings.max_upload_files} (MAX_UPLOAD_FILES)"
         )
     photos = []
     for upload in files:
         data = await upload.read(settings.max_upload_bytes + 1)
         label = (upload.filename or "photo")[:100]
         if len(data) > settings.max_upload_bytes:
-            raise HTTPException(413, f"'{label}' is over the {settings.max_upload_bytes} byte limit (MAX_UPLOAD_BYTES)")
+            raise PayloadTooLarge(f"'{label}' is over the {settings.max_upload_bytes} byte limit (MAX_UPLOAD_BYTES)")
         content_type = sniff(data)
         if content_type is None:
-            raise HTTPException(422, f"'{label}' is not a JPEG, PNG, WebP or TIFF image")
+            raise InvalidUpload(f"'{label}' is not a JPEG, PNG, WebP or TIFF image")
         photos.append((Path(label).name or "photo", data, content_type))
     return await _create(services, (name or "Uploaded order")[:200], photos)

@@ -16,17 +16,10 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from app.api.security import content_security_policy
+
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 STATIC_DIR = WEB_DIR / "static"
-
-
-def content_security_policy(*inline_script_hashes: str) -> str:
-    """Same-origin everything, no inline script unless its base64 sha256 is listed; blob: images for previews."""
-    script_src = " ".join(["'self'", *(f"'sha256-{digest}'" for digest in inline_script_hashes)])
-    return (
-        f"default-src 'self'; script-src {script_src}; style-src 'self'; img-src 'self' data: blob:; "
-        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    )
 
 
 PAGE_CSP = content_security_policy()

@@ -1,0 +1,155 @@
+"""The request dependencies every route shares, typed once: routes import them from here, never from
+each other (as in full-stack-fastapi-template's `api/deps.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Body, Depends, Header, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.responses import FAILURES_SCHEMA, error
+from app.core.models import BatchOptions, ImageFormat, OrderInfo, validate_order_id
+from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
+from app.webhooks.urls import InvalidCallbackUrl
+from app.wiring import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+OrderIdPath = Annotated[
+    str,
+    Path(
+        description="Autoenhance order id (a UUID; anything else is a 400 before any upstream call)",
+        examples=["7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c"],
+        json_schema_extra={"format": "uuid"},
+    ),
+]
+
+
+def batch_options(
+    format: Annotated[ImageFormat, Query(description="Output format of every image")] = ImageFormat.jpeg,
+    quality: Annotated[
+        int | None, Query(ge=1, le=90, description="Image quality 1-90; omit for Autoenhance's default")
+    ] = None,
+    preview: Annotated[
+        bool, Query(description="true: free preview size; false: full resolution (spends credits unless dev_mode)")
+    ] = True,
+    dev_mode: Annotated[
+        bool, Query(description="Send x-dev-mode: true upstream: no credits spent, watermarked result")
+    ] = False,
+) -> BatchOptions:
+    return BatchOptions(format=format, quality=quality, preview=preview, dev_mode=dev_mode)
+
+
+OptionsDep = Annotated[BatchOptions, Depends(batch_options)]
+
+
+def wait_options(
+    wait: Annotated[
+        bool, Query(description="Poll the order until no image is still processing, then download (bounded by wait_timeout)")
+    ] = False,
+    wait_timeout: Annotated[
+        float,
+        Query(
+            gt=0,
+            le=MAX_WAIT_SECONDS,
+            description="With wait=true: seconds to wait at most; then the ready images are served and the rest "
+            "reported as still processing",
+        ),
+    ] = 60.0,
+) -> WaitOptions:
+    return WaitOptions(wait=wait, timeout=wait_timeout)
+
+
+WaitDep = Annotated[WaitOptions, Depends(wait_options)]
+
+
+async def load_order(order_id: str, services: Services) -> OrderInfo:
+    """Validate the id (400 before any upstream call), fetch the order and bind it to the logs.
+
+    A plain function, not a dependency: FastAPI would run a dependency even when the query
+    options already failed validation, and bad input must cost no upstream call.
+    """
+    order_id = validate_order_id(order_id)
+    structlog.contextvars.bind_contextvars(order_id=order_id)
+    order = await services.client.get_order(order_id)
+    services.stats.orders_processed += 1
+    return order
+
+
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: error("The order id is not a UUID (checked before any upstream call)"),
+    401: error("SERVICE_API_KEY is set and X-API-Key is missing or wrong"),
+    404: error("Autoenhance does not know this order"),
+    422: error(
+        "Bad format/quality, an empty or oversized order, or not one image could be downloaded "
+        "(then `failures` lists each image and why)",
+        FAILURES_SCHEMA,
+    ),
+    502: error("Autoenhance rejected this service's key, failed, or answered something unreadable"),
+    429: error("This caller is over RATE_LIMIT (per X-API-Key, else per address); Retry-After says when to retry"),
+    503: error(
+        "Autoenhance failed repeatedly, so the circuit breaker is open and the service fails fast; "
+        "Retry-After says when it probes again"
+    ),
+}
+
+
+# -- the caller's callback ------------------------------------------------------------------------
+
+
+class CallbackRequest(BaseModel):
+    """Optional JSON body of POST /orders/{order_id}/jobs and /watch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="http(s) URL to POST the signed result to when the job ends (or send the `callbackUrl` header)",
+        examples=["https://example.com/hooks/autoenhance"],
+    )
+
+
+async def callback_url(
+    services: ServicesDep,
+    body: Annotated[CallbackRequest | None, Body(description="Optional; only `callback_url`")] = None,
+    header: Annotated[
+        str | None,
+        Header(
+            alias="callbackUrl",
+            description="The callback URL as a header, for agent platforms that pass it so (same as `callback_url`)",
+        ),
+    ] = None,
+) -> str | None:
+    """The validated callback URL of this request, or None (422 when bad, unsafe, or given twice differently)."""
+    in_body = body.callback_url if body is not None else None
+    if in_body and header and in_body.strip() != header.strip():
+        raise InvalidCallbackUrl("callback_url (body) and the callbackUrl header differ; send one")
+    url = in_body or header
+    if url is None:
+        return None
+    return await services.webhooks.check_callback_url(url)
+
+
+CallbackDep = Annotated[str | None, Depends(callback_url)]
+
+CALLBACK_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: error(
+        "Bad options or order (as for the ZIP route), or a callback URL that is malformed, unresolvable, "
+        "points at a private/loopback/link-local/metadata address, or is given while WEBHOOK_SECRET is unset"
+    )
+}
+
+
+def public_base_url(request: Request) -> str:
+    """The base URL the caller reached us at (root_path included): the links in its callback start here."""
+    return str(request.base_url).rstrip("/")

@@ -1,0 +1,265 @@
+"""THE policy for "find or make this archive", used by every door (the streaming route, the job runner).
+
+Given an order and options, `Archives.find_or_build` answers either with a `Finished` archive (this
+instance's cache, the cache shared by every instance, or the result an identical in-flight build
+left) or with a `Build`: a fresh batch the door consumes. The walk, in order:
+
+1. this instance's disk cache (keyed by order, options and the order's `last_updated_at`);
+2. single-flight: claim the key, or wait up to the door's `patience` for whoever holds it, then
+   look for its result (the door's own reader first: a job reads its leader job's archive), then
+   the local and shared caches; if the leader left nothing reusable, claim in its place;
+3. as leader: the shared cache (REDIS_URL + S3_BUCKET), else build.
+
+It owns the keys, the publishing (a `Build` streamed to a caller is teed into the local cache and,
+once complete with no failure, shared) and the "archives served" counters, so a new door cannot
+copy the walk with slightly different rules. Doors differ only in `tag` (who leads, for logs and
+leader lookups) and `patience` (how long a caller can afford to wait for someone else).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.archives.cache import ArchiveCache, CacheWriter
+from app.archives.flights import Flight, Flights
+from app.archives.shared import SharedCache
+from app.core.engine import Batch, Engine
+from app.core.models import BatchOptions, OrderInfo
+from app.core.stats import Stats
+
+log = logging.getLogger("app.archives")
+
+STREAM_PATIENCE_SECONDS = 120.0
+"""A streaming caller holds an open HTTP request: past two minutes browsers and proxies start giving
+up, so it fetches by itself rather than wait longer for an identical request in flight."""
+JOB_PATIENCE_SECONDS = 3600.0
+"""A job has nobody on the line, so waiting for an identical run costs nothing; a dead leader's claim
+lapses with its lease (FLIGHT_LEASE_SECONDS) long before this."""
+
+LeaderResult = Callable[[str], Awaitable["Finished | None"]]
+"""A door's own reader of a leader's result, by the leader's tag (the job runner copies a job's archive)."""
+
+
+@dataclass
+class Finished:
+    """An archive that exists already and is complete with no failure: serve or copy it, build nothing.
+
+    `source` says where it came from: `hit` (this instance's cache), `shared` (another instance's, in
+    S3) or `leader` (a door's own reader found and took the leader's result)."""
+
+    source: str
+    key: str
+    total: int
+    downloaded: int
+    size: int
+    path: Path | None = None
+    """`hit`: the cached file on this machine."""
+    chunks: Callable[[], AsyncIterator[bytes]] | None = None
+    """`shared`: the bytes, streamed from S3."""
+    copy_to: Callable[[str], Awaitable[bool]] | None = None
+    """`shared`: a server-side copy to another object key of the bucket (False if the entry is gone)."""
+    flight: Flight | None = field(default=None, repr=False)
+
+    async def release(self) -> None:
+        """Let whoever waits for this key look again (call once the door recorded where its result is)."""
+        if self.flight is not None:
+            await self.flight.land()
+
+
+class Build:
+    """No finished archive: this door makes it from `batch`. `stream()` tees it into the cache;
+    `release()` (or `close()`, which also closes the batch) shares what was cached and lands the claim."""
+
+    def __init__(self, archives: Archives, key: str, batch: Batch, flight: Flight | None) -> None:
+        self._archives = archives
+        self.key = key
+        self.batch = batch
+        self.flight = flight
+        self._cached = False
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The batch's bytes for a caller, teed into the cache; cached only if complete with no failure."""
+        archives = self._archives
+        batch = self.batch
+        meta = {"order_id": batch.order.order_id, "options": batch.options.as_dict(), "total": batch.total}
+        writer: CacheWriter | None = archives.cache.writer(self.key, meta)
+        complete = False
+        try:
+            async for chunk in batch.archive():
+                if writer is not None:
+                    writer.write(chunk)
+                archives.stats.bytes_sent += len(chunk)
+                yield chunk
+            complete = True
+        finally:
+            if writer is not None:
+                if complete and batch.failed == 0:
+                    writer.commit({"downloaded": batch.downloaded, "failed": 0})
+                    self._cached = True
+                else:
+                    writer.discard()
+            if complete:
+                archives.count_served(partial=batch.failed > 0)
+            else:
+                log.warning(
+                    "stream ended early", extra={"order_id": batch.order.order_id, "downloaded": batch.downloaded}
+                )
+
+    async def release(self) -> None:
+        """Share the entry this build cached (if any), then land the claim so followers find it."""
+        if self.flight is None:
+            return
+        try:
+            if self._cached:
+                await self._archives.share(self.key)
+        finally:
+            await self.flight.land()
+
+    async def close(self) -> None:
+        await self.batch.aclose()
+        await self.release()
+
+
+class Archives:
+    """One per process: the local cache, single-flight, the shared cache and the counters, behind one walk."""
+
+    def __init__(
+        self, engine: Engine, cache: ArchiveCache, flights: Flights, shared: SharedCache | None, stats: Stats
+    ) -> None:
+        self.engine = engine
+        self.cache = cache
+        self.flights = flights
+        self.shared = shared
+        self.stats = stats
+
+    @staticmethod
+    def key(order: OrderInfo, options: BatchOptions) -> str:
+        """The cache key: order, options and order version, so a reprocessed order misses."""
+        return ArchiveCache.key(order.order_id, options, order.last_updated_at)
+
+    @staticmethod
+    def flight_key(key: str) -> str:
+        return f"zip:{key}"
+
+    async def find_or_build(
+        self,
+        order: OrderInfo,
+        options: BatchOptions,
+        *,
+        tag: str,
+        patience: float,
+        take_over: bool = False,
+        leader_result: LeaderResult | None = None,
+    ) -> Finished | Build:
+        """A finished archive, or a build the caller must consume and `close()` (or `release()`).
+
+        `tag` names this door's claim (`stream`, `job:<id>`); `take_over`: a claim held under the
+        same tag is this door's dead previous attempt, taken over rather than waited for. Without
+        a cache nor a `leader_result` a follower would find nothing, so no claim is made."""
+        key = self.key(order, options)
+        found = self._local(key)
+        if found is not None:
+            return found
+        if not self.cache.enabled and leader_result is None:
+            return await self.build(order, options, key, None)
+        flight_key = self.flight_key(key)
+        deadline = asyncio.get_running_loop().time() + patience
+        while True:
+            flight = await self.flights.claim(flight_key, tag, succeed=take_over)
+            if flight is not None:
+                return await self._lead(order, options, key, flight)
+            leader = await self.flights.leader(flight_key)
+            log.info("identical archive in the making; waiting for it", extra={"leader": leader, "door": tag})
+            landed = False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await self.flights.wait(flight_key)
+                    landed = True
+            found = await leader_result(leader) if landed and leader and leader_result is not None else None
+            found = found or self._local(key) or await self._shared(key)
+            if found is not None:
+                return found
+            if not landed:  # a leader this slow: fetch ourselves rather than wait on
+                return await self.build(order, options, key, None)
+
+    async def _lead(self, order: OrderInfo, options: BatchOptions, key: str, flight: Flight) -> Finished | Build:
+        try:
+            found = await self._shared(key)  # made on another instance earlier
+        except BaseException:
+            await flight.land()
+            raise
+        if found is not None:
+            found.flight = flight
+            return found
+        return await self.build(order, options, key, flight)
+
+    async def build(self, order: OrderInfo, options: BatchOptions, key: str, flight: Flight | None) -> Build:
+        """Open the batch (its downloads start); the claim, if any, is landed if that fails."""
+        try:
+            batch = await self.engine.open(order, options)
+        except BaseException:
+            if flight is not None:
+                await flight.land()
+            raise
+        return Build(self, key, batch, flight)
+
+    async def rebuild(self, order: OrderInfo, options: BatchOptions, found: Finished) -> Build:
+        """A finished archive that could not be used after all (gone meanwhile): build it, keeping its claim."""
+        return await self.build(order, options, found.key, found.flight)
+
+    def _local(self, key: str) -> Finished | None:
+        hit = self.cache.lookup(key)
+        if hit is None:
+            return None
+        meta = hit.meta
+        return Finished("hit", key, int(meta["total"]), int(meta["downloaded"]), hit.size, path=hit.path)
+
+    async def _shared(self, key: str) -> Finished | None:
+        shared = self.shared
+        if shared is None:
+            return None
+        meta = await shared.lookup(key)
+        if meta is None:
+            return None
+
+        def chunks() -> AsyncIterator[bytes]:
+            return shared.stream(key)
+
+        async def copy_to(object_key: str) -> bool:
+            return await shared.copy_to(key, object_key)
+
+        total, downloaded, size = int(meta["total"]), int(meta["downloaded"]), int(meta["size"])
+        return Finished("shared", key, total, downloaded, size, chunks=chunks, copy_to=copy_to)
+
+    async def share(self, key: str) -> None:
+        """Publish a committed local entry to the shared cache (logged, never raised: sharing is an optimisation)."""
+        if self.shared is None:
+            return
+        local = self.cache.directory / f"{key}.zip"
+        try:
+            meta: dict[str, Any] = json.loads((self.cache.directory / f"{key}.json").read_text())
+            await self.shared.publish(key, local, meta)
+        except (OSError, ValueError) as exc:
+            log.warning("could not share a cached archive", extra={"key": key, "error": str(exc)})
+
+    async def aclose(self) -> None:
+        await self.flights.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()
+
+    # -- the "archives served" counters (GET /api/stats, /metrics) --------------------------------------
+
+    def count_served(self, size: int | None = None, *, partial: bool = False) -> None:
+        """One archive handed over whole: streamed to its end, served from a cache, or a job's download
+        (`size` counts bytes not already counted chunk by chunk; None for a redirect to S3)."""
+        self.stats.zips_served += 1
+        self.stats.partial_zips += int(partial)
+        if size is not None:
+            self.stats.bytes_sent += size

@@ -1,0 +1,23 @@
+"""The S3-compatible bucket of S3_BUCKET, shared by the job results and the shared archive cache."""
+
+from __future__ import annotations
+
+from obstore.store import S3Store
+
+from app.config import Settings
+
+
+def s3_store(settings: Settings) -> S3Store:
+    """The bucket of S3_BUCKET with the endpoint/region/credentials settings (unset ones: obstore's
+    usual AWS environment and instance-profile lookup)."""
+    config: dict[str, str] = {}
+    if settings.s3_endpoint_url:
+        config["endpoint"] = settings.s3_endpoint_url
+    if settings.s3_region:
+        config["region"] = settings.s3_region
+    if settings.s3_access_key_id is not None:
+        config["access_key_id"] = settings.s3_access_key_id.get_secret_value()
+    if settings.s3_secret_access_key is not None:
+        config["secret_access_key"] = settings.s3_secret_access_key.get_secret_value()
+    allow_http = bool(settings.s3_endpoint_url and settings.s3_endpoint_url.startswith("http://"))
+    return S3Store(settings.s3_bucket, config=config, client_options={"allow_http": allow_http})  # type: ignore[arg-type]
