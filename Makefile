@@ -53,6 +53,7 @@ worker: install
 
 test: install-dev sdks system-deps
 	$(BIN)/ruff check app simulator tests bench tools
+	$(BIN)/lint-imports
 	$(BIN)/mypy app
 	$(BIN)/python tools/audit.py requirements.txt requirements-dev.txt
 	$(BIN)/python -m pytest
@@ -63,6 +64,7 @@ audit: install-dev
 
 lint: install-dev
 	$(BIN)/ruff check app simulator tests bench tools
+	$(BIN)/lint-imports
 
 typecheck: install-dev
 	$(BIN)/mypy app simulator

@@ -18,7 +18,6 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app import __version__
 from app.api.ratelimit import install_rate_limit
 from app.api.security import SecurityHeadersMiddleware
 from app.config import Settings
@@ -27,6 +26,7 @@ from app.ops.logs import configure_logging, configure_sentry
 from app.ops.metrics import RequestMetrics
 from app.ops.telemetry import Telemetry
 from app.ops.tracing import RequestTracing
+from app.version import __version__
 from app.wiring import Services
 
 log = logging.getLogger("app")

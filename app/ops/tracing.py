@@ -46,7 +46,7 @@ def build_provider(settings: Settings, exporter: SpanExporter | None = None) -> 
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         exporter = OTLPSpanExporter(endpoint=traces_endpoint(settings.otel_exporter_otlp_endpoint), timeout=10)
-    from app import __version__
+    from app.version import __version__
 
     attributes = {"service.version": __version__}
     if not os.environ.get("OTEL_SERVICE_NAME"):  # the standard variable wins over our default name

@@ -32,7 +32,7 @@ PROBE_TIMEOUT_SECONDS = 3.0
 @router.head("/health", include_in_schema=False)
 @router.get("/health", summary="Liveness and mode (GET or HEAD, for uptime monitors)")
 async def health(request: Request) -> dict[str, Any]:
-    from app import __version__
+    from app.version import __version__
 
     settings = request.app.state.settings
     return {
