@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,6 +77,28 @@ def test_help_reads_well() -> None:
 
 
 # -- streamed ------------------------------------------------------------------------------------
+
+
+SERVER_PACKAGES = ("fastapi", "starlette", "uvicorn", "redis", "taskiq", "taskiq_redis")
+
+
+def test_the_console_entry_loads_no_server_package() -> None:
+    """`autoenhance-batch` (pyproject [project.scripts]) is a small client: importing its module, in a
+    fresh interpreter, loads none of the server's packages, and the entry runs."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts["autoenhance-batch"].partition(":")
+    probe = (
+        f"import json, sys, {module}; "
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(SERVER_PACKAGES)!r}))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout) == []
+    entry = f"import sys; sys.argv = ['autoenhance-batch', '--help']; from {module} import {function}; {function}()"
+    helped = subprocess.run([sys.executable, "-c", entry], cwd=ROOT, env=os.environ | CLEAN_ENV, capture_output=True,
+                            text=True, timeout=60)
+    assert helped.returncode == 0, helped.stderr
+    assert "download" in helped.stdout and "serve" in helped.stdout
 
 
 def test_download_streams_the_order_into_a_valid_zip(demo_url: str, tmp_path: Path) -> None:
