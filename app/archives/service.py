@@ -256,6 +256,10 @@ class Archives:
 
     # -- the "archives served" counters (GET /api/stats, /metrics) --------------------------------------
 
+    def cache_stats(self) -> dict[str, int]:
+        """This instance's cache, for GET /api/stats."""
+        return {"hits": self.cache.hits, "misses": self.cache.misses, "bytes": self.cache.size_bytes()}
+
     def count_served(self, size: int | None = None, *, partial: bool = False) -> None:
         """One archive handed over whole: streamed to its end, served from a cache, or a job's download
         (`size` counts bytes not already counted chunk by chunk; None for a redirect to S3)."""

@@ -149,11 +149,7 @@ async def ready(services: ServicesDep) -> JSONResponse:
 @api_router.get("/api/stats", summary="Runtime counters")
 async def stats(services: ServicesDep) -> dict[str, Any]:
     snapshot = services.stats.snapshot()
-    snapshot["cache"] = {
-        "hits": services.archives.cache.hits,
-        "misses": services.archives.cache.misses,
-        "bytes": services.archives.cache.size_bytes(),
-    }
+    snapshot["cache"] = services.archives.cache_stats()
     snapshot["downloads"] = {
         "in_flight": services.engine.limiter.in_use,
         "waiting": services.engine.limiter.waiting,
