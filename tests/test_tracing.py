@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -151,3 +153,49 @@ def test_no_endpoint_means_no_tracing(simulator: Sim, receiver: Receiver, tmp_pa
     with serve(app) as url:
         assert httpx.get(f"{url}/health").status_code == 200
     assert receiver.requests == []
+
+
+def test_a_job_run_by_a_worker_is_traced_like_one_run_by_the_api(
+    simulator: Sim, receiver: Receiver, tmp_path: Path, redis_prefix: str
+) -> None:
+    """`python -m app.worker` builds its services through the same wiring as the API: its order fetch
+    and image downloads are spans too. The API here is not traced, so every span came from the worker."""
+    from app.worker import run
+    from tests.support.cluster import REDIS_URL
+
+    images = [SeedImage(name=f"{n}.jpg", size=20_000) for n in range(2)]
+    order_id = str(simulator.state.seed_order(name="Worker traced", images=images)["order_id"])
+    shared = {"redis_url": REDIS_URL, "redis_key_prefix": redis_prefix, "job_workers_in_api": False}
+    api_settings = service_settings(simulator.url, tmp_path / "api", **shared)
+    worker_settings = service_settings(
+        simulator.url, tmp_path / "worker", otel_exporter_otlp_endpoint=receiver.url, **shared
+    )
+    started = threading.Event()
+    worker: dict[str, Any] = {}
+
+    def serve_jobs() -> None:
+        async def main() -> None:
+            worker["loop"], worker["stop"] = asyncio.get_running_loop(), asyncio.Event()
+            started.set()
+            await run(worker_settings, worker["stop"])
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve_jobs, name="worker", daemon=True)
+    thread.start()
+    assert started.wait(10)
+    try:
+        with serve(create_app(api_settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
+            job = client.post(f"/v1/orders/{order_id}/jobs").json()
+            deadline = time.monotonic() + 30
+            while (status := client.get(job["status_url"]).json())["status"] not in ("complete", "failed"):
+                assert time.monotonic() < deadline, status
+                time.sleep(0.05)
+            assert status["status"] == "complete" and status["downloaded"] == 2
+    finally:
+        worker["loop"].call_soon_threadsafe(worker["stop"].set)
+        thread.join(30)
+    assert not thread.is_alive()
+    names = [span.name for span in receiver.spans()]  # the worker flushed its spans as it stopped
+    assert names.count("autoenhance image download") == 2
+    assert names.count("autoenhance order fetch") == 1  # a job queued elsewhere fetches its order again
