@@ -80,6 +80,29 @@ def test_a_partial_result_is_not_shared_so_a_follower_really_retries(
     assert simulator.state.stats["enhanced"] == 2
 
 
+def test_a_job_after_a_stream_copies_the_cached_archive_without_fetching(
+    simulator: Sim, start_service: Callable[..., Service]
+) -> None:
+    """One archive policy for both doors: a job finds the archive a stream cached, as a stream would."""
+    service = start_service()
+    order_id = seed(simulator)
+    with service.client() as client:
+        streamed = client.get(f"/orders/{order_id}/images")
+        assert streamed.status_code == 200 and streamed.headers["x-cache"] == "miss"
+        simulator.state.reset_stats()
+        job_id = client.post(f"/orders/{order_id}/jobs").json()["job_id"]
+        deadline = time.monotonic() + 20
+        while (view := client.get(f"/jobs/{job_id}").json())["status"] not in ("complete", "failed"):
+            assert time.monotonic() < deadline, view
+            time.sleep(0.05)
+        archive = client.get(f"/jobs/{job_id}/download").content
+        stats = client.get("/api/stats").json()
+    assert (view["status"], view["downloaded"], view["failed"], view["bytes"]) == ("complete", IMAGES, 0, len(archive))
+    assert archive == streamed.content
+    assert simulator.state.stats["enhanced"] == 0  # not one image fetched again
+    assert stats["zips_served"] == 2 and stats["bytes_sent"] == 2 * len(archive)
+
+
 def test_a_crashed_leaders_claim_lapses_and_an_instance_cannot_land_anothers(redis_prefix: str) -> None:
     async def scenario() -> None:
         a = Flights(aioredis.from_url(REDIS_URL, decode_responses=True), redis_prefix, lease=0.6)
