@@ -151,6 +151,11 @@ def test_empty_order_is_422(simulator: Sim, service: Service) -> None:
     order_id = seed(simulator)
     response = get_zip(service, order_id)
     assert response.status_code == 422 and "no images" in response.json()["detail"]
+    # the refused build released its single-flight claim: asking again is refused at once, not after
+    # waiting out the 120 s a request gives an identical one in flight
+    with httpx.Client(base_url=service.url, timeout=30) as client:
+        again = client.get(f"/orders/{order_id}/images")
+    assert again.status_code == 422 and "no images" in again.json()["detail"]
 
 
 def test_order_over_the_image_limit_is_refused_before_downloading(
