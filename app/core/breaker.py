@@ -49,7 +49,7 @@ class CircuitOpen(Unavailable):
 
 
 class Outcome(Protocol):
-    """What the guard needs to know of an upstream exception (app.upstream.Retryable fits)."""
+    """What the guard needs to know of an upstream exception (app.core.upstream.Retryable fits)."""
 
     status: int | None
     retry_after: float | None

@@ -94,11 +94,11 @@ class Job:
     """Which run of the job this is: a worker that died mid-job makes the next run attempt + 1."""
     lease_until: float | None = None
     """Running: the runner's heartbeat promise; past it, the runner is presumed dead. Queued (REDIS_URL): when
-    the job's message is sent again if no runner has claimed it (app/jobs/manager)."""
+    the job's message is sent again if no runner has claimed it (app/jobs/supervisor.py)."""
     runner: str | None = None
     """`<host>:<pid>` of the process running (or that last ran) the job: for operators and the logs."""
     wait_seconds: float | None = None
-    """wait=true: the run first polls the order up to this long until no image is processing (app/readiness)."""
+    """wait=true: the run first polls the order up to this long until no image is processing (app/core/wait.py)."""
 
     @property
     def status_url(self) -> str:

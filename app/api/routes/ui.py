@@ -3,7 +3,7 @@
 The page is one HTML file plus a vanilla JS module and a stylesheet, all same-origin, so the
 Content-Security-Policy can forbid everything else: no inline script, no third-party hosts.
 The other security headers (nosniff, frame options, referrer policy) come from
-`app.security.SecurityHeadersMiddleware`, which keeps a CSP a route already set.
+`app.api.security.SecurityHeadersMiddleware`, which keeps a CSP a route already set.
 """
 
 from __future__ import annotations
