@@ -9,6 +9,7 @@ through the facade, as its `JobListener`) -> order watcher (which starts jobs: i
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -62,26 +63,33 @@ class Services:
         shutil.rmtree(settings.spool_dir, ignore_errors=True)  # spool files of a process that died
         settings.spool_dir.mkdir(parents=True, exist_ok=True)
 
-        simulator_state, http, client, limiter = _upstream(settings, telemetry)
-        stats = Stats()
-        redis_url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
-        shared_budget = None
-        if redis_url is not None and settings.shared_budget:  # N instances, one upstream budget
-            shared_budget = SharedBudget.from_url(redis_url, settings.redis_key_prefix, settings.max_global_downloads)
-        limits = EngineLimits(
-            per_order=settings.max_concurrent_downloads,
-            max_images=settings.max_images_per_order,
-            spool_dir=settings.spool_dir,
-            spool_memory_bytes=settings.spool_memory_bytes,
-            max_image_bytes=settings.max_image_bytes,
-        )
-        engine = Engine(client, limiter, limits, stats, shared_budget)
-        archives = _archives(settings, engine, stats, redis_url)
+        async with contextlib.AsyncExitStack() as opened:  # a failed start closes what it opened, in reverse
+            simulator_state, http, client, limiter = _upstream(settings, telemetry)
+            opened.push_async_callback(http.aclose)
+            stats = Stats()
+            redis_url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
+            shared_budget = None
+            if redis_url is not None and settings.shared_budget:  # N instances, one upstream budget
+                shared_budget = SharedBudget.from_url(redis_url, settings.redis_key_prefix, settings.max_global_downloads)
+                opened.push_async_callback(shared_budget.aclose)
+            limits = EngineLimits(
+                per_order=settings.max_concurrent_downloads,
+                max_images=settings.max_images_per_order,
+                spool_dir=settings.spool_dir,
+                spool_memory_bytes=settings.spool_memory_bytes,
+                max_image_bytes=settings.max_image_bytes,
+            )
+            engine = Engine(client, limiter, limits, stats, shared_budget)
+            archives = _archives(settings, engine, stats, redis_url)
+            opened.push_async_callback(archives.aclose)
 
-        webhooks = await Webhooks.start(settings)
-        jobs = await JobManager.start(settings, archives, client, stats, listener=webhooks, consume=consume)
-        watcher = OrderWatcher.start(webhooks, jobs, client)
-        telemetry.watch(ServiceCollector(stats, archives.cache, engine, jobs.store.count_by_status))
+            webhooks = await Webhooks.start(settings)
+            opened.push_async_callback(webhooks.aclose)
+            jobs = await JobManager.start(settings, archives, client, stats, listener=webhooks, consume=consume)
+            opened.push_async_callback(jobs.aclose)
+            watcher = OrderWatcher.start(webhooks, jobs, client)
+            telemetry.watch(ServiceCollector(stats, archives.cache, engine, jobs.store.count_by_status))
+            opened.pop_all()
         return cls(settings, telemetry, http, client, engine, stats, archives, webhooks, jobs, watcher, simulator_state)
 
     async def aclose(self) -> None:
