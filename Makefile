@@ -31,13 +31,14 @@ sdks: install-dev
 	done
 
 ## OS packages the tests use: Debian's chromium (browser test), unzip and bsdtar (independent ZIP readers),
-## curl (the benchmark's client).
+## curl (the benchmark's client), nginx (the benchmark's C reference upstream; Debian puts it in /usr/sbin).
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v unzip >/dev/null 2>&1 || missing="$$missing unzip"; \
 	command -v bsdtar >/dev/null 2>&1 || missing="$$missing libarchive-tools"; \
 	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
+	command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing OS packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -69,7 +70,8 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy app simulator
 
-## The performance suite (not part of `make test`): six cases beside their references, ~3 minutes.
+## The performance suite (not part of `make test`): seven cases beside their references
+## (nginx + curl among them), ~4 minutes.
 bench: install-dev system-deps
 	$(BIN)/python -m bench
 

@@ -1,6 +1,6 @@
 """`make bench`: the service, the simulator and the baselines as separate processes on loopback.
 
-    python -m bench                      # all six cases
+    python -m bench                      # all seven cases
     python -m bench --only throughput    # one case (repeatable)
     python -m bench --markdown out.md    # also write the results table as Markdown
 
