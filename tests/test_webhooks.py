@@ -24,12 +24,12 @@ from standardwebhooks import Webhook
 
 from app import create_app
 from app.config import Settings
+from app.core.addresses import METADATA_ADDRESSES, refusal
 from app.jobs.sqlite_store import SqliteJobStore
 from app.jobs.supervisor import SHUTDOWN_REASON
 from app.webhooks.dispatcher import RetryPolicy
 from app.webhooks.outbox import Delivery, DeliveryStatus
 from app.webhooks.signing import signed_headers, signer
-from app.webhooks.urls import METADATA_ADDRESSES, refusal
 from simulator import Fault, SeedImage
 from tests.conftest import Service, Sim, service_settings
 from tests.support.servers import serve
