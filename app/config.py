@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     autoenhance_base_url: str = Field(
         default="https://api.autoenhance.ai", description="Upstream base URL; the client adds /v3/..."
     )
+    allowed_asset_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts (`host` or `host:port`, comma separated) image downloads may be redirected to even "
+        "over plain http or at a private address. Others: the API's own origin or public https only.",
+    )
     max_concurrent_downloads: int = Field(default=5, ge=1, le=64, description="Downloads in flight per order.")
     max_global_downloads: int = Field(
         default=20, ge=1, le=1024, description="Downloads in flight across the whole process, shared fairly."
@@ -128,7 +133,7 @@ class Settings(BaseSettings):
         description="With REDIS_URL, MAX_GLOBAL_DOWNLOADS holds across all instances together (Redis slot leases).",
     )
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "allowed_asset_hosts", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

@@ -23,7 +23,8 @@ from app.config import Settings
 from app.core.breaker import UpstreamGuard
 from app.core.budget import FairLimiter
 from app.core.engine import Engine, EngineLimits
-from app.core.proxies import EnvProxyTransport
+from app.core.fetch import AiohttpFetcher, Fetcher, api_host_and_port
+from app.core.proxies import EnvProxyTransport, env_proxies
 from app.core.shared_budget import SharedBudget
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient
@@ -66,6 +67,7 @@ class Services:
         async with contextlib.AsyncExitStack() as opened:  # a failed start closes what it opened, in reverse
             simulator_state, http, client, limiter = _upstream(settings, telemetry)
             opened.push_async_callback(http.aclose)
+            opened.push_async_callback(client.aclose)
             stats = Stats()
             redis_url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
             shared_budget = None
@@ -101,6 +103,7 @@ class Services:
         if self.engine.shared_budget is not None:
             await self.engine.shared_budget.aclose()
         await self.http.aclose()
+        await self.client.aclose()
 
 
 def _upstream(
@@ -126,6 +129,15 @@ def _upstream(
         base_url = settings.autoenhance_base_url
         api_key = settings.autoenhance_api_key.get_secret_value() if settings.autoenhance_api_key else None
     http = httpx.AsyncClient(transport=telemetry.meter(transport, base_url), timeout=timeout, follow_redirects=False)
+    fetcher: Fetcher | None = None  # demo mode: the simulator is in-process, httpx reaches it
+    if not settings.demo_mode:  # image bytes take the fast path (app/core/fetch.py)
+        fetcher = AiohttpFetcher(
+            connect_timeout=10.0,
+            read_timeout=read_timeout,
+            trusted_hosts=[api_host_and_port(base_url), *settings.allowed_asset_hosts],
+            proxies=env_proxies(),
+            observe=telemetry.observe_downloads(base_url),
+        )
 
     limiter = FairLimiter(settings.max_global_downloads, minimum=settings.min_global_downloads)
     guard = UpstreamGuard(limiter, threshold=settings.breaker_threshold, reset_seconds=settings.breaker_reset_seconds)
@@ -137,6 +149,8 @@ def _upstream(
         "order_timeout": settings.order_timeout_seconds,
         "image_timeout": settings.image_timeout_seconds,
         "guard": guard,
+        "fetcher": fetcher,
+        "allowed_asset_hosts": tuple(settings.allowed_asset_hosts),
     }
     if telemetry.tracer is not None:
         from app.ops.tracing import TracedAutoenhanceClient

@@ -1,6 +1,7 @@
 """Where the service's CPU goes while it streams: py-spy on the running uvicorn, summed by component.
 
-    python -m bench.profile                 # 100 x 2 MB, 8 downloads, samples only while the GIL is held
+    python -m bench.profile                 # 100 x 2 MB from nginx, 8 downloads, samples only while the GIL is held
+    python -m bench.profile --simulator     # the same order from the simulator instead (its CPU competes)
     python -m bench.profile --raw out.txt   # also keep py-spy's raw collapsed stacks
 
 The service is CPU-bound at full speed (one event loop), so the share of GIL-holding samples per
@@ -10,6 +11,7 @@ component is the share of throughput it costs. `make profile` runs this.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -19,13 +21,17 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
+
 from bench import harness
+from bench.nginx import nginx
 
 # First match wins: the component a stack belongs to, by the frames it contains.
 COMPONENTS = (
-    ("upstream: reading image bodies (httpx/httpcore)", ("_read_body",), ("Spool.write",)),
     ("spool: size, CRC-32, keeping chunks", ("Spool.write",), ()),
-    ("upstream: sending requests, redirects (httpx/httpcore)", ("AsyncClient.send", "build_request"), ()),
+    ("upstream: reading image bodies (aiohttp)", ("_read_body", "data_received"), ()),
+    ("upstream: requests, redirects (aiohttp, httpx)", ("AiohttpFetcher.get", "AsyncClient.send", "build_request",
+                                                       "_download_once"), ()),
     ("ZIP writer thread (stream-zip)", ("ZipWriter", "stream_zip"), ()),
     ("response: sending the ZIP (uvicorn, middleware)", ("stream_response",), ()),
     ("engine: per-image bookkeeping", ("Batch.",), ()),
@@ -63,22 +69,32 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2_000_000)
     parser.add_argument("--downloads", type=int, default=8)
     parser.add_argument("--raw", type=Path, help="keep py-spy's collapsed stacks here")
+    parser.add_argument("--simulator", action="store_true", help="upstream = the simulator, not nginx")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    with tempfile.TemporaryDirectory() as tmp, harness.simulator() as sim, \
-            harness.service(sim.url, Path(tmp) / "data", cache_max_bytes=0) as svc:
+    with tempfile.TemporaryDirectory() as tmp, harness.simulator() as sim, contextlib.ExitStack() as stack:
         order_id = harness.seed(sim.url, args.images, args.size)
+        upstream = sim.url
+        if not args.simulator:  # nginx serves the same order: the service's own cost is all that is sampled
+            web = stack.enter_context(nginx(Path(tmp)))
+            web.add_order(httpx.get(f"{sim.url}/v3/orders/{order_id}").raise_for_status().json(), args.size)
+            upstream = web.url
+        svc = stack.enter_context(harness.service(upstream, Path(tmp) / "data", cache_max_bytes=0))
         url = f"{svc.url}/orders/{order_id}/images"
         harness.curl(url)  # warm
         raw = args.raw or Path(tmp) / "stacks.txt"
         spy = subprocess.Popen([py_spy, "record", "--pid", str(svc.pid), "--format", "raw", "--output", str(raw),
                                 "--rate", "250", "--threads", "--gil"], stdout=subprocess.DEVNULL)
         time.sleep(1.0)  # py-spy attaches
+        cpu = svc.cpu_seconds()
         fetches = [harness.curl(url) for _ in range(args.downloads)]
+        cpu = svc.cpu_seconds() - cpu
         spy.send_signal(signal.SIGINT)
         spy.wait(timeout=30)
         mb_s = sum(f.size for f in fetches) / 1e6 / sum(f.total for f in fetches)
-        print(f"{args.downloads} downloads of {args.images} x {args.size / 1e6:g} MB at {mb_s:.0f} MB/s\n")
+        gb = sum(f.size for f in fetches) / 1e9
+        print(f"{args.downloads} downloads of {args.images} x {args.size / 1e6:g} MB at {mb_s:.0f} MB/s, "
+              f"{cpu / gb:.2f} CPU s per GB (while sampled)\n")
         print(summarize(raw))
 
 

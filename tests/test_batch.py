@@ -334,7 +334,8 @@ def test_api_key_never_reaches_another_host(sim_state: SimulatorState, tmp_path:
     sim_state.asset_base_url = f"http://localhost:{port}"
     with serve(create_simulator(sim_state), port=port) as sim_url:
         order_id = str(sim_state.seed_order(name="x", images=[SeedImage(name="a.jpg", size=100)])["order_id"])
-        with serve(create_app(service_settings(sim_url, tmp_path))) as url:
+        settings = service_settings(sim_url, tmp_path, allowed_asset_hosts=[f"localhost:{port}"])  # plain http
+        with serve(create_app(settings)) as url:
             response = httpx.get(f"{url}/orders/{order_id}/images", params={"dev_mode": "true"}, timeout=30)
     assert response.status_code == 200
     assert sim_state.stats["asset"] == 1

@@ -18,28 +18,40 @@ import httpx
 log = logging.getLogger("app.proxies")
 
 
+def env_proxies() -> dict[str, str]:
+    """The usable proxy URL per scheme ("http", "https", "all") from the environment, read now."""
+    found: dict[str, str] = {}
+    proxies = urllib.request.getproxies_environment()
+    for scheme in ("http", "https", "all"):
+        url = proxies.get(scheme)
+        if not url:
+            continue
+        if not url.startswith("http://"):
+            log.warning("%s_PROXY ignored: only http:// proxies are supported", scheme.upper())
+            continue
+        found[scheme] = url
+    return found
+
+
+def proxy_for(proxies: dict[str, str], scheme: str, host: str) -> str | None:
+    """The proxy for a URL: its scheme's (else ALL_PROXY) unless NO_PROXY covers the host."""
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if proxy is None or urllib.request.proxy_bypass(host):
+        return None
+    return proxy
+
+
 class EnvProxyTransport(httpx.AsyncBaseTransport):
     """A direct pool plus one pool per configured proxy; each request goes where the environment says."""
 
     def __init__(self, limits: httpx.Limits) -> None:
-        proxies = urllib.request.getproxies_environment()  # read once, at start-up
+        self.proxies = env_proxies()  # read once, at start-up
         self.direct = httpx.AsyncHTTPTransport(limits=limits)
-        self.proxied: dict[str, httpx.AsyncHTTPTransport] = {}
-        for scheme in ("http", "https", "all"):
-            url = proxies.get(scheme)
-            if not url:
-                continue
-            if not url.startswith("http://"):
-                log.warning("%s_PROXY ignored: only http:// proxies are supported", scheme.upper())
-                continue
-            self.proxied[scheme] = httpx.AsyncHTTPTransport(limits=limits, proxy=url)
+        self.proxied = {url: httpx.AsyncHTTPTransport(limits=limits, proxy=url) for url in set(self.proxies.values())}
 
     def route(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
-        """The pool for `url`: its scheme's proxy (else ALL_PROXY) unless NO_PROXY covers the host."""
-        proxied = self.proxied.get(url.scheme) or self.proxied.get("all")
-        if proxied is None or urllib.request.proxy_bypass(url.host):
-            return self.direct
-        return proxied
+        proxy = proxy_for(self.proxies, url.scheme, url.host)
+        return self.direct if proxy is None else self.proxied[proxy]
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         return await self.route(request.url).handle_async_request(request)

@@ -4,16 +4,21 @@ Why it follows redirects by hand: `/enhanced` answers 302 to an asset host, and 
 `Authorization` on a cross-origin redirect, not our `x-api-key`. We follow each hop ourselves and
 send the key (and `x-dev-mode`) only to the API's own origin.
 
+Where a redirect may lead: the API's own origin, a host listed in ALLOWED_ASSET_HOSTS, or an https
+URL whose host is public (checked on the addresses dialled: app/core/fetch.py). Anything else (the
+service itself, another loopback service, a cloud metadata address) is that image's failure, never
+fetched, and not held against Autoenhance by the breaker.
+
 Retries (stamina): 5xx, 429 (honouring Retry-After), timeouts, connection errors, truncated bodies
 and expired asset links (a fresh 302 gives a fresh link); never other 4xx. Bounded in attempts and
-in total time.
+in total time. Image bytes travel through a `Fetcher` (aiohttp on a real network, see fetch.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -23,7 +28,9 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import stamina
 
+from app.core.addresses import refusal
 from app.core.breaker import CircuitOpen, UpstreamGuard
+from app.core.fetch import Fetcher, HttpxFetcher, Reply, TargetRefused, host_and_port
 from app.core.models import BatchOptions, OrderInfo, parse_order
 from app.core.spool import ImageTooLarge, Spool
 from app.errors import (
@@ -38,6 +45,7 @@ from app.errors import (
 log = logging.getLogger("app.upstream")
 
 MAX_REDIRECTS = 5
+REDIRECTS = frozenset((301, 302, 303, 307, 308))
 DRAIN_LIMIT = 64 * 1024  # redirect bodies up to this are read so the connection is reused
 MAX_RETRY_AFTER = 30.0
 USER_AGENT = "autoenhance-batch/1.0"
@@ -67,10 +75,14 @@ class ImageDownloadFailed(Exception):
 
 RECOVER_RETRY = "Retry the batch later; images that succeeded are served again at no extra cost"
 RECOVER_SINGLE = "Download it alone with GET /v3/images/{image_id}/enhanced, or retry the batch"
+RECOVER_REFUSED = (
+    "Autoenhance sent this image's download elsewhere than its own API or a public https host; if that host "
+    "is yours and trusted, list it in ALLOWED_ASSET_HOSTS"
+)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
+def _retry_after(response: httpx.Response | Reply) -> float | None:
+    value = response.headers.get("retry-after") if isinstance(response, httpx.Response) else response.header("retry-after")
     if not value:
         return None
     try:
@@ -91,22 +103,16 @@ def _backoff(exc: Exception) -> bool | float:
     return isinstance(exc, (httpx.TimeoutException, httpx.TransportError))
 
 
-async def _drain(response: httpx.Response) -> None:
-    """Read a small body to its end so the connection goes back to the pool instead of closing.
-
-    Closing a response whose body was not read makes httpcore drop the connection: one new TCP
-    connection per image, as every download starts with a redirect.
-    """
-    length = response.headers.get("content-length", "")
-    if length.isdigit() and int(length) <= DRAIN_LIMIT:
-        with contextlib.suppress(httpx.HTTPError):
-            await response.aread()
-
-
 def _origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
     parts = urlsplit(str(url))
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
     return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _safe(url: str) -> str:
+    """A URL for a caller-facing message: scheme, host and port only (signed query strings stay out)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 class AutoenhanceClient:
@@ -122,15 +128,23 @@ class AutoenhanceClient:
         order_timeout: float = 30.0,
         image_timeout: float = 60.0,
         guard: UpstreamGuard | None = None,
+        fetcher: Fetcher | None = None,
+        allowed_asset_hosts: tuple[str, ...] = (),
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_origin = _origin(self.base_url)
+        self._fetcher: Fetcher = fetcher or HttpxFetcher(http)
+        self._allowed_assets = {host_and_port(entry) for entry in allowed_asset_hosts}
         self._api_key = api_key
         self._http = http
         self._attempts = attempts
         self._order_timeout = order_timeout
         self._image_timeout = image_timeout
         self.guard = guard or UpstreamGuard(None, threshold=1_000_000)  # no guard given: never opens
+
+    async def aclose(self) -> None:
+        """Close the image-download path (the httpx client belongs to its creator, who closes it)."""
+        await self._fetcher.aclose()
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -275,35 +289,52 @@ class AutoenhanceClient:
             raise ImageDownloadFailed(str(exc), RECOVER_SINGLE) from exc
 
     async def _download_once(self, url: str, options: BatchOptions, spool: Spool) -> None:
-        params: dict[str, str] | None = options.upstream_query()
-        target: str | httpx.URL = url
+        target = str(httpx.URL(url, params=options.upstream_query()))  # Location then carries its own query
         for hop in range(MAX_REDIRECTS + 1):
-            request = self._http.build_request(
-                "GET", target, params=params, headers=self._headers(target, dev_mode=options.dev_mode)
-            )
-            params = None  # the query belongs to the first request only; Location carries its own
-            response = await self._http.send(request, stream=True)
             try:
-                if response.is_redirect:
-                    location = response.headers.get("location")
-                    if not location:
-                        raise ImageDownloadFailed(
-                            "Autoenhance sent a redirect without a location", RECOVER_RETRY, response.status_code
-                        )
-                    target = urljoin(str(response.url), location)
-                    await _drain(response)
-                    continue
-                self._raise_for_image_status(response, on_api=hop == 0)
-                await self._read_body(response, spool)
-                return
-            finally:
-                await response.aclose()
+                if hop:
+                    self._check_redirect(target)
+                async with self._fetcher.get(target, self._headers(target, dev_mode=options.dev_mode)) as reply:
+                    if reply.status in REDIRECTS:
+                        location = reply.header("location")
+                        if not location:
+                            raise ImageDownloadFailed(
+                                "Autoenhance sent a redirect without a location", RECOVER_RETRY, reply.status
+                            )
+                        target = urljoin(reply.url, location)
+                        await reply.drain(DRAIN_LIMIT)
+                        continue
+                    self._raise_for_image_status(reply, on_api=hop == 0)
+                    await self._read_body(reply, spool)
+                    return
+            except TargetRefused as exc:
+                raise ImageDownloadFailed(f"redirect refused: {exc}", RECOVER_REFUSED) from None
         raise ImageDownloadFailed(f"too many redirects (more than {MAX_REDIRECTS})", RECOVER_SINGLE)
 
+    def _check_redirect(self, url: str) -> None:
+        """Refuse a redirect target outside the API's origin, ALLOWED_ASSET_HOSTS and public https.
+
+        A host name is checked again when it is resolved, on the addresses then dialled (fetch.py);
+        an address literal is the address dialled, so it is checked here.
+        """
+        parts = urlsplit(url)
+        origin = _origin(url)
+        if origin == self._api_origin or origin[1:] in self._allowed_assets or (origin[1], None) in self._allowed_assets:
+            return
+        if parts.scheme != "https":
+            raise TargetRefused(f"{_safe(url)} is not https (only the API's own origin may be plain http)")
+        try:
+            address = ipaddress.ip_address(origin[1].strip("[]"))
+        except ValueError:
+            return
+        reason = refusal(address)
+        if reason is not None:
+            raise TargetRefused(f"{address} is {reason}")
+
     @staticmethod
-    def _raise_for_image_status(response: httpx.Response, *, on_api: bool) -> None:
+    def _raise_for_image_status(response: Reply, *, on_api: bool) -> None:
         """`on_api`: the API answered itself; otherwise we are at the asset a redirect pointed to."""
-        status = response.status_code
+        status = response.status
         if status == 200:
             return
         if status == 429 or status >= 500:
@@ -326,15 +357,16 @@ class AutoenhanceClient:
         raise ImageDownloadFailed(f"Autoenhance refused the download (HTTP {status})", RECOVER_SINGLE, status)
 
     @staticmethod
-    async def _read_body(response: httpx.Response, spool: Spool) -> None:
-        length = response.headers.get("content-length", "")
+    async def _read_body(response: Reply, spool: Spool) -> None:
+        length = response.header("content-length") or ""
         announced = int(length) if length.isdigit() else None
         if announced is not None and announced > spool.max_bytes:
             # refuse before reading a byte (MAX_IMAGE_BYTES); the spool also stops a body that lies
             raise ImageTooLarge(f"image of {announced} bytes is over the {spool.max_bytes} byte limit (MAX_IMAGE_BYTES)")
-        async for chunk in response.aiter_bytes():
-            spool.write(chunk)
-        received = response.num_bytes_downloaded
+        write = spool.write
+        async for chunk in response.chunks():
+            write(chunk)
+        received = response.received
         if announced is not None and announced != received:
             raise Retryable(f"body shorter than announced ({received} of {announced} bytes)")
         if spool.size == 0:

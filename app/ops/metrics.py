@@ -150,6 +150,16 @@ def upstream_endpoint(url: httpx.URL, api_host: str) -> str:
     return _ID_SEGMENT.sub(r"/\1/{id}", "/" + path.lstrip("/"))
 
 
+def download_observer(metrics: Metrics, api_base_url: str) -> Callable[[str, str, str, float], None]:
+    """The same histogram for image downloads, which go through aiohttp (app/core/fetch.py), not httpx."""
+    api_host = httpx.URL(api_base_url).host
+
+    def observe(method: str, url: str, outcome: str, seconds: float) -> None:
+        metrics.upstream.labels(method, upstream_endpoint(httpx.URL(url), api_host), outcome).observe(seconds)
+
+    return observe
+
+
 class MeteredTransport(httpx.AsyncBaseTransport):
     """Wraps the upstream transport: latency to response headers and outcome of every call."""
 

@@ -7,13 +7,15 @@ metric objects exist (the same code paths run) but are not scraped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Tracer
 
 from app.config import Settings
-from app.ops.metrics import MeteredTransport, Metrics, ServiceCollector
+from app.ops.metrics import MeteredTransport, Metrics, ServiceCollector, download_observer
 from app.ops.tracing import build_provider
 
 
@@ -32,6 +34,10 @@ class Telemetry:
     def meter(self, transport: httpx.AsyncBaseTransport, api_base_url: str) -> httpx.AsyncBaseTransport:
         """The upstream transport, timed and counted per call."""
         return MeteredTransport(transport, self.metrics, api_base_url)
+
+    def observe_downloads(self, api_base_url: str) -> Callable[[str, str, str, float], None]:
+        """Image downloads bypass the httpx transport (app/core/fetch.py): they report here instead."""
+        return download_observer(self.metrics, api_base_url)
 
     def watch(self, collector: ServiceCollector) -> None:
         """Report the running services' counters at scrape time (until `unwatch`)."""
