@@ -1,0 +1,96 @@
+"""Where an image download may be redirected: the API's origin, ALLOWED_ASSET_HOSTS, or public https.
+
+A hostile upstream answers `/enhanced` with 302s to the service's own /health, to another service on
+the loopback (by address and by name, over http and https) and to the cloud metadata address. Each
+such image is reported as failed, nothing is fetched from those targets, and the refusals do not
+open the circuit breaker for other callers.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app import create_app
+from tests.conftest import service_settings
+from tests.support.hostile_upstream import ORDER_ID, Bystander, HostileUpstream, image_bytes
+from tests.support.servers import free_port, serve
+
+
+@pytest.fixture
+def bystander() -> Iterator[tuple[str, Bystander]]:
+    app = Bystander()
+    with serve(app) as url:
+        yield url, app
+
+
+def _members(response: httpx.Response) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert archive.testzip() is None
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_redirects_to_private_targets_are_refused_and_reported(
+    bystander: tuple[str, Bystander], tmp_path: Path
+) -> None:
+    other_url, other = bystander
+    other_port = other_url.rsplit(":", 1)[1]
+    service_port = free_port()
+    redirects = {
+        "good": "/asset/good",  # the API's own origin: followed
+        "own-health": f"http://127.0.0.1:{service_port}/health",
+        "loopback-http": f"{other_url}/secret",
+        "loopback-https-literal": f"https://127.0.0.1:{other_port}/secret",
+        "loopback-https-name": f"https://localhost:{other_port}/secret",  # refused when the name resolves
+        "metadata": "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "metadata-https": "https://169.254.169.254/latest/meta-data/",
+    }
+    upstream = HostileUpstream(redirects)
+    # A breaker this tight would open on the first two refusals if they counted as upstream failures.
+    with serve(upstream) as upstream_url:
+        settings = service_settings(upstream_url, tmp_path, breaker_threshold=2, cache_ttl_seconds=0)
+        with serve(create_app(settings), port=service_port) as url:
+            response = httpx.get(f"{url}/orders/{ORDER_ID}/images", timeout=30)
+            assert response.status_code == 200, response.text
+            members = _members(response)
+            assert members["good.jpg"] == image_bytes("good")
+            images = [name for name in members if not name.startswith("_")]
+            assert images == ["good.jpg"]
+            report = members["_download_report.txt"].decode()
+            for image_id in redirects.keys() - {"good"}:
+                assert image_id in report
+            assert report.count("redirect refused") == len(redirects) - 1
+            assert "ALLOWED_ASSET_HOSTS" in report
+            assert "169.254.169.254 is a cloud metadata address" in report
+            assert "localhost resolves to 127.0.0.1 is a loopback address" in report
+            assert other.hits == 0
+
+            # the refusals did not open the breaker: the next order (same upstream) is served again
+            again = httpx.get(f"{url}/orders/{ORDER_ID}/images", timeout=30)
+            assert again.status_code == 200
+            stats = httpx.get(f"{url}/api/stats", timeout=10).json()
+    assert other.hits == 0
+    assert upstream.hits["asset"] == 2
+    assert stats["breaker"] == "closed"
+
+
+def test_allowed_asset_hosts_admits_a_listed_private_host(
+    bystander: tuple[str, Bystander], tmp_path: Path
+) -> None:
+    other_url, other = bystander
+    host_port = other_url.removeprefix("http://")
+    upstream = HostileUpstream({"listed": f"{other_url}/photo", "unlisted-port": f"http://127.0.0.1:{free_port()}/x"})
+    with serve(upstream) as upstream_url:
+        settings = service_settings(upstream_url, tmp_path, allowed_asset_hosts=[host_port], cache_ttl_seconds=0)
+        with serve(create_app(settings)) as url:
+            response = httpx.get(f"{url}/orders/{ORDER_ID}/images", timeout=30)
+    assert response.status_code == 200, response.text
+    members = _members(response)
+    assert members["listed.jpg"] == b"internal secret"  # the operator said this host is an asset store
+    assert "unlisted-port" in members["_download_report.txt"].decode()  # host:port entries name one port
+    assert other.hits == 1
