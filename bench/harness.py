@@ -58,6 +58,11 @@ class Proc:
         times = psutil.Process(self.pid).cpu_times()
         return float(times.user + times.system)
 
+    def cpu_split(self) -> tuple[float, float]:
+        """(user, system) CPU seconds so far: system is mostly the kernel copying socket bytes."""
+        times = psutil.Process(self.pid).cpu_times()
+        return float(times.user), float(times.system)
+
 
 @contextlib.contextmanager
 def _process(cmd: list[str], url: str, health: str, env: dict[str, str], log: Path | None) -> Iterator[Proc]:

@@ -84,7 +84,7 @@ def main() -> None:
         harness.curl(url)  # warm
         raw = args.raw or Path(tmp) / "stacks.txt"
         spy = subprocess.Popen([py_spy, "record", "--pid", str(svc.pid), "--format", "raw", "--output", str(raw),
-                                "--rate", "250", "--threads", "--gil"], stdout=subprocess.DEVNULL)
+                                "--rate", "250", "--threads", "--gil", "--nonblocking"], stdout=subprocess.DEVNULL)
         time.sleep(1.0)  # py-spy attaches
         cpu = svc.cpu_seconds()
         fetches = [harness.curl(url) for _ in range(args.downloads)]

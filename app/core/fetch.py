@@ -173,10 +173,14 @@ class _AiohttpReply:
         return self._response.headers.get(name)
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        # Each chunk as the parser produced it: no re-chunking, no copy.
-        read = self._response.content.readany
+        # One buffered piece at a time, as the parser produced it: `readany` would join what is
+        # buffered into a new bytes object (a copy of most of the body at full speed).
+        read = self._response.content.readchunk
         try:
-            while chunk := await read():
+            while True:
+                chunk, _ = await read()
+                if not chunk:
+                    return
                 self._received += len(chunk)
                 yield chunk
         except Exception as exc:
