@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--downloads", type=int, default=8)
     parser.add_argument("--raw", type=Path, help="keep py-spy's collapsed stacks here")
     parser.add_argument("--simulator", action="store_true", help="upstream = the simulator, not nginx")
+    parser.add_argument("--native", action="store_true", help="include C frames (py-spy pauses the process)")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     with tempfile.TemporaryDirectory() as tmp, harness.simulator() as sim, contextlib.ExitStack() as stack:
@@ -84,7 +85,8 @@ def main() -> None:
         harness.curl(url)  # warm
         raw = args.raw or Path(tmp) / "stacks.txt"
         spy = subprocess.Popen([py_spy, "record", "--pid", str(svc.pid), "--format", "raw", "--output", str(raw),
-                                "--rate", "250", "--threads", "--gil", "--nonblocking"], stdout=subprocess.DEVNULL)
+                                "--rate", "250", "--threads", "--gil",
+                                *(["--native"] if args.native else ["--nonblocking"])], stdout=subprocess.DEVNULL)
         time.sleep(1.0)  # py-spy attaches
         cpu = svc.cpu_seconds()
         fetches = [harness.curl(url) for _ in range(args.downloads)]
