@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from bench import harness
 from bench.limit import fetch_direct
 from bench.naive import create_app as create_naive
+from bench.nginx import curl_parallel, nginx
 from bench.profile import component
 from simulator import SimulatorState
 from tests.conftest import Sim
@@ -54,3 +56,23 @@ def test_profile_counts_spool_work_apart_from_the_http_client() -> None:
     assert component(reading).startswith("upstream: reading")
     assert component(spooling).startswith("spool")
     assert component(["Runner.run", "select"]) == "event loop and other"
+
+
+def test_nginx_reference_serves_the_order_the_redirects_and_every_byte(simulator: Sim, tmp_path: Path) -> None:
+    """The C reference plays Autoenhance faithfully enough for the service, and curl's figure counts every byte."""
+    order_id = harness.seed(simulator.url, 4, 30_000)
+    order = httpx.get(f"{simulator.url}/v3/orders/{order_id}").raise_for_status().json()
+    with nginx(tmp_path) as web:
+        ids = web.add_order(order, 50_000)
+        redirect = httpx.get(f"{web.url}/v3/images/{ids[0]}/enhanced")
+        assert redirect.status_code == 302 and redirect.headers["location"] == f"/assets/{ids[0]}.jpg"
+        fetch = curl_parallel([f"{web.url}/v3/images/{image_id}/enhanced" for image_id in ids])
+        assert fetch.size == 4 * 50_000 and fetch.total > 0
+        with harness.service(web.url, tmp_path / "svc", cache_max_bytes=0) as svc:
+            response = httpx.get(f"{svc.url}/orders/{order_id}/images", timeout=30)
+    assert response.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        assert archive.testzip() is None
+        images = [info for info in archive.infolist() if not info.filename.startswith("_")]
+        assert sorted(info.file_size for info in images) == [50_000] * 4
+        assert len({archive.read(info) for info in images}) == 4  # distinct bytes per image

@@ -20,6 +20,7 @@ from app import create_app
 from tests.conftest import service_settings
 from tests.support.hostile_upstream import ORDER_ID, Bystander, HostileUpstream, image_bytes
 from tests.support.servers import free_port, serve
+from tests.test_proxy import ForwardProxy
 
 
 @pytest.fixture
@@ -94,3 +95,28 @@ def test_allowed_asset_hosts_admits_a_listed_private_host(
     assert members["listed.jpg"] == b"internal secret"  # the operator said this host is an asset store
     assert "unlisted-port" in members["_download_report.txt"].decode()  # host:port entries name one port
     assert other.hits == 1
+
+
+def test_through_a_proxy_the_target_name_is_checked_before_the_proxy_is_asked(
+    bystander: tuple[str, Bystander], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy dials the asset host, so the service resolves the name itself first and refuses a private one."""
+    other_url, other = bystander
+    other_port = other_url.rsplit(":", 1)[1]
+    forward = ForwardProxy()
+    upstream = HostileUpstream({"good": "/asset/good", "sneaky": f"https://localhost:{other_port}/secret"})
+    with serve(forward) as proxy_url, serve(upstream) as upstream_url:
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        monkeypatch.setenv("HTTPS_PROXY", proxy_url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        with serve(create_app(service_settings(upstream_url, tmp_path, cache_ttl_seconds=0))) as url:
+            response = httpx.get(f"{url}/orders/{ORDER_ID}/images", timeout=30)
+    assert response.status_code == 200, response.text
+    members = _members(response)
+    assert members["good.jpg"] == image_bytes("good")
+    assert "localhost resolves to 127.0.0.1 is a loopback address" in members["_download_report.txt"].decode()
+    seen = [seen_url for seen_url, _ in forward.seen]
+    assert any("/asset/good" in u for u in seen), seen  # the proxy is in use
+    assert not any("localhost" in u for u in seen), seen
+    assert other.hits == 0

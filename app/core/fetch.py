@@ -254,9 +254,10 @@ class AiohttpFetcher:
         started = time.perf_counter()
         outcome = "cancelled"
         try:
-            if proxy is not None and not self.resolver.trusts(host, parts.port):
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            if proxy is not None and not self.resolver.trusts(host, port):
                 # the proxy dials this host, so the rule can only look at what the name resolves to here
-                await self.resolver.resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
+                await self.resolver.resolve(host, port)
             response = await self._session.get(
                 url, headers=headers | {"accept-encoding": "identity"}, allow_redirects=False, proxy=proxy
             )
