@@ -27,6 +27,7 @@ from pathlib import Path
 from bench.harness import Fetch, free_port, wait_http
 
 CONF = """
+{user}
 worker_processes 1;
 daemon off;
 pid {root}/nginx.pid;
@@ -88,10 +89,10 @@ def nginx(work: Path) -> Iterator[Nginx]:
     root = work / "nginx"
     for sub in ("www/orders", "www/assets", "www/files", "tmp"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    for folder in (work, root):  # started as root, nginx's workers run as nobody and must reach the files
-        folder.chmod(0o755)
     port = free_port()
-    (root / "nginx.conf").write_text(CONF.format(root=root, port=port))
+    # Started as root, nginx's worker would run as `nobody`, which cannot enter private temp folders.
+    user = "user root root;" if os.geteuid() == 0 else ""
+    (root / "nginx.conf").write_text(CONF.format(root=root, port=port, user=user))
     popen = subprocess.Popen([exe, "-c", str(root / "nginx.conf"), "-p", str(root), "-e", str(root / "error.log")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
