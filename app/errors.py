@@ -20,7 +20,7 @@ instead). Errors marked * are defined beside the code that raises them.
     - JobExpired*                      app/jobs/records.py
   + PayloadTooLarge               413
   + Unprocessable                 422
-    - OrderTooLarge, EmptyOrder, InvalidPageOffset, InvalidUpload
+    - OrderTooLarge, EmptyOrder, InvalidPageOffset, InvalidUpload, InvalidOption
     - NothingSucceeded                 + `failures`
     - JobFailed*                       + `failures` (app/jobs/records.py)
     - InvalidCallbackUrl*              app/webhooks/urls.py
@@ -106,6 +106,10 @@ class InvalidOrderId(BadRequest):
     pass
 
 
+class InvalidOption(Unprocessable):
+    """A choice no batch can honour (an unknown delivery set, say), refused before any upstream call."""
+
+
 class OrderNotFound(NotFound):
     message = "Order not found on Autoenhance"
 
@@ -159,9 +163,19 @@ class ImageFailure:
     name: str
     reason: str
     recovery: str
+    set: str | None = None
+    """The delivery set of the missing file (None for an entry that was never planned, e.g. no id)."""
 
-    def as_dict(self) -> dict[str, str]:
-        return {"image_id": self.image_id, "name": self.name, "reason": self.reason, "recovery": self.recovery}
+    def as_dict(self) -> dict[str, str | None]:
+        data: dict[str, str | None] = {
+            "image_id": self.image_id,
+            "name": self.name,
+            "reason": self.reason,
+            "recovery": self.recovery,
+        }
+        if self.set is not None:
+            data["set"] = self.set
+        return data
 
 
 class NothingSucceeded(Unprocessable):

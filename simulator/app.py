@@ -60,7 +60,7 @@ def create_app(state: SimulatorState | None = None) -> Starlette:
     app = Starlette(
         lifespan=lifespan,
         routes=_routes() + control.routes(),
-        middleware=[Middleware(NormalizePath)],
+        middleware=[Middleware(NormalizePath), Middleware(RequestLog, state=state)],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
@@ -83,6 +83,20 @@ class NormalizePath:
             clean = "/" + "/".join(part for part in path.split("/") if part)
             if clean != path:
                 scope = {**scope, "path": clean, "raw_path": clean.encode("utf-8")}
+        await self.app(scope, receive, send)
+
+
+class RequestLog:
+    """Remember each /v3/ request (method, path, query) in `state.request_log`; read at /_simulator/requests."""
+
+    def __init__(self, app: ASGIApp, state: SimulatorState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v3/"):
+            query = scope.get("query_string", b"").decode("latin-1")
+            self.state.request_log.append({"method": scope["method"], "path": scope["path"], "query": query})
         await self.app(scope, receive, send)
 
 

@@ -84,6 +84,11 @@ async def reset_stats(request: Request) -> Response:
     return JSONResponse(state.stats.snapshot())
 
 
+async def get_requests(request: Request) -> Response:
+    """The last API requests, oldest first: [{method, path, query}] (cleared by stats/reset)."""
+    return JSONResponse(list(_sim(request).request_log))
+
+
 async def get_config(request: Request) -> Response:
     return JSONResponse(_sim(request).config())
 
@@ -139,6 +144,7 @@ def routes() -> list[BaseRoute]:
         Route("/_simulator/faults", clear_faults, methods=["DELETE"]),
         Route("/_simulator/stats", get_stats, methods=["GET"]),
         Route("/_simulator/stats/reset", reset_stats, methods=["POST"]),
+        Route("/_simulator/requests", get_requests, methods=["GET"]),
         Route("/_simulator/config", get_config, methods=["GET"]),
         Route("/_simulator/config", put_config, methods=["PUT"]),
         Route("/_simulator/webhook", get_webhook, methods=["GET"]),

@@ -11,13 +11,20 @@ import math
 from dataclasses import dataclass
 from functools import cache
 
+import pillow_jxl  # noqa: F401  (registers JPEG XL with Pillow; Pillow itself reads and writes AVIF)
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 PREVIEW_MAX_WIDTH = 1024
 """Previews (the /enhanced default) are at most this wide."""
 
-CONTENT_TYPES: dict[str, str] = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-PIL_FORMATS: dict[str, str] = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+CONTENT_TYPES: dict[str, str] = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "avif": "image/avif",
+    "jxl": "image/jxl",
+}
+PIL_FORMATS: dict[str, str] = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF", "jxl": "JXL"}
 WATERMARK_TEXT = "AUTOENHANCE DEV"
 
 # Per enhance_type: (red gain, blue gain, saturation); "warm" is the house look.
@@ -142,12 +149,16 @@ def target_size(width: int, height: int, spec: RenderSpec) -> tuple[int, int]:
 
 
 def encode(img: Image.Image, fmt: str, quality: int | None) -> bytes:
-    """Encode with Pillow; quality applies to jpeg and webp."""
+    """Encode with Pillow; quality applies to jpeg, webp, avif and jxl (speed settings favour tests)."""
     buf = io.BytesIO()
     if fmt == "png":
         img.save(buf, "PNG", compress_level=3)
     elif fmt == "webp":
         img.save(buf, "WEBP", quality=quality or 80, method=2)
+    elif fmt == "avif":
+        img.save(buf, "AVIF", quality=quality or 70, speed=8)
+    elif fmt == "jxl":
+        img.save(buf, "JXL", quality=quality or 80, effort=3)
     else:
         img.save(buf, "JPEG", quality=quality or 90)
     return buf.getvalue()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import secrets
 import threading
 import time
@@ -44,6 +45,8 @@ ROUTE_NAMES = (
     "image_process", "image_report", "enhanced", "original", "preview", "asset", "redirect_loop", "upload",
 )  # fmt: skip
 """Route names counted in `stats` (one counter each, present from the start)."""
+
+REQUEST_LOG_SIZE = 2000
 
 STAT_KEYS = (
     *ROUTE_NAMES,
@@ -122,6 +125,8 @@ class SimulatorState:
         self._lock = threading.RLock()
         self.webhook: WebhookTarget | None = None
         self.webhook_log: list[dict[str, Any]] = []
+        self.request_log: collections.deque[dict[str, str]] = collections.deque(maxlen=REQUEST_LOG_SIZE)
+        """The last API requests (method, path, query), for tests that check what a client asked."""
         self._webhook_queue: list[dict[str, Any]] = []
 
     # ---- configuration, faults, counters --------------------------------------------------
@@ -170,6 +175,7 @@ class SimulatorState:
             self.stats.update({key: 0 for key in STAT_KEYS})
             self.stats["concurrent_downloads"] = current
             self.stats["peak_concurrent_downloads"] = current
+            self.request_log.clear()
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:

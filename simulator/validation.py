@@ -37,7 +37,7 @@ AI_VERSIONS = (
 ENHANCE_TYPES = ("property", "property_usa", "warm", "neutral", "modern")
 CLOUD_TYPES = ("CLEAR", "LOW_CLOUD", "HIGH_CLOUD")
 WINDOW_PULL_TYPES = ("NONE", "ONLY_WINDOWS", "WINDOWS_WITH_SKIES")
-FORMATS = ("png", "jpeg", "webp")
+FORMATS = ("png", "jpeg", "webp", "avif", "jxl")
 SIZES = ("small", "large", "big")
 REPORT_CATEGORIES = (
     "AUTO_PRIVACY",

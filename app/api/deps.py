@@ -11,7 +11,8 @@ from fastapi import Body, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.responses import FAILURES_SCHEMA, error
-from app.core.models import BatchOptions, ImageFormat, OrderInfo, validate_order_id
+from app.core.models import BatchOptions, ImageFormat, NameStyle, OrderInfo, validate_order_id
+from app.core.sets import SET_HELP, parse_sets
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.webhooks.urls import InvalidCallbackUrl
 from app.wiring import Services
@@ -34,6 +35,11 @@ OrderIdPath = Annotated[
 ]
 
 
+SETS_HELP = "Comma list of delivery sets, each in its own folder: " + "; ".join(
+    f"{name} ({text})" for name, text in SET_HELP.items()
+)
+
+
 def batch_options(
     format: Annotated[ImageFormat, Query(description="Output format of every image")] = ImageFormat.jpeg,
     quality: Annotated[
@@ -45,8 +51,25 @@ def batch_options(
     dev_mode: Annotated[
         bool, Query(description="Send x-dev-mode: true upstream: no credits spent, watermarked result")
     ] = False,
+    sets: Annotated[str | None, Query(max_length=100, description=SETS_HELP)] = None,
+    names: Annotated[
+        NameStyle, Query(description="original: the uploads' names; sequence: '01 - front.jpg', in the order's order")
+    ] = NameStyle.original,
+    max_width: Annotated[
+        int | None, Query(ge=1, le=20000, description="The full set: at most this many pixels wide")
+    ] = None,
+    scale: Annotated[float | None, Query(gt=0, le=1, description="The full set: scale factor 0-1")] = None,
 ) -> BatchOptions:
-    return BatchOptions(format=format, quality=quality, preview=preview, dev_mode=dev_mode)
+    return BatchOptions(
+        format=format,
+        quality=quality,
+        preview=preview,
+        dev_mode=dev_mode,
+        sets=parse_sets(sets),
+        names=names,
+        max_width=max_width,
+        scale=scale,
+    )
 
 
 OptionsDep = Annotated[BatchOptions, Depends(batch_options)]

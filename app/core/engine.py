@@ -21,15 +21,17 @@ from typing import TYPE_CHECKING
 
 from app.core.archive import Member, ZipWriter
 from app.core.budget import FairLimiter, OrderSlots
-from app.core.models import BatchOptions, ImageInfo, OrderInfo
+from app.core.models import BatchOptions, ImageInfo, NameStyle, OrderInfo
 from app.core.naming import MANIFEST_NAME, REPORT_NAME, NameAllocator
 from app.core.report import manifest_json, report_text
+from app.core.sets import Rendition, renditions, uses_folders
 from app.core.spool import Spool
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient, ImageDownloadFailed
 from app.errors import EmptyOrder, ImageFailure, OrderTooLarge
 
 if TYPE_CHECKING:
+    from app.core.keep import Keep
     from app.core.shared_budget import SharedBudget
 
 log = logging.getLogger("app.engine")
@@ -42,6 +44,7 @@ RECOVER_UPSTREAM = "Reprocess or re-upload the image on Autoenhance (POST /v3/im
 class _Done:
     image: ImageInfo
     name: str
+    rendition: Rendition
     spool: Spool
     written: asyncio.Event
 
@@ -85,10 +88,13 @@ class Engine:
                 f"{self.limits.max_images} (MAX_IMAGES_PER_ORDER)"
             )
 
-    async def open(self, order: OrderInfo, options: BatchOptions) -> Batch:
-        """Plan the order and start its downloads; the caller must consume or close the batch."""
+    async def open(self, order: OrderInfo, options: BatchOptions, *, keep: Keep | None = None) -> Batch:
+        """Plan the order and start its downloads; the caller must consume or close the batch.
+
+        `keep` (the CLI's direct mode) saves each downloaded file and serves it again on a rerun.
+        """
         self.check(order)
-        batch = Batch(self, order, options)
+        batch = Batch(self, order, options, keep)
         batch.start()
         return batch
 
@@ -96,12 +102,18 @@ class Engine:
 class Batch:
     """One order being turned into one archive."""
 
-    def __init__(self, engine: Engine, order: OrderInfo, options: BatchOptions) -> None:
+    def __init__(self, engine: Engine, order: OrderInfo, options: BatchOptions, keep: Keep | None = None) -> None:
         self.engine = engine
         self.order = order
         self.options = options
-        self.total = len(order.images) + order.unidentified
+        self.keep = keep
+        self.renditions = renditions(options)
+        self.photos = len(order.images) + order.unidentified
+        self.total = len(order.images) * len(self.renditions) + order.unidentified
+        """Files planned: one per photo and delivery set (entries without an id count once)."""
         self.downloaded = 0
+        self.reused = 0
+        """Files served from `keep` (saved by an earlier, interrupted run) instead of downloaded."""
         self.failures: list[ImageFailure] = []
         self.members: list[dict[str, object]] = []
         self.started_at = time.monotonic()
@@ -124,10 +136,25 @@ class Batch:
 
     # -- downloads -------------------------------------------------------------------------------
 
+    def plan(self) -> list[tuple[ImageInfo, Rendition, str]]:
+        """Every file of the archive: (image, set, member name), photo by photo in the order's own order.
+
+        Names are unique per folder; with `names=sequence` each starts with the photo's zero-padded
+        place in the order (`03 - kitchen.jpg`), the same number in every set.
+        """
+        folders = uses_folders(self.options)
+        allocators = {r.set: NameAllocator() for r in self.renditions}
+        width = max(2, len(str(len(self.order.images))))
+        planned = []
+        for position, image in enumerate(self.order.images, start=1):
+            prefix = f"{position:0{width}d} - " if self.options.names is NameStyle.sequence else ""
+            for rendition in self.renditions:
+                name = allocators[rendition.set].allocate(image.name, image.image_id, rendition.extension(image), prefix)
+                planned.append((image, rendition, f"{rendition.set}/{name}" if folders else name))
+        return planned
+
     def start(self) -> None:
         self.engine.active_batches += 1
-        names = NameAllocator()
-        extension = self.options.format.extension
         for index in range(self.order.unidentified):
             self._fail(
                 "(unknown)",
@@ -135,42 +162,53 @@ class Batch:
                 "the order lists this image without an id",
                 "Check the order on Autoenhance; this entry cannot be downloaded",
             )
-        for image in self.order.images:
-            name = names.allocate(image.name, image.image_id, extension)
-            skip = image.skip_reason()
+        for image, rendition, name in self.plan():
+            skip = image.skip_reason() if rendition.endpoint == "enhanced" else None
             if skip is not None:
                 recovery = RECOVER_UPSTREAM if (image.status or "").lower() in ("error", "expired") else RECOVER_WAIT
-                self._fail(image.image_id, name, skip, recovery)
+                self._fail(image.image_id, name, skip, recovery, rendition.set)
                 continue
             self._outstanding += 1
             self._fetching += 1
-            task = asyncio.create_task(self._fetch(image, name), name=f"fetch-{image.image_id}")
+            task = asyncio.create_task(self._fetch(image, rendition, name), name=f"fetch-{image.image_id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         if self._outstanding == 0:
             self._settled.set()
 
-    def _fail(self, image_id: str, name: str, reason: str, recovery: str) -> None:
-        self.failures.append(ImageFailure(image_id, name, reason, recovery.replace("{image_id}", image_id)))
+    def _fail(self, image_id: str, name: str, reason: str, recovery: str, set_name: str | None = None) -> None:
+        self.failures.append(
+            ImageFailure(image_id, name, reason, recovery.replace("{image_id}", image_id), set_name)
+        )
         log.warning("image failed", extra={"order_id": self.order.order_id, "image_id": image_id, "reason": reason})
 
-    async def _fetch(self, image: ImageInfo, name: str) -> None:
+    async def _obtain(self, image: ImageInfo, rendition: Rendition, spool: Spool) -> None:
+        """The file from `keep` if an earlier run saved it, else from Autoenhance (then saved)."""
+        key = f"{rendition.set}/{image.image_id}"
+        if self.keep is not None and await asyncio.to_thread(self.keep.load, key, spool):
+            self.reused += 1
+            return
+        await self.engine.client.download_enhanced(image.image_id, rendition, spool)
+        if self.keep is not None:
+            await asyncio.to_thread(self.keep.save, key, spool)
+
+    async def _fetch(self, image: ImageInfo, rendition: Rendition, name: str) -> None:
         limits = self.engine.limits
         spool = Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes)
         handed_over = False
         try:
             async with self._slots.slot():
                 try:
-                    await self.engine.client.download_enhanced(image.image_id, self.options, spool)
+                    await self._obtain(image, rendition, spool)
                 except ImageDownloadFailed as exc:
-                    self._fail(image.image_id, name, exc.reason, exc.recovery)
+                    self._fail(image.image_id, name, exc.reason, exc.recovery, rendition.set)
                     return
                 self.downloaded += 1
                 log.info(
                     "image downloaded",
                     extra={"order_id": self.order.order_id, "image_id": image.image_id, "bytes": spool.size},
                 )
-                done = _Done(image, name, spool, asyncio.Event())
+                done = _Done(image, name, rendition, spool, asyncio.Event())
                 self._ready.put_nowait(done)
                 handed_over = True
                 self._settled.set()
@@ -183,6 +221,7 @@ class Batch:
                     name,
                     f"internal error ({type(exc).__name__})",
                     "Retry the batch; report this if it persists",
+                    rendition.set,
                 )
         finally:
             spool.close()
@@ -222,7 +261,9 @@ class Batch:
             done = await self._ready.get()
             if done is None:
                 continue
-            self.members.append({"image_id": done.image.image_id, "name": done.name, "bytes": done.spool.size})
+            self.members.append(
+                {"image_id": done.image.image_id, "name": done.name, "set": done.rendition.set, "bytes": done.spool.size}
+            )
             writer.feed(Member(done.name, done.spool.size, done.spool.crc32, done.spool.chunks, now, done.written.set))
         extras: list[tuple[str, bytes]] = []
         if self.failures:

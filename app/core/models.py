@@ -31,34 +31,68 @@ def validate_order_id(order_id: str) -> str:
 
 
 class ImageFormat(StrEnum):
+    """The download formats Autoenhance documents (`avif|png|jpeg|jxl|webp`)."""
+
     jpeg = "jpeg"
     png = "png"
     webp = "webp"
+    avif = "avif"
+    jxl = "jxl"
 
     @property
     def extension(self) -> str:
-        return {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}[self.value]
+        return _EXTENSIONS[self.value]
+
+    @property
+    def content_type(self) -> str:
+        return _CONTENT_TYPES[self.value]
+
+
+_EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "avif": ".avif", "jxl": ".jxl"}
+_CONTENT_TYPES = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "avif": "image/avif",
+    "jxl": "image/jxl",
+}
+
+
+class NameStyle(StrEnum):
+    """`original`: the upload's own name; `sequence`: prefixed with its zero-padded place in the order."""
+
+    original = "original"
+    sequence = "sequence"
+
+
+DEFAULT_SETS: tuple[str, ...] = ("full",)
 
 
 @dataclass(frozen=True)
 class BatchOptions:
-    """The caller's choices for one archive; also part of the cache key."""
+    """The caller's choices for one archive; every field is part of the cache key.
+
+    `format`, `quality`, `preview`, `max_width` and `scale` shape the `full` set; the other delivery
+    sets (app/core/sets.py) fix their own. `sets` is kept in a canonical order, without repeats.
+    """
 
     format: ImageFormat = ImageFormat.jpeg
     quality: int | None = None
     preview: bool = True
     dev_mode: bool = False
-
-    def upstream_query(self) -> dict[str, str]:
-        """Query for /v3/images/{id}/enhanced; `preview` is always explicit (the API defaults to true)."""
-        query = {"format": self.format.value, "preview": "true" if self.preview else "false"}
-        if self.quality is not None:
-            query["quality"] = str(self.quality)
-        return query
+    sets: tuple[str, ...] = DEFAULT_SETS
+    names: NameStyle = NameStyle.original
+    max_width: int | None = None
+    scale: float | None = None
 
     def key(self) -> str:
         q = "auto" if self.quality is None else str(self.quality)
-        return f"{self.format.value}-q{q}-preview{int(self.preview)}-dev{int(self.dev_mode)}"
+        key = f"{self.format.value}-q{q}-preview{int(self.preview)}-dev{int(self.dev_mode)}"
+        if self.sets != DEFAULT_SETS or self.names is not NameStyle.original:
+            key += f"-sets{'+'.join(self.sets)}-names{self.names.value}"
+        if self.max_width is not None or self.scale is not None:
+            key += f"-w{self.max_width or 0}-s{self.scale if self.scale is not None else 0:g}"
+        return key
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +100,10 @@ class BatchOptions:
             "quality": self.quality,
             "preview": self.preview,
             "dev_mode": self.dev_mode,
+            "sets": list(self.sets),
+            "names": self.names.value,
+            "max_width": self.max_width,
+            "scale": self.scale,
         }
 
     @classmethod
@@ -75,6 +113,10 @@ class BatchOptions:
             quality=data.get("quality"),
             preview=bool(data.get("preview", True)),
             dev_mode=bool(data.get("dev_mode", False)),
+            sets=tuple(data.get("sets") or DEFAULT_SETS),
+            names=NameStyle(data.get("names") or "original"),
+            max_width=data.get("max_width"),
+            scale=data.get("scale"),
         )
 
 

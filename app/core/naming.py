@@ -41,8 +41,9 @@ class NameAllocator:
     def __init__(self) -> None:
         self._taken = {REPORT_NAME.casefold(), MANIFEST_NAME.casefold()}
 
-    def allocate(self, raw: str | None, fallback: str, extension: str) -> str:
-        stem = safe_stem(raw, fallback)
+    def allocate(self, raw: str | None, fallback: str, extension: str, prefix: str = "") -> str:
+        """`prefix` (e.g. "03 - ") goes before the cleaned stem, so it survives any truncation."""
+        stem = prefix + safe_stem(raw, fallback)
         candidate = f"{stem}{extension}"
         counter = 2
         while candidate.casefold() in self._taken:

@@ -15,6 +15,14 @@ def _retry_url(batch: Batch) -> str:
     query = f"format={o.format.value}&preview={str(o.preview).lower()}&dev_mode={str(o.dev_mode).lower()}"
     if o.quality is not None:
         query += f"&quality={o.quality}"
+    if o.max_width is not None:
+        query += f"&max_width={o.max_width}"
+    if o.scale is not None:
+        query += f"&scale={o.scale:g}"
+    if o.sets != ("full",):
+        query += f"&sets={','.join(o.sets)}"
+    if o.names.value != "original":
+        query += f"&names={o.names.value}"
     return f"GET /orders/{batch.order.order_id}/images?{query}"
 
 
@@ -28,7 +36,9 @@ def report_text(batch: Batch) -> str:
         f"Generated:  {datetime.now(UTC).isoformat(timespec='seconds')}",
         f"Options:    {json.dumps(batch.options.as_dict())}",
         "",
-        f"Images in order: {batch.total}",
+        f"Photos in order: {batch.photos}",
+        f"Sets:            {', '.join(batch.options.sets)}",
+        f"Files planned:   {batch.total}",
         f"Downloaded:      {batch.downloaded}",
         f"Failed:          {batch.failed}",
         "",
@@ -37,7 +47,8 @@ def report_text(batch: Batch) -> str:
     ]
     for number, failure in enumerate(batch.failures, start=1):
         lines += [
-            f"{number}. {failure.name}  (image id {failure.image_id})",
+            f"{number}. {failure.name}  (image id {failure.image_id}"
+            + (f", set {failure.set})" if failure.set else ")"),
             f"   Reason:  {failure.reason}",
             f"   Recover: {failure.recovery}",
         ]
@@ -60,6 +71,8 @@ def manifest_json(batch: Batch) -> str:
             "order_id": batch.order.order_id,
             "order_name": batch.order.name,
             "options": batch.options.as_dict(),
+            "photos": batch.photos,
+            "sets": list(batch.options.sets),
             "total": batch.total,
             "downloaded": batch.downloaded,
             "failed": batch.failed,

@@ -31,7 +31,8 @@ import stamina
 from app.core.addresses import refusal
 from app.core.breaker import CircuitOpen, UpstreamGuard
 from app.core.fetch import Fetcher, HttpxFetcher, Reply, TargetRefused, host_and_port
-from app.core.models import BatchOptions, OrderInfo, parse_order
+from app.core.models import OrderInfo, parse_order
+from app.core.sets import Rendition
 from app.core.spool import ImageTooLarge, Spool
 from app.errors import (
     InvalidPageOffset,
@@ -255,12 +256,12 @@ class AutoenhanceClient:
 
     # -- image downloads -------------------------------------------------------------------------
 
-    async def download_enhanced(self, image_id: str, options: BatchOptions, spool: Spool) -> None:
-        """Fetch one enhanced image into `spool`, retrying transient failures.
+    async def download_enhanced(self, image_id: str, options: Rendition, spool: Spool) -> None:
+        """Fetch one rendition (enhanced, or the original) into `spool`, retrying transient failures.
 
         Raises ImageDownloadFailed with a caller-facing reason when the image cannot be had.
         """
-        url = self._url(f"images/{image_id}/enhanced")
+        url = self._url(options.path(image_id))
         try:
             async with asyncio.timeout(self._image_timeout):
                 async for attempt in self._retrying(self._image_timeout):
@@ -288,7 +289,7 @@ class AutoenhanceClient:
         except ImageTooLarge as exc:
             raise ImageDownloadFailed(str(exc), RECOVER_SINGLE) from exc
 
-    async def _download_once(self, url: str, options: BatchOptions, spool: Spool) -> None:
+    async def _download_once(self, url: str, options: Rendition, spool: Spool) -> None:
         target = str(httpx.URL(url, params=options.upstream_query()))  # Location then carries its own query
         for hop in range(MAX_REDIRECTS + 1):
             try:

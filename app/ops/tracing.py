@@ -25,7 +25,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
-from app.core.models import BatchOptions, OrderInfo
+from app.core.models import OrderInfo
+from app.core.sets import Rendition
 from app.core.spool import Spool
 from app.core.upstream import AutoenhanceClient, ImageDownloadFailed
 from app.ops.metrics import route_label
@@ -115,14 +116,15 @@ class TracedAutoenhanceClient(AutoenhanceClient):
             span.set_attribute("autoenhance.images", len(order.images))
             return order
 
-    async def download_enhanced(self, image_id: str, options: BatchOptions, spool: Spool) -> None:
+    async def download_enhanced(self, image_id: str, options: Rendition, spool: Spool) -> None:
         started = time.perf_counter()
         with self._tracer.start_as_current_span(
             "autoenhance image download",
             kind=SpanKind.CLIENT,
             attributes={
                 "autoenhance.image_id": image_id,
-                "autoenhance.format": options.format.value,
+                "autoenhance.format": options.format.value if options.format else "original",
+                "autoenhance.set": options.set,
                 "autoenhance.preview": options.preview,
                 "autoenhance.dev_mode": options.dev_mode,
             },

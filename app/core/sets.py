@@ -1,0 +1,151 @@
+"""Delivery sets: the renditions a real-estate delivery needs, each in its own folder of the ZIP.
+
+A listing service (an MLS board) takes JPEGs of about 2048 px on the long edge under a few MB; a
+website wants something smaller; print wants full resolution; some agents want the originals.
+Autoenhance's download endpoint already resizes and re-encodes (`max_width`, `scale`, `format`,
+`quality`) and `/v3/images/{id}/original` returns the upload, so a set is only a named query:
+
+- `full`:     the request's own format, quality, preview, max_width and scale (today's archive)
+- `mls`:      JPEG, max_width=2048, quality 80 (a 2048 px photo is then well under 4 MB), full size
+- `web`:      JPEG, max_width=1024, quality 80, from the free preview (previews are at most 1024 wide)
+- `original`: the uploaded photo, untouched (free)
+
+Credits: Autoenhance charges for full-resolution enhanced downloads (`preview=false`) unless dev mode.
+Its documentation says an image is charged the first time it is downloaded at full size, so a batch
+costs at most one credit per photo however many full-size sets it asks for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.core.models import DEFAULT_SETS, BatchOptions, ImageFormat, ImageInfo
+from app.errors import InvalidOption
+
+SET_ORDER: tuple[str, ...] = ("full", "mls", "web", "original")
+SET_HELP: dict[str, str] = {
+    "full": "the chosen format, quality and size",
+    "mls": "JPEG, 2048 px wide, for listing services",
+    "web": "JPEG, 1024 px wide, for websites",
+    "original": "the uploaded photos, untouched",
+}
+MLS_WIDTH = 2048
+WEB_WIDTH = 1024
+SET_QUALITY = 80
+ORIGINAL_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif", ".dng"}
+
+
+def parse_sets(raw: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """A comma list (or list) of set names -> canonical tuple; unknown names are a 422 before any call."""
+    if raw is None:
+        return DEFAULT_SETS
+    parts = raw.split(",") if isinstance(raw, str) else [p for item in raw for p in item.split(",")]
+    wanted = {p.strip().lower() for p in parts if p.strip()}
+    unknown = sorted(wanted - set(SET_ORDER))
+    if unknown:
+        raise InvalidOption(
+            f"Unknown delivery set {', '.join(repr(u[:40]) for u in unknown)}: choose from {', '.join(SET_ORDER)}"
+        )
+    if not wanted:
+        return DEFAULT_SETS
+    return tuple(name for name in SET_ORDER if name in wanted)
+
+
+@dataclass(frozen=True)
+class Rendition:
+    """One upstream download: which endpoint and which query. What the upstream client needs to fetch."""
+
+    set: str
+    endpoint: str  # "enhanced" or "original"
+    format: ImageFormat | None  # None: the original's own bytes and type
+    quality: int | None
+    preview: bool
+    max_width: int | None
+    scale: float | None
+    dev_mode: bool
+
+    def path(self, image_id: str) -> str:
+        return f"images/{image_id}/{self.endpoint}"
+
+    def upstream_query(self) -> dict[str, str]:
+        if self.endpoint == "original":
+            return {}  # no rendering option: Autoenhance returns the upload as it is
+        assert self.format is not None
+        query = {"format": self.format.value, "preview": "true" if self.preview else "false"}
+        if self.quality is not None:
+            query["quality"] = str(self.quality)
+        if self.max_width is not None:
+            query["max_width"] = str(self.max_width)
+        if self.scale is not None:
+            query["scale"] = f"{self.scale:g}"
+        return query
+
+    @property
+    def full_resolution(self) -> bool:
+        """Whether Autoenhance charges a credit for this download (dev mode never is)."""
+        return self.endpoint == "enhanced" and not self.preview and not self.dev_mode
+
+    def extension(self, image: ImageInfo) -> str:
+        if self.format is not None:
+            return self.format.extension
+        suffix = "." + (image.name or "").rsplit(".", 1)[-1].lower() if "." in (image.name or "") else ""
+        return ".jpg" if suffix in ("", ".jpeg") or suffix not in ORIGINAL_SUFFIXES else suffix
+
+
+def renditions(options: BatchOptions) -> list[Rendition]:
+    """One Rendition per chosen set, in the canonical order."""
+    dev = options.dev_mode
+    table = {
+        "full": Rendition(
+            "full", "enhanced", options.format, options.quality, options.preview, options.max_width, options.scale, dev
+        ),
+        "mls": Rendition("mls", "enhanced", ImageFormat.jpeg, SET_QUALITY, False, MLS_WIDTH, None, dev),
+        "web": Rendition("web", "enhanced", ImageFormat.jpeg, SET_QUALITY, True, WEB_WIDTH, None, dev),
+        "original": Rendition("original", "original", None, None, False, None, None, dev),
+    }
+    return [table[name] for name in options.sets]
+
+
+def uses_folders(options: BatchOptions) -> bool:
+    """Today's flat archive for the default; one folder per set as soon as another set is chosen."""
+    return options.sets != DEFAULT_SETS
+
+
+@dataclass(frozen=True)
+class CreditCost:
+    photos: int
+    full_size_sets: tuple[str, ...]
+
+    @property
+    def downloads(self) -> int:
+        """Full-resolution downloads the batch makes (photos x full-size sets)."""
+        return self.photos * len(self.full_size_sets)
+
+    @property
+    def credits(self) -> int:
+        """At most one credit per photo: Autoenhance charges the first full-size download only."""
+        return self.photos if self.full_size_sets else 0
+
+    def sentence(self) -> str:
+        if not self.full_size_sets:
+            return "Free: no set downloads full-size enhanced photos (or dev mode is on)."
+        sets = ", ".join(self.full_size_sets)
+        return (
+            f"Spends up to {self.credits} Autoenhance credit{'s' * (self.credits != 1)}: "
+            f"{self.photos} photo{'s' * (self.photos != 1)} x {len(self.full_size_sets)} full-size "
+            f"set{'s' * (len(self.full_size_sets) != 1)} ({sets}) = {self.downloads} full-size downloads; "
+            "Autoenhance charges each photo once, the first time it is downloaded at full size."
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "photos": self.photos,
+            "full_size_sets": list(self.full_size_sets),
+            "full_size_downloads": self.downloads,
+            "credits": self.credits,
+            "text": self.sentence(),
+        }
+
+
+def credit_cost(photos: int, options: BatchOptions) -> CreditCost:
+    return CreditCost(photos, tuple(r.set for r in renditions(options) if r.full_resolution))
