@@ -29,7 +29,14 @@ from tests.support.zipcheck import check_zip
 
 ROOT = Path(__file__).resolve().parents[1]
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-CLEAN_ENV = {"AUTOENHANCE_BATCH_URL": "", "AUTOENHANCE_BATCH_KEY": "", "ADMIN_TOKEN": "", "COLUMNS": "120"}
+CLEAN_ENV = {
+    "AUTOENHANCE_BATCH_URL": "",
+    "AUTOENHANCE_BATCH_KEY": "",
+    "AUTOENHANCE_API_KEY": "",
+    "AUTOENHANCE_BASE_URL": "",
+    "ADMIN_TOKEN": "",
+    "COLUMNS": "120",
+}
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +71,16 @@ def test_help_reads_well() -> None:
     top = subprocess.run([sys.executable, "-m", "app", "--help"], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=60)
     assert top.returncode == 0, top.stderr
-    for text in ("download", "serve", "sample-order", "python -m app download", "ORDER=$(python -m app sample-order)"):
+    for text in ("download", "serve", "sample-order", "autoenhance-batch download", "python -m app",
+                 "ORDER=$(autoenhance-batch sample-order)"):
         assert text in top.stdout
     download = subprocess.run([sys.executable, "-m", "app", "download", "--help"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=60)
     assert download.returncode == 0
     flat = " ".join(re.sub(r"[│╭╮╰╯─]", " ", download.stdout).split())  # rich's boxes and wrapping aside
     for text in ("--no-preview", "spends credits", "--dev-mode", "--job", "resumes", "AUTOENHANCE_BATCH_URL",
-                 "AUTOENHANCE_BATCH_KEY", "Exit status: 0", "jpeg|png|webp"):
+                 "AUTOENHANCE_BATCH_KEY", "Exit status: 0", "jpeg|png|webp|avif|jxl", "--api-key", "AUTOENHANCE_API_KEY",
+                 "--sets", "mls", "--names"):
         assert text in flat, text
     assert subprocess.run([sys.executable, "-m", "app"], cwd=ROOT, capture_output=True, timeout=60).returncode != 0
 
@@ -143,7 +152,9 @@ def test_url_and_key_come_from_flags_or_environment(tmp_path: Path) -> None:
 
 def test_errors_are_one_clear_line(demo_url: str, tmp_path: Path) -> None:
     code, _, err = run("download", "not-an-order", "-o", str(tmp_path / "x.zip"), "--url", demo_url)
-    assert code == 1 and "Invalid order id" in err and "(HTTP 400)" in err
+    assert code == 2 and "Invalid order id" in err and "HTTP" not in err  # refused before any request
+    code, _, err = run("download", DEMO_ORDER_ID, "-o", str(tmp_path / "no" / "x.zip"), "--url", demo_url)
+    assert code == 2 and "does not exist" in err
     code, _, err = run("download", "00000000-0000-4000-8000-000000000000", "-o", str(tmp_path / "x.zip"),
                        "--url", demo_url, "--job")
     assert code == 1 and "(HTTP 404)" in err

@@ -1,11 +1,13 @@
-"""`python -m app`: download an order's ZIP from a running service, serve it, make a demo order.
+"""`autoenhance-batch` (or `python -m app`): download an order's ZIP, serve the API, make a demo order.
 
-The CLI is one more door onto the same service: it talks HTTP to a running instance (so it works
-against a deployed one as well as a local one) and never runs the engine itself.
+`download` has two modes. Direct (an Autoenhance API key, no `--url`): the engine runs in this
+process straight against Autoenhance (app/cli/direct.py), so a photographer needs nothing but this
+command. Client (`--url`): it talks HTTP to a running service, deployed or local, which does the work.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -14,7 +16,9 @@ from typing import Annotated
 import httpx
 import typer
 from rich.console import Console
+from rich.filesize import decimal
 
+from app.cli.direct import DEFAULT_BASE_URL, DirectRun, download_direct, parts_path
 from app.cli.transfer import (
     Outcome,
     TransferError,
@@ -24,20 +28,26 @@ from app.cli.transfer import (
     progress_bars,
     stream_archive,
 )
-from app.core.models import ImageFormat
+from app.core.models import BatchOptions, ImageFormat, NameStyle, validate_order_id
+from app.core.sets import SET_HELP, credit_cost, parse_sets
+from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
+from app.errors import InvalidOption, InvalidOrderId
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
 
 cli = typer.Typer(
-    name="python -m app",
-    help="Autoenhance Batch: every enhanced image of an Autoenhance.ai order as one ZIP.",
-    epilog="Examples:\n\n"
-    "  python -m app serve --port 8000\n\n"
-    "  python -m app download 7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c -o photos.zip\n\n"
-    "  python -m app download $ORDER -o photos.zip --format png --job\n\n"
-    "  ORDER=$(python -m app sample-order)",
+    name="autoenhance-batch",
+    help="Autoenhance Batch: every enhanced photo of an Autoenhance.ai order as one ZIP.",
+    epilog="Examples (from a clone, `python -m app` works the same):\n\n"
+    "  autoenhance-batch download 7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c --api-key $KEY -o photos.zip\n\n"
+    "  autoenhance-batch download $ORDER --sets mls,original --names sequence --no-preview\n\n"
+    "  autoenhance-batch download $ORDER --url http://127.0.0.1:8000 --format png --job\n\n"
+    "  autoenhance-batch serve --port 8000\n\n"
+    "  ORDER=$(autoenhance-batch sample-order)",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
@@ -51,6 +61,14 @@ UrlOption = Annotated[
     typer.Option(
         "--url", "-u", envvar="AUTOENHANCE_BATCH_URL", show_envvar=True,
         help="Base URL of the running Autoenhance Batch service.",
+    ),
+]
+ServiceUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url", "-u", envvar="AUTOENHANCE_BATCH_URL", show_envvar=True, show_default=False,
+        help="Client mode: a running Autoenhance Batch service does the work. "
+        f"Default without --api-key: {DEFAULT_URL}",
     ),
 ]
 KeyOption = Annotated[
@@ -79,13 +97,19 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_ERROR)
 
 
-def _summary(outcome: Outcome) -> int:
-    size = f"{outcome.bytes / 1_048_576:.1f} MiB" if outcome.bytes >= 1_048_576 else f"{outcome.bytes} bytes"
+def _usage(message: str) -> typer.Exit:
+    """A wrong command line: one line, exit 2, and nothing asked of anyone."""
+    err.print(f"[bold red]Error:[/] {message}")
+    return typer.Exit(EXIT_USAGE)
+
+
+def _summary(outcome: Outcome, unit: str = "images") -> int:
+    size = decimal(outcome.bytes)  # the same units (kB, MB, GB) as the progress bars
     if outcome.resumed_from:
         err.print(f"Resumed with Range from byte {', '.join(map(str, outcome.resumed_from))}.")
     counts = ""
     if outcome.downloaded is not None:
-        counts = f": {outcome.downloaded} of {outcome.total} images"
+        counts = f": {outcome.downloaded} of {outcome.total} {unit}"
     if outcome.failed:
         err.print(f"[bold yellow]Saved {outcome.path} ({size}){counts}; {outcome.failed} could not be included:[/]")
         for failure in outcome.failures:
@@ -103,50 +127,107 @@ def download(
         Path | None,
         typer.Option("--output", "-o", help="Where to save the ZIP. Default: autoenhance-<order id>.zip", show_default=False),
     ] = None,
-    format: Annotated[ImageFormat, typer.Option("--format", "-f", help="Format of every image.")] = ImageFormat.jpeg,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key", envvar="AUTOENHANCE_API_KEY", show_envvar=True, show_default=False,
+            help="Direct mode: your Autoenhance API key; this command downloads straight from Autoenhance.",
+        ),
+    ] = None,
+    base_url: Annotated[
+        str, typer.Option("--base-url", envvar="AUTOENHANCE_BASE_URL", help="Direct mode: the Autoenhance API.")
+    ] = DEFAULT_BASE_URL,
+    sets: Annotated[
+        str,
+        typer.Option(
+            "--sets", "-s",
+            help="Comma list of sets, each in its own folder: " + "; ".join(f"{k} ({v})" for k, v in SET_HELP.items()),
+        ),
+    ] = "full",
+    names: Annotated[
+        NameStyle, typer.Option("--names", help="sequence: number the files in the order's order ('01 - front.jpg').")
+    ] = NameStyle.original,
+    format: Annotated[ImageFormat, typer.Option("--format", "-f", help="Format of the full set.")] = ImageFormat.jpeg,
     quality: Annotated[
         int | None, typer.Option("--quality", "-q", min=1, max=90, help="Image quality 1-90 (default: Autoenhance's).")
     ] = None,
+    max_width: Annotated[
+        int | None, typer.Option("--max-width", min=1, max=20000, help="Full set: at most this many pixels wide.")
+    ] = None,
+    scale: Annotated[float | None, typer.Option("--scale", min=0.01, max=1.0, help="Full set: scale factor 0-1.")] = None,
     preview: Annotated[
         bool,
         typer.Option(
             "--preview/--no-preview",
             help="Previews are free. [bold]--no-preview[/] downloads full resolution and [bold]spends credits[/] "
-            "unless --dev-mode.",
+            "unless --dev-mode (the mls set is always full resolution).",
         ),
     ] = True,
     dev_mode: Annotated[
         bool, typer.Option("--dev-mode", help="Autoenhance dev mode: no credits spent, watermarked images.")
     ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait until Autoenhance has finished enhancing the order (see --wait-timeout).")
+    ] = False,
+    wait_timeout: Annotated[
+        float, typer.Option("--wait-timeout", min=1, max=MAX_WAIT_SECONDS, help="With --wait: seconds at most.")
+    ] = 60.0,
     job: Annotated[
         bool,
         typer.Option(
             "--job",
-            help="Prepare the ZIP as a job on the service, then download the file. Shows per-image progress "
-            "and resumes an interrupted download (also on the next run with the same -o).",
+            help="Client mode: prepare the ZIP as a job on the service, then download the file. Shows per-image "
+            "progress and resumes an interrupted download (also on the next run with the same -o).",
         ),
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")] = False,
     retries: Annotated[
         int, typer.Option("--retries", min=0, max=50, help="With --job: resume attempts after a cut connection.")
     ] = 5,
-    url: UrlOption = DEFAULT_URL,
+    url: ServiceUrlOption = None,
     key: KeyOption = None,
     timeout: TimeoutOption = 120.0,
 ) -> None:
-    """Download every enhanced image of an order as one ZIP, with progress (images and bytes).
+    """Download every enhanced photo of an order as one ZIP, with progress (files and bytes).
+
+    With --api-key (or AUTOENHANCE_API_KEY) and no --url it downloads straight from Autoenhance;
+    stopped and run again, it keeps the photos already saved and fetches only the rest.
 
     Exit status: 0 all images saved; 3 saved, but some images are missing (listed, and in the ZIP's
-    report); 1 nothing saved (the reason is printed).
+    report); 1 nothing saved (the reason is printed); 2 the command line is wrong (nothing was asked).
     """
+    try:
+        order_id = validate_order_id(order_id.strip())
+        options = BatchOptions(
+            format=format, quality=quality, preview=preview, dev_mode=dev_mode, sets=parse_sets(sets), names=names,
+            max_width=max_width, scale=scale,
+        )
+    except (InvalidOrderId, InvalidOption) as exc:
+        raise _usage(exc.message) from None
     out = output or Path(f"autoenhance-{order_id[:8]}.zip")
+    if not out.parent.is_dir():
+        raise _usage(f"The folder {out.parent} does not exist; create it or choose another -o")
+    if out.is_dir():
+        raise _usage(f"{out} is a folder; give a file name such as {out / 'photos.zip'}")
     if out.exists() and not force:
         raise _fail(f"{out} exists; pass --force to overwrite it")
+    unit = "images" if options.sets == ("full",) else "files"
+    if url is None and api_key:
+        raise typer.Exit(_summary(_direct(order_id, options, out, api_key, base_url, wait, wait_timeout, timeout), unit))
+    url = url or DEFAULT_URL
     params = {"format": format.value, "preview": str(preview).lower(), "dev_mode": str(dev_mode).lower()}
-    if quality is not None:
-        params["quality"] = str(quality)
-    if not preview and not dev_mode:
-        err.print("[bold yellow]Full resolution without dev mode: each image spends one Autoenhance credit.[/]")
+    params |= {"sets": ",".join(options.sets), "names": names.value}
+    for name, value in (("quality", quality), ("max_width", max_width), ("scale", scale)):
+        if value is not None:
+            params[name] = str(value)
+    if wait:
+        params |= {"wait": "true", "wait_timeout": f"{wait_timeout:g}"}
+    full_size = credit_cost(1, options).full_size_sets
+    if full_size:
+        err.print(
+            f"[bold yellow]Full resolution without dev mode ({', '.join(full_size)}): each photo spends one "
+            "Autoenhance credit the first time it is downloaded at full size.[/]"
+        )
     if not job and part_path(out).exists():
         part_path(out).unlink()  # a streamed archive cannot be resumed; an old .part is garbage
     try:
@@ -159,7 +240,26 @@ def download(
         raise _fail(str(exc)) from None
     except httpx.TransportError as exc:
         raise _fail(f"Could not reach the service at {url} ({type(exc).__name__})") from None
-    raise typer.Exit(_summary(outcome))
+    raise typer.Exit(_summary(outcome, unit))
+
+
+def _direct(
+    order_id: str, options: BatchOptions, out: Path, api_key: str, base_url: str, wait: bool, wait_timeout: float,
+    timeout: float,
+) -> Outcome:
+    """Direct mode: the engine in this process, straight against Autoenhance."""
+    run = DirectRun(order_id, options, out, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
+    try:
+        with progress_bars(err) as progress:
+            return asyncio.run(download_direct(run, progress, progress.console.print))
+    except TransferError as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        err.print(
+            f"[bold yellow]Interrupted.[/] Photos saved so far are kept in {parts_path(out)}; "
+            "run the same command again to fetch only the rest."
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 @cli.command()

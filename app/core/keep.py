@@ -41,7 +41,7 @@ class Keep(Protocol):
 class FolderKeep:
     """A folder of saved files for one order and one set of options (anything else is wiped)."""
 
-    def __init__(self, folder: Path, identity: dict[str, object]) -> None:
+    def __init__(self, folder: Path, identity: dict[str, str]) -> None:
         self.folder = folder
         state = folder / STATE_NAME
         if folder.is_dir():

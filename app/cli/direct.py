@@ -1,0 +1,149 @@
+"""Direct mode: run the engine in this process, straight against Autoenhance, with no service.
+
+A photographer with an Autoenhance key needs nothing else: `autoenhance-batch download ORDER
+--api-key KEY`. The same engine as the service's (app/core: plan, fetch under a budget, retries,
+archive, report and manifest); this module only chooses where the bytes go and shows progress.
+
+Resume: each downloaded file is also kept in `<out>.parts/` (app/core/keep.py) until the ZIP is
+complete, so a run that is interrupted and started again keeps what it had and fetches the rest.
+Imports nothing from the web server (no FastAPI, no uvicorn): the base install is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.progress import Progress
+
+from app.cli.transfer import Outcome, TransferError, image_and_byte_tasks, part_path
+from app.core.budget import FairLimiter
+from app.core.engine import Batch, Engine, EngineLimits
+from app.core.keep import FolderKeep
+from app.core.models import BatchOptions, OrderInfo
+from app.core.sets import credit_cost
+from app.core.stats import Stats
+from app.core.upstream import AutoenhanceClient
+from app.core.wait import WaitOptions, wait_until_ready
+from app.errors import ServiceError, UpstreamAuthError
+
+DEFAULT_BASE_URL = "https://api.autoenhance.ai"
+CONCURRENCY = 6
+"""Downloads in flight at once: enough to fill a home connection, gentle on Autoenhance's limits."""
+MAX_IMAGES = 100_000
+MAX_IMAGE_BYTES = 512 * 1024 * 1024
+SPOOL_MEMORY_BYTES = 16 * 1024 * 1024
+
+
+def parts_path(out: Path) -> Path:
+    """The folder of files kept while the ZIP is being made (removed once it is complete)."""
+    return out.with_name(out.name + ".parts")
+
+
+@dataclass
+class DirectRun:
+    order_id: str
+    options: BatchOptions
+    out: Path
+    api_key: str
+    base_url: str = DEFAULT_BASE_URL
+    wait: WaitOptions = field(default_factory=WaitOptions)
+    timeout: float = 120.0
+    concurrency: int = CONCURRENCY
+
+
+def _engine(client: AutoenhanceClient, spool_dir: Path, concurrency: int) -> Engine:
+    limits = EngineLimits(
+        per_order=concurrency,
+        max_images=MAX_IMAGES,
+        spool_dir=spool_dir,
+        spool_memory_bytes=SPOOL_MEMORY_BYTES,
+        max_image_bytes=MAX_IMAGE_BYTES,
+    )
+    return Engine(client, FairLimiter(concurrency, minimum=1), limits, Stats())
+
+
+async def _archive(batch: Batch, part: Path, progress: Progress) -> int:
+    images, data = image_and_byte_tasks(progress, batch.total, None)
+    written = 0
+    with part.open("wb") as file:
+        async for chunk in batch.archive():
+            await asyncio.to_thread(file.write, chunk)
+            written += len(chunk)
+            note = f"{batch.failed} failed" if batch.failed else ""
+            progress.update(images, completed=batch.finished, note=note)
+            progress.update(data, completed=written)
+    progress.update(images, completed=batch.finished)
+    progress.update(data, total=written, completed=written)
+    return written
+
+
+async def download_direct(run: DirectRun, progress: Progress, say: Callable[[str], None]) -> Outcome:
+    """Fetch the order, warn about credits, and write the ZIP (resuming from `<out>.parts/`)."""
+    timeout = httpx.Timeout(connect=10.0, read=min(run.timeout, 60.0), write=30.0, pool=None)
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=True) as http:
+        client = AutoenhanceClient(
+            base_url=run.base_url, api_key=run.api_key, http=http, image_timeout=run.timeout, order_timeout=30.0
+        )
+        try:
+            order = await client.get_order(run.order_id)
+            if run.wait.wait:
+                say("Waiting for Autoenhance to finish enhancing the order...")
+            order = await wait_until_ready(client, order, run.wait)
+        except UpstreamAuthError:
+            raise TransferError("Autoenhance rejected the API key (check --api-key or AUTOENHANCE_API_KEY)") from None
+        except ServiceError as exc:
+            raise TransferError(exc.message) from None
+        _announce(order, run.options, say)
+        with tempfile.TemporaryDirectory(prefix="autoenhance-batch-") as spool_dir:
+            return await _run_batch(client, order, run, Path(spool_dir), progress, say)
+
+
+def _announce(order: OrderInfo, options: BatchOptions, say: Callable[[str], None]) -> None:
+    photos = len(order.images)
+    say(f"Order {order.name or order.order_id}: {photos} photo{'s' * (photos != 1)}, sets: {', '.join(options.sets)}")
+    cost = credit_cost(photos, options)
+    if cost.credits:
+        say(f"[bold yellow]{cost.sentence()}[/]")
+
+
+async def _run_batch(
+    client: AutoenhanceClient, order: OrderInfo, run: DirectRun, spool_dir: Path, progress: Progress,
+    say: Callable[[str], None],
+) -> Outcome:
+    engine = _engine(client, spool_dir, run.concurrency)
+    # Not the order's last_updated_at: a full-size download itself can bump it (the image becomes
+    # "downloaded"), which would throw away exactly the files a rerun should reuse.
+    identity = {"order_id": order.order_id, "options": run.options.key()}
+    keep = FolderKeep(parts_path(run.out), identity)
+    kept = keep.saved()
+    if kept:
+        say(f"Resuming: {kept} file{'s' * (kept != 1)} already downloaded by an earlier run are reused")
+    part = part_path(run.out)
+    try:
+        batch = await engine.open(order, run.options, keep=keep)
+    except ServiceError as exc:
+        keep.discard()
+        raise TransferError(exc.message) from None
+    try:
+        if not await batch.wait_first():
+            await batch.aclose()
+            keep.discard()
+            first = batch.failures[0].reason if batch.failures else "no image could be downloaded"
+            raise TransferError(f"None of the order's {batch.total} files could be downloaded (first: {first})")
+        written = await _archive(batch, part, progress)
+    except BaseException:
+        part.unlink(missing_ok=True)  # the kept files stay: the next run starts from them
+        await batch.aclose()
+        raise
+    part.replace(run.out)
+    keep.discard()
+    if batch.reused:
+        say(f"{batch.reused} of the files came from the earlier run; {batch.downloaded - batch.reused} were downloaded now")
+    failures: list[dict[str, Any]] = [dict(f.as_dict()) for f in batch.failures]
+    return Outcome(run.out, written, total=batch.total, downloaded=batch.downloaded, failed=batch.failed, failures=failures)
