@@ -56,7 +56,7 @@ def test_official_sdk_workflow(version: str) -> None:
     stats = state.stats
     assert stats["credits_spent"] == 1  # the one preview=false download, not dev mode
     assert stats["upload"] == 1 + (0 if version >= "1.1" else 1)
-    assert stats["enhanced"] == 2 and stats["original"] == 1 and stats["asset"] == 3
+    assert stats["enhanced"] == 4 and stats["original"] == 1 and stats["asset"] == 5  # png, jpeg, avif, jxl
     assert stats["image_report"] == 1 and stats["image_process"] == 1 and stats["order_update"] == 1
     assert stats["order_list"] == 1 and stats["image_delete"] == 1
     assert stats["image_get"] >= 3  # polled until processed, twice, then the 404 check

@@ -47,6 +47,8 @@ def photo(width: int = 1400, height: int = 900) -> bytes:
 
 
 def decoded(data: bytes | bytearray) -> Image.Image:
+    import pillow_jxl  # noqa: F401  (JPEG XL for Pillow)
+
     img = Image.open(io.BytesIO(bytes(data)))
     img.load()
     return img
@@ -98,6 +100,10 @@ def run(base_url: str, api_key: str) -> dict[str, Any]:
     jpeg_img = decoded(jpeg)
     check(jpeg_img.format == "JPEG", f"format=jpeg gave {jpeg_img.format}")
     check(jpeg_img.size[0] <= 1024, f"preview is {jpeg_img.size[0]} px wide")
+    # The download documentation lists avif|png|jpeg|jxl|webp; the SDK passes any string through.
+    for fmt, pil in (("avif", "AVIF"), ("jxl", "JXL")):
+        encoded = decoded(client.download_enhanced_image(id=image_id, format=fmt, max_width=300))
+        check(encoded.format == pil and encoded.size[0] == 300, f"format={fmt} gave {encoded.format} {encoded.size}")
 
     original = client.download_original_image(id=image_id)
     check(bytes(original) == original_bytes, "original download differs from the upload")
