@@ -125,7 +125,16 @@ def test_job_runs_to_complete_and_downloads_as_a_file(simulator: Sim, client: ht
     assert status["status"] == "complete"
     assert (status["order_id"], status["total"], status["downloaded"], status["failed"]) == (order_id, 3, 3, 0)
     assert status["failures"] == [] and status["error"] is None
-    assert status["options"] == {"format": "jpeg", "quality": None, "preview": True, "dev_mode": False}
+    assert status["options"] == {
+        "format": "jpeg",
+        "quality": None,
+        "preview": True,
+        "dev_mode": False,
+        "sets": ["full"],
+        "names": "original",
+        "max_width": None,
+        "scale": None,
+    }
     assert status["finished_at"] and status["expires_at"] > status["finished_at"] and not status["expired"]
 
     response = client.get(f"/jobs/{job_id}/download")
