@@ -68,10 +68,11 @@ class Rendition:
         return f"images/{image_id}/{self.endpoint}"
 
     def upstream_query(self) -> dict[str, str]:
-        if self.endpoint == "original":
+        if self.format is None:
             return {}  # no rendering option: Autoenhance returns the upload as it is
-        assert self.format is not None
-        query = {"format": self.format.value, "preview": "true" if self.preview else "false"}
+        query = {"format": self.format.value}
+        if self.endpoint == "enhanced":
+            query["preview"] = "true" if self.preview else "false"
         if self.quality is not None:
             query["quality"] = str(self.quality)
         if self.max_width is not None:

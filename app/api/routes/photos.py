@@ -1,0 +1,100 @@
+"""What the page shows before anything is downloaded: the order's photos, thumbnails and the credit cost.
+
+- GET /orders/{order_id}/photos: name, each photo (id, name, status, whether it can be downloaded),
+  and for the options in the query the cost in Autoenhance credits (app/core/sets.py).
+- GET /images/{image_id}/thumbnail: a small JPEG from Autoenhance's free preview (or the original
+  while the photo is still being enhanced), so a photographer sees which order this is.
+
+Both are guarded like the download itself (SERVICE_API_KEY) and cost no credit.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from fastapi.responses import Response
+
+from app.api.responses import error
+from app.api.deps import COMMON_ERRORS, OptionsDep, OrderIdPath, ServicesDep, load_order
+from app.api.security import ServiceKey
+from app.core.models import ImageFormat
+from app.core.sets import Rendition, credit_cost
+from app.core.spool import Spool
+from app.core.upstream import ImageDownloadFailed
+from app.errors import InvalidOption, ServiceError
+
+
+class ImageNotFound(ServiceError):
+    status_code = 404
+
+
+router = APIRouter(tags=["batch"], dependencies=[ServiceKey])
+
+THUMBNAIL_WIDTH = 320
+THUMBNAIL_MAX_BYTES = 2 * 1024 * 1024
+_IMAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@router.get(
+    "/orders/{order_id}/photos",
+    summary="The order's photos and what a download with these options would cost",
+    responses={k: v for k, v in COMMON_ERRORS.items() if k != 422} | {422: error("Bad options (an unknown set, say)")},
+)
+async def order_photos(order_id: OrderIdPath, options: OptionsDep, services: ServicesDep) -> dict[str, Any]:
+    order = await load_order(order_id, services)
+    photos = [
+        {
+            "image_id": image.image_id,
+            "name": image.name,
+            "status": image.status,
+            "ready": image.skip_reason() is None,
+            "reason": image.skip_reason(),
+            "thumbnail_url": f"images/{image.image_id}/thumbnail",
+        }
+        for image in order.images
+    ]
+    return {
+        "order_id": order.order_id,
+        "name": order.name,
+        "photos": photos,
+        "total": len(photos) + order.unidentified,
+        "ready": sum(p["ready"] is True for p in photos),
+        "sets": list(options.sets),
+        "cost": credit_cost(len(order.images), options).as_dict(),
+    }
+
+
+@router.get(
+    "/images/{image_id}/thumbnail",
+    summary="A small JPEG of one photo (free: Autoenhance's preview, or the original while it is enhanced)",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": f"JPEG at most {THUMBNAIL_WIDTH} px wide"},
+        404: error("Autoenhance has neither a preview nor an original of this image"),
+        422: error("Not an image id"),
+    },
+)
+async def thumbnail(
+    image_id: Annotated[str, Path(description="An image id from GET /orders/{order_id}/photos")],
+    services: ServicesDep,
+) -> Response:
+    if not _IMAGE_ID.match(image_id):
+        raise InvalidOption("Not an image id")
+    settings = services.settings
+    jpeg, width = ImageFormat.jpeg, THUMBNAIL_WIDTH
+    for rendition in (
+        Rendition("thumbnail", "enhanced", jpeg, 70, True, width, None, False),  # the free preview
+        Rendition("thumbnail", "original", jpeg, 70, False, width, None, False),  # not enhanced yet
+    ):
+        spool = Spool(settings.spool_dir, THUMBNAIL_MAX_BYTES, THUMBNAIL_MAX_BYTES)
+        try:
+            await services.client.download_enhanced(image_id, rendition, spool)
+            body = b"".join(spool.chunks())
+        except ImageDownloadFailed:
+            continue
+        finally:
+            spool.close()
+        return Response(body, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+    raise ImageNotFound("Autoenhance has no preview or original of this image yet")
