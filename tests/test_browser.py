@@ -285,13 +285,13 @@ def test_job_failures_are_listed_with_reasons(browser: Browser, service_url: str
 
 
 def test_server_errors_show_their_detail(browser: Browser, service_url: str) -> None:
-    detail = "Order not found upstream (stubbed)"
+    detail = "Autoenhance is unavailable (stubbed)"
     with visit(browser, service_url) as v:
         page = v.page
         wait_for_demo_id(page)
-        page.route("**/orders/*/jobs?*", lambda route: route.fulfill(status=404, json={"detail": detail}))
+        page.route("**/orders/*/jobs?*", lambda route: route.fulfill(status=502, json={"detail": detail}))
         page.click("#job-btn")
-        expect(page.locator("#job-msg")).to_have_text(f"Could not run the job: {detail}")
+        expect(page.locator("#job-msg")).to_have_text(f"Could not prepare the download: {detail}")
         expect(page.locator("#job-msg")).to_have_attribute("data-kind", "error")
 
 
@@ -322,7 +322,7 @@ def test_service_key_runs_the_download_as_a_job(browser: Browser, tmp_path: Path
         expect(page.locator("#key-details")).to_have_attribute("open", "")
 
         page.fill("#service-key", "page-test-key")
-        expect(page.locator("#download-label")).to_have_text("Download ZIP (via job)")
+        expect(page.locator("#download-label")).to_have_text("Download ZIP (prepared first)")
         expect(page.locator("#curl-cmd")).to_contain_text('-H "X-API-Key: $SERVICE_API_KEY"')
         expect(page.locator("#curl-cmd")).not_to_contain_text("page-test-key")
 

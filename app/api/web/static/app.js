@@ -5,6 +5,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const POLL_MS = 500;
 const API = "v1/"; // the versioned API, relative to the page so a path prefix keeps working
 const RECENT_PAGE = 5;
+const THUMBS_SHOWN = 12;
+const LOOKUP_DELAY_MS = 250;
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -21,9 +23,16 @@ const el = {
   photos: $("photos"), previews: $("previews"), uploadActions: $("upload-actions"), uploadBtn: $("upload-btn"),
   clearBtn: $("clear-btn"), createMsg: $("create-msg"),
   recentList: $("recent-list"), recentMsg: $("recent-msg"), recentMore: $("recent-more"), recentRefresh: $("recent-refresh"),
+  orderView: $("order-view"), orderName: $("order-name"), orderCount: $("order-count"), thumbs: $("thumbs"),
+  thumbsMore: $("thumbs-more"), orderStatus: $("order-status"), maxWidth: $("max-width"), maxWidthMsg: $("max-width-msg"),
+  namesSequence: $("names-sequence"), setsMsg: $("sets-msg"),
 };
 
-const state = { demo: false, selected: [], jobRun: 0, recentNext: null, recentRun: 0, recentNeedsToken: false };
+const state = {
+  demo: false, selected: [], jobRun: 0, recentNext: null, recentRun: 0, recentNeedsToken: false,
+  // The order shown above the options: {id, data} once looked up, {id, error} when the lookup failed.
+  order: null, lookup: null, lookupFor: "", lookupTimer: 0, thumbUrls: [], shownId: "",
+};
 
 // ---------- helpers ----------
 
@@ -101,11 +110,32 @@ function validateQuality() {
   return ok;
 }
 
+function validateMaxWidth() {
+  const raw = el.maxWidth.value.trim();
+  const w = Number(raw);
+  const ok = !el.maxWidth.validity.badInput && (raw === "" || (Number.isInteger(w) && w >= 1 && w <= 20000));
+  setStatus(el.maxWidthMsg, ok ? "" : "A whole number of pixels, or empty for full width.", ok ? "" : "error");
+  el.maxWidth.setAttribute("aria-invalid", String(!ok));
+  return ok;
+}
+
+function chosenSets() { return [...document.querySelectorAll("input[name=set]:checked")].map((box) => box.value); }
+
+function validateSets() {
+  const ok = chosenSets().length > 0;
+  setStatus(el.setsMsg, ok ? "" : "Choose at least one of these.", ok ? "" : "error");
+  return ok;
+}
+
 function options() {
   const params = new URLSearchParams({ format: document.querySelector("input[name=format]:checked").value });
   if (el.quality.value.trim()) params.set("quality", el.quality.value.trim());
+  if (el.maxWidth.value.trim()) params.set("max_width", el.maxWidth.value.trim());
   params.set("preview", String(el.preview.checked));
   params.set("dev_mode", String(el.devMode.checked));
+  const sets = chosenSets();
+  if (sets.length && sets.join(",") !== "full") params.set("sets", sets.join(","));
+  if (el.namesSequence.checked) params.set("names", "sequence");
   return params;
 }
 
@@ -122,33 +152,187 @@ function renderCurl() {
   el.curl.textContent = `curl -fSL${key} -o autoenhance-${id.slice(0, 8)}.zip \\\n${shellQuote(url)}`;
 }
 
+/** Sets that download full-resolution enhanced photos (the ones Autoenhance charges for); as app/core/sets.py. */
+function fullSizeSets() {
+  if (el.devMode.checked) return [];
+  return chosenSets().filter((set) => set === "mls" || (set === "full" && !el.preview.checked));
+}
+
 function renderCreditNote() {
-  let text; let cost;
-  if (el.preview.checked) { text = "Free: previews never spend Autoenhance credits."; cost = "free"; }
-  else if (el.devMode.checked) { text = "Free: dev mode runs the full-size download without spending credits."; cost = "free"; }
-  else { text = "Spends credits: full-size images (preview off, dev mode off) cost one Autoenhance credit each."; cost = "spend"; }
-  if (state.demo) text += " In demo mode the simulator charges nothing.";
-  el.creditNote.textContent = text;
+  const paid = fullSizeSets();
+  const order = state.order && state.order.id === orderId() ? state.order.data : null;
+  let head; let detail; let cost = "free";
+  if (paid.length === 0) {
+    head = "Free";
+    detail = el.devMode.checked
+      ? ": a test run downloads full resolution with a watermark and spends no credits."
+      : ": previews, web-size photos and originals never spend Autoenhance credits.";
+  } else {
+    cost = "spend";
+    const sets = `${plural(paid.length, "full-size set")} (${paid.join(", ")})`;
+    if (order) {
+      const n = order.photos.length;
+      head = `Spends credits: up to ${plural(n, "Autoenhance credit")}`;
+      detail = `. ${plural(n, "photo")} × ${sets} = ${plural(n * paid.length, "full-size download")}; ` +
+        "Autoenhance charges each photo once, the first time it is downloaded at full size.";
+    } else {
+      head = "Spends credits";
+      detail = `: one Autoenhance credit per photo for ${sets}, the first time each photo is downloaded at full size.`;
+    }
+  }
+  if (state.demo) detail += " In this demo the simulator charges nothing.";
+  const strong = document.createElement("strong");
+  strong.textContent = head;
+  const rest = document.createElement("span");
+  rest.className = "credit-detail";
+  rest.textContent = detail;
+  const text = document.createElement("span");
+  text.append(strong, rest);
+  el.creditNote.replaceChildren(text);
   el.creditNote.dataset.cost = cost;
+}
+
+// ---------- the order: name, photos, thumbnails ----------
+
+function clearOrderView() {
+  state.thumbUrls.forEach((url) => URL.revokeObjectURL(url));
+  state.thumbUrls = [];
+  el.thumbs.replaceChildren();
+  el.orderView.hidden = true;
+  setStatus(el.orderStatus, "");
+}
+
+/** Forget the previous order's job and messages when another order ID is typed. */
+function onOrderChanged() {
+  const id = orderId();
+  if (id === state.shownId) return;
+  state.shownId = id;
+  state.jobRun++; // stops the polling of the previous order's job
+  el.jobPanel.hidden = true;
+  el.jobActions.replaceChildren();
+  setStatus(el.jobMsg, "");
+  setStatus(el.downloadMsg, "");
+  state.order = null;
+  state.lookup = null;
+  clearOrderView();
+  clearTimeout(state.lookupTimer);
+  if (UUID.test(id)) state.lookupTimer = setTimeout(() => lookupOrder(id), LOOKUP_DELAY_MS);
+}
+
+function lookupOrder(id) {
+  if (state.lookup && state.lookupFor === id) return state.lookup;
+  state.lookupFor = id;
+  setStatus(el.orderStatus, "Looking up the order…");
+  state.lookup = getJSON(`${API}orders/${encodeURIComponent(id)}/photos`, { headers: keyHeaders() })
+    .then((data) => {
+      if (orderId() !== id) return state.order;
+      state.order = { id, data };
+      renderOrder(data);
+      renderCreditNote();
+      return state.order;
+    })
+    .catch((err) => {
+      if (orderId() !== id) return state.order;
+      state.order = { id, error: err };
+      clearOrderView();
+      if (!onAuthError(err, el.orderStatus)) setStatus(el.orderStatus, orderProblem(err), "error");
+      return state.order;
+    });
+  return state.lookup;
+}
+
+function orderProblem(err) {
+  if (err.status === 404) return "Autoenhance has no order with this ID. Check it in the Autoenhance web app (Orders), then paste it again.";
+  return `Could not look up the order: ${err.message}`;
+}
+
+function renderOrder(order) {
+  const photos = order.photos;
+  const waiting = photos.length - order.ready;
+  el.orderName.textContent = order.name || "Unnamed order";
+  el.orderCount.textContent = waiting
+    ? `${plural(photos.length, "photo")}, ${order.ready} ready`
+    : `${plural(photos.length, "photo")}, all ready`;
+  el.thumbs.replaceChildren(...photos.slice(0, THUMBS_SHOWN).map(thumbItem));
+  const more = photos.length - THUMBS_SHOWN;
+  el.thumbsMore.hidden = more <= 0;
+  el.thumbsMore.textContent = more > 0 ? `and ${plural(more, "more photo")}` : "";
+  el.orderView.hidden = false;
+  if (photos.length === 0) setStatus(el.orderStatus, "This order has no photos yet.", "warn");
+  else if (order.ready === 0) setStatus(el.orderStatus, "None of these photos is ready yet: Autoenhance is still enhancing them. Try again in a few minutes.", "warn");
+  else if (waiting) setStatus(el.orderStatus, `${plural(waiting, "photo")} not ready yet: the ZIP will list ${waiting === 1 ? "it" : "them"} in its report.`, "warn");
+  else setStatus(el.orderStatus, "");
+}
+
+function thumbItem(photo) {
+  const li = document.createElement("li");
+  const img = document.createElement("img");
+  img.alt = photo.name || "photo";
+  img.width = 160;
+  img.height = 120;
+  img.decoding = "async";
+  const name = document.createElement("span");
+  name.className = "preview-name";
+  name.textContent = photo.name || photo.image_id;
+  name.title = name.textContent;
+  li.append(img, name);
+  if (!photo.ready) {
+    li.dataset.ready = "false";
+    const badge = document.createElement("span");
+    badge.className = "thumb-badge";
+    badge.textContent = "not ready";
+    li.append(badge);
+  }
+  // fetched, not <img src>: a service with an access code needs the header, which an <img> cannot send
+  fetch(`${API}${photo.thumbnail_url}`, { headers: keyHeaders() })
+    .then((res) => (res.ok ? res.blob() : null))
+    .then((blob) => {
+      if (!blob) return;
+      const url = URL.createObjectURL(blob);
+      state.thumbUrls.push(url);
+      img.src = url;
+    })
+    .catch(() => {});
+  return li;
 }
 
 function refresh() {
   const idOk = validateOrderId();
+  onOrderChanged();
   markChosen();
-  const valid = validateQuality() && idOk;
+  const valid = [validateQuality(), validateMaxWidth(), validateSets()].every(Boolean) && idOk;
   el.downloadBtn.disabled = !valid;
   el.jobBtn.disabled = !valid;
-  el.downloadLabel.textContent = serviceKey() ? "Download ZIP (via job)" : "Download ZIP";
+  el.downloadLabel.textContent = serviceKey() ? "Download ZIP (prepared first)" : "Download ZIP";
   renderCreditNote();
   renderCurl();
 }
 
-function startDownload() {
+/** Check the order first (a streamed download that fails only shows as a cancelled download), then stream it. */
+async function startDownload() {
   if (el.downloadBtn.disabled) return;
   if (serviceKey()) { runJob({ autoSave: true }); return; }
-  saveAs(orderPath("images"));
-  setStatus(el.downloadMsg,
-    "Download started: your browser saves the ZIP as it streams. If it fails, use Prepare as job to see why.", "ok");
+  const id = orderId();
+  const href = orderPath("images");
+  setStatus(el.downloadMsg, "Checking the order…");
+  const looked = await lookupOrder(id);
+  if (orderId() !== id) return;
+  if (!looked || looked.error) {
+    const err = looked ? looked.error : new Error("no answer");
+    if (!onAuthError(err, el.downloadMsg)) setStatus(el.downloadMsg, `Not started: ${orderProblem(err)}`, "error");
+    return;
+  }
+  const order = looked.data;
+  if (order.ready === 0) {
+    setStatus(el.downloadMsg, order.photos.length
+      ? "Not started: none of the photos is ready yet. Autoenhance is still enhancing them; try again in a few minutes."
+      : "Not started: this order has no photos.", "error");
+    return;
+  }
+  saveAs(href);
+  const waiting = order.photos.length - order.ready;
+  const note = waiting ? ` ${plural(waiting, "photo")} not ready yet will be listed in the ZIP's report.` : "";
+  setStatus(el.downloadMsg, `Download started: your browser saves the ZIP as the photos arrive.${note}`, "ok");
 }
 
 // ---------- jobs ----------
@@ -229,7 +413,7 @@ function onAuthError(err, node) {
   if (err.status !== 401) return false;
   el.keyDetails.open = true;
   el.serviceKey.focus();
-  setStatus(node, `${err.message} This service needs a service key: enter it above.`, "error");
+  setStatus(node, `${err.message} This service needs an access code (its service key): enter it above.`, "error");
   return true;
 }
 
@@ -238,7 +422,7 @@ async function runJob({ autoSave = false } = {}) {
   el.jobPanel.hidden = false;
   el.jobActions.hidden = true;
   setStatus(el.downloadMsg, "");
-  setStatus(el.jobMsg, "Starting job…");
+  setStatus(el.jobMsg, "Asking the service to gather the photos…");
   renderJob({ status: "queued", failures: [] });
   let job;
   try {
@@ -260,16 +444,19 @@ async function runJob({ autoSave = false } = {}) {
     if (run !== state.jobRun) return;
     el.jobState.textContent = "error";
     el.jobState.dataset.status = "failed";
-    if (!onAuthError(err, el.jobMsg)) setStatus(el.jobMsg, `Could not run the job: ${err.message}`, "error");
+    if (!onAuthError(err, el.jobMsg)) {
+      const text = err.status === 404 ? orderProblem(err) : err.message;
+      setStatus(el.jobMsg, `Could not prepare the download: ${text}`, "error");
+    }
     return;
   }
   if (run !== state.jobRun) return;
   if (job.status === "failed") {
-    setStatus(el.jobMsg, `The job failed: ${job.error || "no image could be downloaded"}`, "error");
+    setStatus(el.jobMsg, `Could not prepare the download: ${job.error || "no photo could be downloaded"}`, "error");
     return;
   }
   const note = job.failed ? ` ${plural(job.failed, "image")} could not be included (listed below).` : "";
-  setStatus(el.jobMsg, `Ready: ${plural(job.downloaded, "image")} in the ZIP.${note}`, job.failed ? "warn" : "ok");
+  setStatus(el.jobMsg, `Ready: ${plural(job.downloaded, "file")} in the ZIP.${note}`, job.failed ? "warn" : "ok");
   showJobDownload(job);
   if (autoSave) saveJobWithKey(job, serviceKey());
 }
@@ -479,7 +666,14 @@ async function loadHealth() {
   loadRecent();
 }
 
-for (const node of [el.orderId, el.quality, el.serviceKey]) node.addEventListener("input", refresh);
+for (const node of [el.orderId, el.quality, el.maxWidth, el.serviceKey]) node.addEventListener("input", refresh);
+el.serviceKey.addEventListener("input", () => { // the lookup asked for a code: try again with it
+  if (state.order && state.order.error && state.order.error.status === 401) {
+    state.lookup = null;
+    state.shownId = "";
+    refresh();
+  }
+});
 el.recentRefresh.addEventListener("click", () => loadRecent());
 el.recentMore.addEventListener("click", () => loadRecent({ more: true }));
 let tokenTimer = 0;
@@ -487,8 +681,10 @@ el.adminToken.addEventListener("input", () => { // typed the token the listing a
   clearTimeout(tokenTimer);
   if (state.recentNeedsToken) tokenTimer = setTimeout(() => loadRecent(), 400);
 });
-for (const node of document.querySelectorAll("input[name=format], #preview, #dev-mode")) node.addEventListener("change", refresh);
-for (const node of [el.orderId, el.quality]) {
+for (const node of document.querySelectorAll("input[name=format], input[name=set], #names-sequence, #preview, #dev-mode")) {
+  node.addEventListener("change", refresh);
+}
+for (const node of [el.orderId, el.quality, el.maxWidth]) {
   node.addEventListener("keydown", (e) => { if (e.key === "Enter") startDownload(); });
 }
 el.downloadBtn.addEventListener("click", startDownload);
