@@ -124,6 +124,7 @@ def test_demo_order_downloads_as_a_streamed_zip(browser: Browser, service_url: s
         assert download.suggested_filename == "Demo order_ 3 sample rooms.zip"  # the order's name, made safe
         assert sorted(members) == ["_manifest.json", "exterior.jpg", "kitchen.jpg", "living-room.jpg"]
 
+        page.click("#more-options summary")  # format, size and quality are folded away by default
         page.click("label[for=format-png]")
         expect(page.locator("#curl-cmd")).to_contain_text("format=png")
         download, members = v.download("#download-btn", tmp_path)
@@ -154,6 +155,7 @@ def test_copy_button_copies_the_exact_curl_command(browser: Browser, service_url
         page = v.page
         page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=service_url)
         wait_for_demo_id(page)
+        page.click("#more-options summary")
         page.click("label[for=format-webp]")
         page.click("#copy-curl")
         expect(page.locator("#copy-curl")).to_have_text("Copied")
@@ -184,6 +186,7 @@ def test_invalid_order_id_disables_the_buttons_and_says_why(browser: Browser, se
         expect(page.locator("#download-btn")).to_be_enabled()
         expect(order).to_have_attribute("aria-invalid", "false")
 
+        page.click("#more-options summary")
         page.fill("#quality", "95")
         expect(page.locator("#quality-msg")).to_contain_text("1 to 90")
         expect(page.locator("#download-btn")).to_be_disabled()
@@ -473,6 +476,7 @@ def test_text_contrast_is_readable(browser: Browser, service_url: str, scheme: s
         expect(page.locator("#recent-list button").first).to_be_visible()
         assert_readable_contrast(page)
         page.click("label:has(#preview)")  # the "spends credits" warning colours
+        page.click("#more-options summary")
         page.fill("#quality", "99")  # and an error message
         assert_readable_contrast(page)
         page.fill("#quality", "")

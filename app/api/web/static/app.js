@@ -267,7 +267,7 @@ function renderOrder(order) {
 function thumbItem(photo) {
   const li = document.createElement("li");
   const img = document.createElement("img");
-  img.alt = photo.name || "photo";
+  img.alt = ""; // the name is written beside it
   img.width = 160;
   img.height = 120;
   img.decoding = "async";
