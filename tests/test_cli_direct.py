@@ -98,6 +98,8 @@ def test_direct_mode_errors_are_one_line_and_cost_no_request(simulator: Sim, tmp
     assert code == 2 and "does not exist" in err and "Traceback" not in err
     code, _, err = direct(simulator, order_id, tmp_path / "x.zip", "--sets", "full,poster")
     assert code == 2 and "poster" in err
+    code, _, err = direct(simulator, order_id, tmp_path / "x.zip", "--job")
+    assert code == 2 and "--url" in err
     assert list(simulator.state.request_log) == []  # refused before any request
     code, _, err = direct(simulator, "00000000-0000-4000-8000-000000000000", tmp_path / "x.zip")
     assert code == 1 and "was not found" in err
@@ -150,3 +152,15 @@ def test_an_interrupted_direct_download_keeps_its_photos_and_fetches_only_the_re
     names = check_zip(out.read_bytes())
     assert len([n for n in names if n.endswith(".jpg")]) == 12
     assert not parts.exists()
+
+
+def test_direct_mode_waits_for_the_order_when_asked(simulator: Sim, tmp_path: Path) -> None:
+    order = simulator.state.seed_order(
+        name="Fresh", images=[SeedImage(name="ready.jpg", size=3000), SeedImage(name="late.jpg", size=3000)]
+    )
+    simulator.state.images[order["images"][1]["image_id"]].start_processing(time.time(), 1.5)
+    out = tmp_path / "w.zip"
+    code, _, err = direct(simulator, str(order["order_id"]), out, "--wait", "--wait-timeout", "20")
+    assert code == 0, err
+    assert "Waiting for Autoenhance" in err
+    assert sorted(check_zip(out.read_bytes())) == ["_manifest.json", "late.jpg", "ready.jpg"]

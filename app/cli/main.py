@@ -212,6 +212,8 @@ def download(
     if out.exists() and not force:
         raise _fail(f"{out} exists; pass --force to overwrite it")
     unit = "images" if options.sets == ("full",) else "files"
+    if url is None and api_key and job:
+        raise _usage("--job prepares the ZIP on a service: give its --url, or leave --job out to download directly")
     if url is None and api_key:
         raise typer.Exit(_summary(_direct(order_id, options, out, api_key, base_url, wait, wait_timeout, timeout), unit))
     url = url or DEFAULT_URL

@@ -287,7 +287,7 @@ function thumbItem(photo) {
   fetch(`${API}${photo.thumbnail_url}`, { headers: keyHeaders() })
     .then((res) => (res.ok ? res.blob() : null))
     .then((blob) => {
-      if (!blob) return;
+      if (!blob) { li.dataset.preview = "none"; img.title = "No preview available"; return; }
       const url = URL.createObjectURL(blob);
       state.thumbUrls.push(url);
       img.src = url;
