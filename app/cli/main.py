@@ -224,16 +224,11 @@ def download(
             params[name] = str(value)
     if wait:
         params |= {"wait": "true", "wait_timeout": f"{wait_timeout:g}"}
-    full_size = credit_cost(1, options).full_size_sets
-    if full_size:
-        err.print(
-            f"[bold yellow]Full resolution without dev mode ({', '.join(full_size)}): each photo spends one "
-            "Autoenhance credit the first time it is downloaded at full size.[/]"
-        )
     if not job and part_path(out).exists():
         part_path(out).unlink()  # a streamed archive cannot be resumed; an old .part is garbage
     try:
         with _client(url, key, timeout) as client, progress_bars(err) as progress:
+            _warn_credits(client, order_id, params, options)
             if job:
                 outcome = job_archive(client, order_id, params, out, progress, retries=retries, say=progress.console.print)
             else:
@@ -243,6 +238,23 @@ def download(
     except httpx.TransportError as exc:
         raise _fail(f"Could not reach the service at {url} ({type(exc).__name__})") from None
     raise typer.Exit(_summary(outcome, unit))
+
+
+def _warn_credits(client: httpx.Client, order_id: str, params: dict[str, str], options: BatchOptions) -> None:
+    """Before anything is spent: the service's count for this order, or the rule when it cannot say."""
+    full_size = credit_cost(1, options).full_size_sets
+    if not full_size:
+        return
+    try:
+        response = client.get(f"v1/orders/{order_id}/photos", params=params)
+        text = response.json()["cost"]["text"] if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        text = None
+    err.print(
+        f"[bold yellow]{text}[/]" if text else
+        f"[bold yellow]Full resolution without dev mode ({', '.join(full_size)}): each photo spends one "
+        "Autoenhance credit the first time it is downloaded at full size.[/]"
+    )
 
 
 def _direct(
