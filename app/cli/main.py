@@ -269,10 +269,13 @@ def _direct(
     except TransferError as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
-        err.print(
-            f"[bold yellow]Interrupted.[/] Photos saved so far are kept in {parts_path(out)}; "
-            "run the same command again to fetch only the rest."
-        )
+        if parts_path(out).is_dir():
+            err.print(
+                f"[bold yellow]Interrupted.[/] Photos saved so far are kept in {parts_path(out)}; "
+                "run the same command again to fetch only the rest."
+            )
+        else:
+            err.print("[bold yellow]Interrupted[/] before any photo was saved.")
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
