@@ -86,6 +86,8 @@ def test_base_install_has_the_command_and_no_server_stack(installed: Path) -> No
     helped = subprocess.run([str(installed / "autoenhance-batch"), "download", "--help"], capture_output=True,
                             text=True, timeout=60, env=os.environ | {"COLUMNS": "100"})
     assert helped.returncode == 0 and "--api-key" in helped.stdout
+    serve = subprocess.run([str(installed / "autoenhance-batch"), "serve"], capture_output=True, text=True, timeout=60)
+    assert serve.returncode == 1 and "server extra" in serve.stderr and "Traceback" not in serve.stderr
 
 
 def test_installed_command_downloads_sets_straight_from_the_simulator(

@@ -288,8 +288,14 @@ def serve(
 
     Without AUTOENHANCE_API_KEY it runs in demo mode against its built-in simulator.
     """
-    import uvicorn
-
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError:
+        raise _fail(
+            "The service needs the server extra: pipx install --force '<this folder>[server]' "
+            "(or from a clone: make run)"
+        ) from None
     uvicorn.run("app:app", host=host, port=port, proxy_headers=True)
 
 
