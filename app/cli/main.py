@@ -288,14 +288,15 @@ def serve(
 
     Without AUTOENHANCE_API_KEY it runs in demo mode against its built-in simulator.
     """
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
         raise _fail(
             "The service needs the server extra: pipx install --force '<this folder>[server]' "
             "(or from a clone: make run)"
-        ) from None
+        )
+    import uvicorn
+
     uvicorn.run("app:app", host=host, port=port, proxy_headers=True)
 
 

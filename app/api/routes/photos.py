@@ -16,8 +16,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
-from app.api.responses import error
 from app.api.deps import COMMON_ERRORS, OptionsDep, OrderIdPath, ServicesDep, load_order
+from app.api.responses import error
 from app.api.security import ServiceKey
 from app.core.models import ImageFormat
 from app.core.sets import Rendition, credit_cost
