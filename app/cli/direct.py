@@ -32,7 +32,6 @@ from app.core.upstream import AutoenhanceClient
 from app.core.wait import WaitOptions, wait_until_ready
 from app.errors import ServiceError, UpstreamAuthError
 
-DEFAULT_BASE_URL = "https://api.autoenhance.ai"
 CONCURRENCY = 6
 """Downloads in flight at once: enough to fill a home connection, gentle on Autoenhance's limits."""
 MAX_IMAGES = 100_000
@@ -51,7 +50,7 @@ class DirectRun:
     options: BatchOptions
     out: Path
     api_key: str
-    base_url: str = DEFAULT_BASE_URL
+    base_url: str
     wait: WaitOptions = field(default_factory=WaitOptions)
     timeout: float = 120.0
     concurrency: int = CONCURRENCY

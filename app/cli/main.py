@@ -18,7 +18,6 @@ import typer
 from rich.console import Console
 from rich.filesize import decimal
 
-from app.cli.direct import DEFAULT_BASE_URL, DirectRun, download_direct, parts_path
 from app.cli.transfer import (
     Outcome,
     TransferError,
@@ -34,6 +33,7 @@ from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.errors import InvalidOption, InvalidOrderId
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_BASE_URL = "https://api.autoenhance.ai"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
@@ -261,7 +261,12 @@ def _direct(
     order_id: str, options: BatchOptions, out: Path, api_key: str, base_url: str, wait: bool, wait_timeout: float,
     timeout: float,
 ) -> Outcome:
-    """Direct mode: the engine in this process, straight against Autoenhance."""
+    """Direct mode: the engine in this process, straight against Autoenhance.
+
+    Imported here: client mode (and `--help`) should not load the engine and its HTTP stack.
+    """
+    from app.cli.direct import DirectRun, download_direct, parts_path
+
     run = DirectRun(order_id, options, out, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
     try:
         with progress_bars(err) as progress:

@@ -16,10 +16,13 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from app.core.models import OrderInfo
-from app.core.upstream import AutoenhanceClient
 from app.errors import ServiceError
+
+if TYPE_CHECKING:  # the command line reads WaitOptions without loading the HTTP client stack
+    from app.core.upstream import AutoenhanceClient
 
 log = logging.getLogger("app.readiness")
 
