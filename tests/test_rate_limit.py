@@ -62,6 +62,16 @@ def test_made_up_keys_do_not_open_fresh_buckets(start_service: Callable[..., Ser
     assert sim_state.stats["order_get"] == 0
 
 
+def test_the_versioned_paths_and_thumbnails_are_limited_too(start_service: Callable[..., Service]) -> None:
+    """The page calls /v1/...: the limit must not apply to the unversioned aliases only."""
+    service = start_service(rate_limit="3/minute")
+    with service.client() as client:
+        codes = [client.get("/v1/orders/not-a-uuid/images").status_code for _ in range(3)]
+        codes.append(client.get("/v1/images/not-an-image!/thumbnail").status_code)
+        codes.append(client.get("/orders/not-a-uuid/photos").status_code)
+    assert codes == [400, 400, 400, 429, 429]
+
+
 def test_empty_rate_limit_disables_it(start_service: Callable[..., Service]) -> None:
     service = start_service(rate_limit="")
     with service.client() as client:

@@ -30,9 +30,11 @@ from app.config import Settings
 
 log = logging.getLogger("app.ratelimit")
 
-LIMITED_PREFIXES = ("/orders/", "/api/create")
-"""The routes that make upstream calls or spend credits. Job status polls and job downloads (a file
-on disk), /health, the page and the docs cost no upstream call and are not limited."""
+_COSTLY = ("/orders/", "/api/create", "/images/")
+LIMITED_PREFIXES = _COSTLY + tuple(f"/v1{prefix}" for prefix in _COSTLY)
+"""The routes that make upstream calls or spend credits, under /v1/ and as unversioned aliases (the
+page calls /v1/). Job status polls and job downloads (a file on disk), /health, the page and the
+docs cost no upstream call and are not limited."""
 
 
 def build_storage(settings: Settings) -> Storage:
