@@ -24,8 +24,10 @@ from rich.progress import Progress
 from app.cli.transfer import Outcome, TransferError, image_and_byte_tasks, part_path
 from app.core.budget import FairLimiter
 from app.core.engine import Batch, Engine, EngineLimits
+from app.core.fetch import AiohttpFetcher, api_host_and_port
 from app.core.keep import FolderKeep
 from app.core.models import BatchOptions, OrderInfo
+from app.core.proxies import env_proxies
 from app.core.sets import credit_cost
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient
@@ -86,21 +88,42 @@ async def download_direct(run: DirectRun, progress: Progress, say: Callable[[str
     """Fetch the order, warn about credits, and write the ZIP (resuming from `<out>.parts/`)."""
     timeout = httpx.Timeout(connect=10.0, read=min(run.timeout, 60.0), write=30.0, pool=None)
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=True) as http:
+        # The service's byte path (aiohttp, redirects checked against public addresses), as in app/wiring.py.
+        fetcher = AiohttpFetcher(
+            connect_timeout=10.0,
+            read_timeout=min(run.timeout, 60.0),
+            trusted_hosts=[api_host_and_port(run.base_url)],
+            proxies=env_proxies(),
+        )
         client = AutoenhanceClient(
-            base_url=run.base_url, api_key=run.api_key, http=http, image_timeout=run.timeout, order_timeout=30.0
+            base_url=run.base_url,
+            api_key=run.api_key,
+            http=http,
+            image_timeout=run.timeout,
+            order_timeout=30.0,
+            fetcher=fetcher,
         )
         try:
-            order = await client.get_order(run.order_id)
-            if run.wait.wait:
-                say("Waiting for Autoenhance to finish enhancing the order...")
-            order = await wait_until_ready(client, order, run.wait)
-        except UpstreamAuthError:
-            raise TransferError("Autoenhance rejected the API key (check --api-key or AUTOENHANCE_API_KEY)") from None
-        except ServiceError as exc:
-            raise TransferError(exc.message) from None
-        _announce(order, run.options, say)
-        with tempfile.TemporaryDirectory(prefix="autoenhance-batch-") as spool_dir:
-            return await _run_batch(client, order, run, Path(spool_dir), progress, say)
+            return await _download(client, run, progress, say)
+        finally:
+            await client.aclose()
+
+
+async def _download(
+    client: AutoenhanceClient, run: DirectRun, progress: Progress, say: Callable[[str], None]
+) -> Outcome:
+    try:
+        order = await client.get_order(run.order_id)
+        if run.wait.wait:
+            say("Waiting for Autoenhance to finish enhancing the order...")
+        order = await wait_until_ready(client, order, run.wait)
+    except UpstreamAuthError:
+        raise TransferError("Autoenhance rejected the API key (check --api-key or AUTOENHANCE_API_KEY)") from None
+    except ServiceError as exc:
+        raise TransferError(exc.message) from None
+    _announce(order, run.options, say)
+    with tempfile.TemporaryDirectory(prefix="autoenhance-batch-") as spool_dir:
+        return await _run_batch(client, order, run, Path(spool_dir), progress, say)
 
 
 def _announce(order: OrderInfo, options: BatchOptions, say: Callable[[str], None]) -> None:
