@@ -16,7 +16,7 @@ from fastapi import Depends, Header, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
-from app.errors import Forbidden, Unauthorized
+from app.errors import Forbidden, ServiceError, Unauthorized
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -75,14 +75,52 @@ def _matches(presented: str | None, expected: str) -> bool:
     return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
 
 
+# The checks below return the refusal instead of raising it, so that the intake middleware
+# (app/api/intake.py) can apply them before a body is read, and the route dependencies after.
+
+
+def service_key_refusal(settings: Settings, x_api_key: str | None) -> ServiceError | None:
+    """When SERVICE_API_KEY is set, X-API-Key must match (constant time)."""
+    expected = settings.service_api_key
+    if expected is not None and not _matches(x_api_key, expected.get_secret_value()):
+        return Unauthorized("Missing or invalid X-API-Key", headers={"WWW-Authenticate": "X-API-Key"})
+    return None
+
+
+def admin_refusal(settings: Settings, x_admin_token: str | None) -> ServiceError | None:
+    """ADMIN_TOKEN must match; with no token set, credit-spending routes work in demo mode only."""
+    if settings.admin_token is None:
+        if settings.demo_mode:
+            return None
+        return Forbidden("Creating orders spends credits: the operator must set ADMIN_TOKEN to enable it")
+    if not _matches(x_admin_token, settings.admin_token.get_secret_value()):
+        return Unauthorized("Missing or invalid X-Admin-Token")
+    return None
+
+
+def autoenhance_refusal(settings: Settings, authorization: str | None) -> ServiceError | None:
+    """Autoenhance sends its configured value in Authorization (raw, or as a Bearer token)."""
+    expected = settings.autoenhance_webhook_token
+    if expected is None:
+        return Forbidden("This receiver is disabled: the operator has not set AUTOENHANCE_WEBHOOK_TOKEN")
+    if not authorization:
+        return Unauthorized("Missing Authorization", headers={"WWW-Authenticate": "Bearer"})
+    if not _matches(authorization.removeprefix("Bearer ").strip(), expected.get_secret_value()):
+        return Forbidden("Wrong Authorization value")
+    return None
+
+
+def _raise(refusal: ServiceError | None) -> None:
+    if refusal is not None:
+        raise refusal
+
+
 async def require_service_key(
     request: Request,
     x_api_key: Annotated[str | None, Header(description="Required when the operator set SERVICE_API_KEY")] = None,
 ) -> None:
     """Batch and job routes: when SERVICE_API_KEY is set, X-API-Key must match (constant time)."""
-    expected = _settings(request).service_api_key
-    if expected is not None and not _matches(x_api_key, expected.get_secret_value()):
-        raise Unauthorized("Missing or invalid X-API-Key", headers={"WWW-Authenticate": "X-API-Key"})
+    _raise(service_key_refusal(_settings(request), x_api_key))
 
 
 async def require_admin(
@@ -90,13 +128,15 @@ async def require_admin(
     x_admin_token: Annotated[str | None, Header(description="The operator's ADMIN_TOKEN")] = None,
 ) -> None:
     """Credit-spending routes: ADMIN_TOKEN must match; with no token set they work in demo mode only."""
-    settings = _settings(request)
-    if settings.admin_token is None:
-        if settings.demo_mode:
-            return
-        raise Forbidden("Creating orders spends credits: the operator must set ADMIN_TOKEN to enable it")
-    if not _matches(x_admin_token, settings.admin_token.get_secret_value()):
-        raise Unauthorized("Missing or invalid X-Admin-Token")
+    _raise(admin_refusal(_settings(request), x_admin_token))
+
+
+async def require_autoenhance(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="The authentication value set at Autoenhance")] = None,
+) -> None:
+    """Autoenhance's webhook: the value set at Autoenhance, in Authorization."""
+    _raise(autoenhance_refusal(_settings(request), authorization))
 
 
 async def require_metrics_token(
@@ -117,3 +157,4 @@ async def require_metrics_token(
 ServiceKey = Depends(require_service_key)
 MetricsToken = Depends(require_metrics_token)
 AdminToken = Depends(require_admin)
+AutoenhanceToken = Depends(require_autoenhance)

@@ -8,11 +8,10 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,9 +26,9 @@ from app.api.deps import (
     public_base_url,
 )
 from app.api.responses import callbacks_for, error
-from app.api.security import ServiceKey
+from app.api.security import AutoenhanceToken, ServiceKey
 from app.core.models import validate_order_id
-from app.errors import Forbidden, InvalidOrderId, NotConfigured, Unauthorized, Unprocessable, WatchNotFound
+from app.errors import InvalidOrderId, NotConfigured, Unprocessable, WatchNotFound
 
 log = logging.getLogger("app.webhooks")
 router = APIRouter(tags=["webhooks"])
@@ -118,21 +117,6 @@ class EventReceived(BaseModel):
     jobs_started: list[str]
 
 
-def autoenhance_auth(
-    request: Request,
-    authorization: Annotated[str | None, Header(description="The authentication value set at Autoenhance")] = None,
-) -> None:
-    """Autoenhance sends its configured value in Authorization (raw, or as a Bearer token)."""
-    expected = request.app.state.settings.autoenhance_webhook_token
-    if expected is None:
-        raise Forbidden("This receiver is disabled: the operator has not set AUTOENHANCE_WEBHOOK_TOKEN")
-    if not authorization:
-        raise Unauthorized("Missing Authorization", headers={"WWW-Authenticate": "Bearer"})
-    presented = authorization.removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(presented.encode(), expected.get_secret_value().encode()):
-        raise Forbidden("Wrong Authorization value")
-
-
 @router.post(
     "/webhooks/autoenhance",
     summary="Receiver for Autoenhance's own webhook",
@@ -140,7 +124,7 @@ def autoenhance_auth(
     "authentication value. When an event says an order finished processing, the jobs of the watches on "
     "that order start. Other events are acknowledged and ignored.",
     response_model=EventReceived,
-    dependencies=[Depends(autoenhance_auth)],
+    dependencies=[AutoenhanceToken],
     responses={
         401: error("No Authorization header"),
         403: error("Wrong Authorization value, or the receiver is disabled (AUTOENHANCE_WEBHOOK_TOKEN unset)"),
