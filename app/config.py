@@ -111,6 +111,18 @@ class Settings(BaseSettings):
         "Empty disables.",
     )
 
+    body_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        description="A request body must keep arriving: after this grace it must average MIN_BODY_RATE "
+        "(8 KiB/s), and no wait for its next piece may last longer; else 408.",
+    )
+    max_upstream_json_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Largest Autoenhance JSON answer accepted, counted after decompression (a gzip bomb stops here).",
+    )
+
     job_workers_in_api: bool = Field(
         default=True,
         description="With REDIS_URL, API processes also run queued jobs; false when only `python -m app.worker` does.",

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.api.intake import IntakeMiddleware
 from app.api.ratelimit import install_rate_limit
 from app.api.security import SecurityHeadersMiddleware
 from app.config import Settings
@@ -118,7 +119,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ui.mount_static(app)
     docs.mount_docs_assets(app)
 
-    install_rate_limit(app, settings)  # inside CORS and the security headers: a 429 carries both
+    app.add_middleware(IntakeMiddleware, settings=settings)  # credentials and sizes before any body is read
+    install_rate_limit(app, settings)  # outside the intake checks, so refused credentials count; inside CORS and the security headers: a 429 carries both
     if settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -119,3 +119,32 @@ def test_redis_down_lets_requests_through_and_logs_it(
     with service.client() as client:
         assert [client.get(f"/orders/{order_id}/images").status_code for _ in range(3)] == [200, 200, 200]
     assert "rate limiter storage failed; request let through" in capfd.readouterr().err
+
+
+def test_versioned_paths_and_ready_are_limited(
+    start_service: Callable[..., Service], sim_state: SimulatorState
+) -> None:
+    service = start_service(rate_limit="5/minute")
+    order_id = _order(sim_state)
+    _exhaust(service, f"/v1/orders/{order_id}/images", 5)
+    with service.client() as client:  # one bucket per caller, whatever the alias
+        assert client.get(f"/orders/{order_id}/images").status_code == 429
+        assert client.post(f"/v1/orders/{order_id}/jobs").status_code == 429
+        assert client.post("/v1/api/create-sample-order").status_code == 429
+        assert client.get("/health").status_code == 200
+    _exhaust(start_service(rate_limit="3/minute"), "/ready", 3)  # each /ready asks Autoenhance with our key
+
+
+def test_guessing_credentials_is_limited_on_every_route(
+    start_service: Callable[..., Service], sim_state: SimulatorState
+) -> None:
+    service = start_service(rate_limit="4/minute", service_api_key="the-service-key", admin_token="the-admin")
+    with service.client() as client:
+        codes = [client.get(f"/v1/jobs/job-{n}", headers={"X-API-Key": f"guess-{n}"}).status_code for n in range(5)]
+        assert codes == [401, 401, 401, 401, 429]
+        assert client.post("/v1/api/create-sample-order", headers={"X-Admin-Token": "guess"}).status_code == 429
+        # a caller with the right key polls freely: its valid requests never count as guesses
+        polls = [client.get("/v1/jobs/unknown", headers={"X-API-Key": "the-service-key"}).status_code
+                 for _ in range(8)]
+    assert polls == [404] * 8
+    assert not sim_state.orders  # the guesser created nothing

@@ -1,10 +1,12 @@
 """Inbound rate limiting per caller (the `limits` library), as pure ASGI middleware.
 
 A caller is its X-API-Key when it presents one SERVICE_API_KEY accepts (hashed: the secret never
-becomes a storage key), else its client address. Each request to the API (not /health, the page or its assets) takes one hit
-of every limit in RATE_LIMIT (e.g. "120/minute;10/second", moving window) on the routes that cost
-upstream calls or credits (see LIMITED_PREFIXES); over it the answer is
-429 with Retry-After and a JSON `detail`. Counters live in memory, or in Redis when REDIS_URL is
+becomes a storage key), else its client address. A request to a route that costs upstream calls or
+credits (LIMITED_PREFIXES and /ready, under /v1/ and unversioned alike) takes one hit of every
+limit in RATE_LIMIT (e.g. "120/minute;10/second", moving window). Besides, on every route a
+request that presents a credential and is refused (401/403) takes one hit of a second, separate
+count with the same limits, so guessing a token or key is as slow as the limit, while valid status
+polls stay free. Over either, the answer is 429 with Retry-After and a JSON `detail`. Counters live in memory, or in Redis when REDIS_URL is
 set, so several processes share them. If Redis cannot be reached the request is let through and
 the failure logged: a limiter outage must not become a service outage.
 
@@ -24,17 +26,21 @@ from fastapi import FastAPI
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.intake import api_path
 from app.config import Settings
 
 log = logging.getLogger("app.ratelimit")
 
-_COSTLY = ("/orders/", "/api/create", "/images/")
-LIMITED_PREFIXES = _COSTLY + tuple(f"/v1{prefix}" for prefix in _COSTLY)
-"""The routes that make upstream calls or spend credits, under /v1/ and as unversioned aliases (the
-page calls /v1/). Job status polls and job downloads (a file on disk), /health, the page and the
-docs cost no upstream call and are not limited."""
+LIMITED_PREFIXES = ("/orders/", "/api/create", "/images/")
+"""The routes that make upstream calls or spend credits, matched after `api_path` drops the /v1
+prefix (the page calls /v1/), so both spellings share a bucket; /ready too (LIMITED_PATHS: each
+call asks Autoenhance with the operator's key). Job status polls and job downloads (a file on
+disk), /health, the page and the docs cost no upstream call and are not limited, except for
+refused credentials (see above)."""
+LIMITED_PATHS = frozenset({"/ready"})
+CREDENTIAL_HEADERS = frozenset({b"x-api-key", b"x-admin-token", b"authorization"})
 
 
 def build_storage(settings: Settings) -> Storage:
@@ -74,19 +80,41 @@ class RateLimitMiddleware:
         self.limiter = MovingWindowRateLimiter(storage)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(LIMITED_PREFIXES):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = api_path(scope)
+        limited = path.startswith(LIMITED_PREFIXES) or path in LIMITED_PATHS
+        guessing = any(name in CREDENTIAL_HEADERS for name, _ in scope.get("headers", []))
+        if not (limited or guessing):
             await self.app(scope, receive, send)
             return
         identity = caller_identity(scope, self.service_key)
         try:
-            refused = await self._over_limit(identity)
+            refused = await self._over_limit(identity, limited=limited, guessing=guessing)
         except Exception as exc:  # storage down: fail open, loudly
             log.error("rate limiter storage failed; request let through: %s", type(exc).__name__)
             refused = None
-        if refused is None:
+        if refused is not None:
+            await self._refuse(send, *refused)
+            return
+        if not guessing:
             await self.app(scope, receive, send)
             return
-        item, retry_after = refused
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] in (401, 403):
+                try:
+                    for item in self.items:
+                        await self.limiter.hit(item, "refused", identity)
+                except Exception as exc:
+                    log.error("rate limiter storage failed; refusal not counted: %s", type(exc).__name__)
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+    @staticmethod
+    async def _refuse(send: Send, item: RateLimitItem, retry_after: int) -> None:
         body = json.dumps(
             {"detail": f"Too many requests: the limit is {item} per caller; retry in {retry_after} s"}
         ).encode()
@@ -103,13 +131,20 @@ class RateLimitMiddleware:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _over_limit(self, identity: str) -> tuple[RateLimitItem, int] | None:
-        """Take one hit of every limit; the first one refused, with seconds until it frees a slot."""
+    async def _over_limit(self, identity: str, *, limited: bool, guessing: bool) -> tuple[RateLimitItem, int] | None:
+        """Take one hit of every limit (limited routes) and look at the refused-credential count
+        (requests with a credential); the first limit exceeded, with seconds until it frees a slot."""
         for item in self.items:
-            if not await self.limiter.hit(item, "caller", identity):
-                stats = await self.limiter.get_window_stats(item, "caller", identity)
-                return item, max(1, math.ceil(stats.reset_time - time.time()))
+            if guessing and not await self.limiter.test(item, "refused", identity):
+                return item, await self._retry_after(item, "refused", identity)
+        for item in self.items:
+            if limited and not await self.limiter.hit(item, "caller", identity):
+                return item, await self._retry_after(item, "caller", identity)
         return None
+
+    async def _retry_after(self, item: RateLimitItem, namespace: str, identity: str) -> int:
+        stats = await self.limiter.get_window_stats(item, namespace, identity)
+        return max(1, math.ceil(stats.reset_time - time.time()))
 
 
 def install_rate_limit(app: FastAPI, settings: Settings) -> None:
