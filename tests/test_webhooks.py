@@ -357,12 +357,38 @@ def test_private_loopback_and_metadata_targets_are_refused_at_creation(
     assert receiver.received == []
 
 
+def test_ipv6_forms_that_embed_ipv4_are_judged_by_the_ipv4_inside(
+    simulator: Sim, start_service: Callable[..., Service], receiver: Receiver
+) -> None:
+    """Python's is_global calls most of these public; the packets go to the IPv4 address inside."""
+    service = start_service(**(FAST_RETRIES | {"webhook_allow_private": False}))
+    order_id = seed(simulator, SeedImage(name="a.jpg"))
+    refused = {
+        "http://[::127.0.0.1]/h": "loopback",  # IPv4-compatible
+        "http://[::10.0.0.1]/h": "private",
+        "http://[::ffff:0:127.0.0.1]/h": "loopback",  # IPv4-translated
+        "http://[2002:a9fe:a9fe::1]/h": "metadata",  # 6to4 of 169.254.169.254
+        "http://[2002:7f00:1::1]/h": "loopback",  # 6to4 of 127.0.0.1
+        "http://[64:ff9b:1::a9fe:a9fe]/h": "local-use NAT64",
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/h": "loopback",  # Teredo, client 127.0.0.1
+        "http://[2001:4860:1:2:0:5efe:a00:1]/h": "private",  # ISATAP of 10.0.0.1
+    }
+    with service.client() as client:
+        for url, reason in refused.items():
+            response = client.post(f"/v1/orders/{order_id}/jobs", json={"callback_url": url})
+            assert response.status_code == 422, (url, response.text)
+            detail = response.json()["detail"]
+            assert "not allowed" in detail and reason in detail, (url, detail)
+    assert receiver.received == []
+
+
 def test_the_address_rule() -> None:
     import ipaddress
 
     for address in METADATA_ADDRESSES:
         assert refusal(address) == "a cloud metadata address"
-    for public in ("93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c", "8.8.8.8", "1.1.1.1"):
+    public_forms = ("::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1")  # IPv6 forms of a public IPv4
+    for public in ("93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c", "8.8.8.8", "1.1.1.1", *public_forms):
         assert refusal(ipaddress.ip_address(public)) is None, public
     for private in ("127.0.0.2", "10.0.0.1", "::1", "fe80::1", "ff02::1", "192.0.2.1", "198.18.0.1", "240.0.0.1"):
         assert refusal(ipaddress.ip_address(private)) is not None, private

@@ -27,15 +27,34 @@ METADATA_ADDRESSES = frozenset(
 )
 """Named for the error message and the tests; each is also non-global, so refused by the main rule."""
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
+_LAST_32_BITS = (
+    ipaddress.ip_network("::/96"),  # IPv4-compatible (deprecated): ::a.b.c.d
+    ipaddress.ip_network("::ffff:0:0:0/96"),  # IPv4-translated (SIIT): ::ffff:0:a.b.c.d
+    ipaddress.ip_network("64:ff9b::/96"),  # NAT64, well-known prefix
+)
+"""IPv6 forms whose last 32 bits are an IPv4 address the packets end up at (IPv4-mapped has its own
+attribute). Python calls several of them global; what matters is the IPv4 address inside."""
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+"""Local-use NAT64 (RFC 8215): translated into a network-specific IPv4 space, local by definition."""
+_ISATAP_IDS = (0x00005EFE, 0x02005EFE)
+"""ISATAP interface identifiers: the last 32 bits are then the tunnel endpoint's IPv4 address."""
 
 
 def refusal(address: IPAddress) -> str | None:
-    """Why `address` may not receive a callback, or None when it is a public unicast address."""
-    embedded = _embedded_ipv4(address)
-    if embedded is not None:
-        return refusal(embedded)
+    """Why `address` may not be dialled, or None when it is a public unicast address.
+
+    An IPv6 address that carries an IPv4 address (mapped, compatible, translated, NAT64, 6to4,
+    Teredo, ISATAP) is judged by the IPv4 address too: that is where the packets go.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address in _LOCAL_NAT64:
+        return "a local-use NAT64 address"
+    carried = _embedded_ipv4(address)
+    for embedded in carried:
+        reason = refusal(embedded)
+        if reason is not None:
+            return f"an IPv6 form of {embedded}, {reason}"
+    if carried and isinstance(address, ipaddress.IPv6Address) and _translated(address):
+        return None  # a translation of a public IPv4 address: that address is the whole story
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
     if address.is_loopback:
@@ -53,15 +72,27 @@ def refusal(address: IPAddress) -> str | None:
     return None
 
 
-def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address inside an IPv4-mapped (::ffff:a.b.c.d) or NAT64 (64:ff9b::a.b.c.d) address."""
-    if not isinstance(address, ipaddress.IPv6Address):
-        return None
+def _translated(address: ipaddress.IPv6Address) -> bool:
+    """Mapped, compatible, translated or NAT64: forms that exist only to carry an IPv4 address."""
+    return address.ipv4_mapped is not None or any(address in network for network in _LAST_32_BITS)
+
+
+def _embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses inside an IPv6 address, in every form that carries one (empty if none)."""
+    if not isinstance(address, ipaddress.IPv6Address) or address.is_loopback or address.is_unspecified:
+        return []
     if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address in _NAT64:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
+        return [address.ipv4_mapped]
+    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if _translated(address):
+        return [low]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address.teredo is not None:
+        return list(address.teredo)  # (server, client)
+    if (int(address) >> 32) & 0xFFFFFFFF in _ISATAP_IDS:
+        return [low]
+    return []
 
 
 async def resolve(host: str, port: int) -> list[IPAddress]:
