@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+
 import pytest
 
 from app.core.naming import REPORT_NAME, NameAllocator, content_disposition, safe_stem
+from simulator import SeedImage, SimulatorState
+from tests.conftest import Service
 
 
 @pytest.mark.parametrize(
@@ -59,3 +65,54 @@ def test_content_disposition_ascii_and_rfc5987() -> None:
 def test_content_disposition_falls_back_to_order_id() -> None:
     header = content_disposition(None, "7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c")
     assert 'filename="7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c.zip"' in header
+
+
+class CountingSet(set[str]):
+    lookups = 0
+
+    def __contains__(self, item: object) -> bool:
+        CountingSet.lookups += 1
+        return super().__contains__(item)
+
+
+def test_duplicate_names_are_allocated_in_linear_time() -> None:
+    names = NameAllocator()
+    names._taken = CountingSet(names._taken)
+    CountingSet.lookups = 0
+    got = [names.allocate("kitchen.jpg", f"id{i}", ".jpg") for i in range(5000)]
+    assert got[:3] == ["kitchen.jpg", "kitchen (2).jpg", "kitchen (3).jpg"] and got[-1] == "kitchen (5000).jpg"
+    assert len({g.casefold() for g in got}) == 5000
+    assert CountingSet.lookups < 3 * 5000  # counting up from "(2)" every time: 12.5 million
+
+
+def test_a_name_taken_by_another_image_is_skipped() -> None:
+    names = NameAllocator()
+    got = [names.allocate(n, f"id{i}", ".jpg") for i, n in enumerate(["a.jpg", "a (2).jpg", "a.jpg", "A.JPG"])]
+    assert got == ["a.jpg", "a (2).jpg", "a (3).jpg", "A (4).jpg"]
+
+
+def test_health_answers_while_a_huge_order_of_one_name_starts(
+    start_service: Callable[..., Service], sim_state: SimulatorState
+) -> None:
+    """5,000 images named alike: naming them must not hold the event loop (it took 6 s)."""
+    order = sim_state.seed_order(images=[SeedImage(name="kitchen.jpg", size=200) for _ in range(5000)])
+    service = start_service(cache_ttl_seconds=0, rate_limit="")
+    statuses: list[int] = []
+
+    def download() -> None:
+        with service.client() as client, client.stream("GET", f"/v1/orders/{order['order_id']}/images") as zip_:
+            statuses.append(zip_.status_code)  # headers come once names are allocated and an image is in
+
+    downloader = threading.Thread(target=download)
+    slowest = 0.0
+    with service.client() as client:
+        downloader.start()
+        deadline = time.monotonic() + 20
+        while not statuses and time.monotonic() < deadline:
+            started = time.perf_counter()
+            assert client.get("/health").status_code == 200
+            slowest = max(slowest, time.perf_counter() - started)
+            time.sleep(0.05)
+    downloader.join(30)
+    assert statuses == [200]
+    assert slowest < 2.0, f"/health took {slowest:.1f} s while the order started"

@@ -36,19 +36,26 @@ def safe_stem(raw: str | None, fallback: str) -> str:
 
 
 class NameAllocator:
-    """Hands out member names that are unique when compared case-insensitively."""
+    """Hands out member names that are unique when compared case-insensitively.
+
+    Each name remembers the next "(n)" to try, so N images of one name cost N steps, not N²/2
+    (5,000 duplicates took 6 s of event loop counting up from "(2)" every time).
+    """
 
     def __init__(self) -> None:
         self._taken = {REPORT_NAME.casefold(), MANIFEST_NAME.casefold()}
+        self._next: dict[str, int] = {}
 
     def allocate(self, raw: str | None, fallback: str, extension: str, prefix: str = "") -> str:
         """`prefix` (e.g. "03 - ") goes before the cleaned stem, so it survives any truncation."""
         stem = prefix + safe_stem(raw, fallback)
         candidate = f"{stem}{extension}"
-        counter = 2
+        key = candidate.casefold()
+        counter = self._next.get(key, 2)
         while candidate.casefold() in self._taken:
             candidate = f"{stem} ({counter}){extension}"
             counter += 1
+        self._next[key] = counter
         self._taken.add(candidate.casefold())
         return candidate
 
