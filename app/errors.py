@@ -19,6 +19,7 @@ instead). Errors marked * are defined beside the code that raises them.
   + Gone                          410
     - JobExpired*                      app/jobs/records.py
   + PayloadTooLarge               413
+  + UnsatisfiableRange            416  a Range past the end of a file (Content-Range: bytes */size)
   + Unprocessable                 422
     - OrderTooLarge, EmptyOrder, InvalidPageOffset, InvalidUpload, InvalidOption
     - NothingSucceeded                 + `failures`
@@ -87,6 +88,10 @@ class Gone(ServiceError):
 
 class PayloadTooLarge(ServiceError):
     status_code = 413
+
+
+class UnsatisfiableRange(ServiceError):
+    status_code = 416
 
 
 class Unprocessable(ServiceError):

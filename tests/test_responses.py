@@ -9,11 +9,13 @@ so this test drives the ASGI callable directly with a `send` that fails at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.types import Message, Receive
 
 from app.api.responses import ArchiveResponse
+from simulator import SeedImage, SimulatorState
+from tests.conftest import Service
 
 
 def server_receive() -> Receive:
@@ -73,3 +75,25 @@ async def test_on_close_runs_after_a_complete_stream() -> None:
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body", "http.response.body"]
     assert b"".join(m.get("body", b"") for m in sent) == b"abc"
     assert closed == [True]
+
+
+def test_range_errors_answer_json(start_service: Callable[..., Service], sim_state: SimulatorState) -> None:
+    """A cached archive is served as a file with Range; its refusals are JSON like every other error."""
+    order = sim_state.seed_order(images=[SeedImage(name="a.jpg", size=3000)])
+    service = start_service(rate_limit="")
+    path = f"/v1/orders/{order['order_id']}/images"
+    with service.client() as client:
+        whole = client.get(path)
+        assert whole.status_code == 200 and whole.headers["x-cache"] == "miss"
+        size = len(whole.content)
+        ranged = client.get(path, headers={"Range": "bytes=10-19"})
+        assert ranged.status_code == 206 and ranged.content == whole.content[10:20]
+        past_end = client.get(path, headers={"Range": f"bytes={size + 10}-"})
+        malformed = client.get(path, headers={"Range": "lines=1-2"})
+        backwards = client.get(path, headers={"Range": "bytes=20-10"})
+    assert past_end.status_code == 416 and past_end.headers["content-range"] == f"bytes */{size}"
+    assert str(size) in past_end.json()["detail"]
+    for refused in (past_end, malformed, backwards):
+        assert refused.headers["content-type"] == "application/json", refused.text
+    assert malformed.status_code == 400 and "Range" in malformed.json()["detail"]
+    assert backwards.status_code == 400 and "Range" in backwards.json()["detail"]

@@ -9,11 +9,12 @@ from typing import Any
 import anyio
 from fastapi import APIRouter
 from fastapi.routing import BaseRoute
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from app.archives.service import Finished
 from app.core.naming import content_disposition
+from app.errors import BadRequest, UnsatisfiableRange
 from app.webhooks.payload import JobCallback
 
 
@@ -67,6 +68,22 @@ class ArchiveFileResponse(FileResponse):
     """
 
     chunk_size = 1024 * 1024
+
+    @classmethod
+    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
+        """Starlette answers a bad Range in text/plain; every error of the API is JSON `{"detail"}`.
+
+        Raised as the service's errors, the app's handler renders them (the response runs inside the route).
+        """
+        try:
+            return super()._parse_range_header(http_range, file_size)
+        except MalformedRangeHeader as exc:
+            raise BadRequest(f"Bad Range header ({exc.content.rstrip('.')}); send 'bytes=<start>-[<end>]'") from None
+        except RangeNotSatisfiable as exc:
+            raise UnsatisfiableRange(
+                f"The range starts past the end of the archive ({exc.max_size} bytes)",
+                headers={"Content-Range": f"bytes */{exc.max_size}"},
+            ) from None
 
 
 def finished_response(found: Finished, order_name: str | None, order_id: str) -> Response:
