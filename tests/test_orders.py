@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from tests.conftest import Service, Sim
@@ -100,3 +101,20 @@ def test_upstream_failure_during_creation_is_502(simulator: Sim, start_service: 
         response = client.post("/api/create-sample-order", headers={"X-Admin-Token": "a"})
     assert response.status_code == 502
     assert "API key" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("damage", ["garbage after the header", "cut in half"])
+def test_an_image_that_only_starts_right_is_refused_before_any_credit(
+    simulator: Sim, start_service: Callable[..., Service], damage: str
+) -> None:
+    photo = SAMPLES[0].read_bytes()
+    scan = photo.index(b"\xff\xda")  # the first scan: everything before it is a valid JPEG header
+    data = photo[: scan + 600] + bytes(range(256)) * 200 if damage.startswith("garbage") else photo[: len(photo) // 2]
+    service = start_service(admin_token="a")
+    with service.client(headers={"X-Admin-Token": "a"}) as client:
+        response = client.post("/v1/api/create-order", files=[("files", ("fake.jpg", data, "image/jpeg"))])
+        corrupt_png = png_bytes()[:-30] + b"\x00" * 30
+        png = client.post("/v1/api/create-order", files=[("files", ("fake.png", corrupt_png, "image/png"))])
+    assert response.status_code == 422 and "fake.jpg" in response.json()["detail"], response.text
+    assert png.status_code == 422 and "fake.png" in png.json()["detail"], png.text
+    assert not simulator.state.orders  # nothing created, nothing uploaded, no credit spent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from pathlib import Path
@@ -29,12 +30,36 @@ ORDER_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+MAX_DECODE_PIXELS = 60_000_000
+"""Above this (larger than any camera's photo) a PNG/WebP/TIFF is refused rather than decoded:
+decoding costs about 3 bytes a pixel. JPEGs are decoded at 1/8 scale, so their size costs little."""
+
+
 def sniff(data: bytes) -> str | None:
-    """The MIME type of an accepted photo format, judged by its bytes; None if not one."""
+    """The MIME type of an accepted photo format, judged by decoding all of it; None if not one.
+
+    The first bytes are not enough: a JPEG header followed by garbage would be uploaded and paid
+    for. So the whole image is decoded (a JPEG at 1/8 scale: every scan is still read, in a fraction
+    of the memory), and a JPEG must end its scans with the end-of-image marker: libjpeg decodes
+    junk scan data without complaint (Pillow does not surface its warnings), so decoding alone
+    would pass a header followed by any bytes. CPU-bound: call it in a thread.
+    """
     try:
         with Image.open(io.BytesIO(data)) as img:
-            return ACCEPTED.get(img.format or "")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+            mime = ACCEPTED.get(img.format or "")
+            if mime is None:
+                return None
+            if img.format == "JPEG" and data.rfind(b"\xff\xd9") < data.find(b"\xff\xda"):
+                return None  # no end-of-image marker after the first scan: cut short or padded with junk
+            if img.format != "JPEG" and img.width * img.height > MAX_DECODE_PIXELS:
+                return None
+            img.verify()  # the container's own checks (PNG chunk checksums); the image must be reopened after
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format == "JPEG":
+                img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+            img.load()
+            return mime
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
 
 
@@ -91,8 +116,8 @@ async def create_order(
         label = (upload.filename or "photo")[:100]
         if len(data) > settings.max_upload_bytes:
             raise PayloadTooLarge(f"'{label}' is over the {settings.max_upload_bytes} byte limit (MAX_UPLOAD_BYTES)")
-        content_type = sniff(data)
+        content_type = await asyncio.to_thread(sniff, data)
         if content_type is None:
-            raise InvalidUpload(f"'{label}' is not a JPEG, PNG, WebP or TIFF image")
+            raise InvalidUpload(f"'{label}' is not a complete, readable JPEG, PNG, WebP or TIFF image")
         photos.append((Path(label).name or "photo", data, content_type))
     return await _create(services, (name or "Uploaded order")[:200], photos)
