@@ -46,7 +46,8 @@ system-deps:
 	fi
 
 run: install
-	$(BIN)/uvicorn app:app --host $(HOST) --port $(PORT) --loop uvloop --http httptools --timeout-graceful-shutdown $(SHUTDOWN_GRACE)
+	# uvloop + httptools with the service's header, pace and concurrency limits (app/server.py)
+	$(BIN)/python -m app serve --host $(HOST) --port $(PORT) --timeout-graceful-shutdown $(SHUTDOWN_GRACE)
 
 ## A job worker for the scaled-out mode (needs REDIS_URL; README "Running at scale").
 worker: install

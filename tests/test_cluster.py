@@ -252,7 +252,7 @@ def test_render_blueprint_runs_web_worker_and_redis_with_known_settings() -> Non
     blueprint = yaml.safe_load((ROOT / "render.yaml").read_text())
     services = {s["type"]: s for s in blueprint["services"]}
     assert set(services) == {"web", "worker", "keyvalue"}
-    assert services["web"]["startCommand"].startswith("uvicorn app:app ")
+    assert services["web"]["startCommand"].startswith("python -m app serve ")  # with the server limits
     assert services["worker"]["startCommand"] == "python -m app.worker"
     assert services["keyvalue"]["maxmemoryPolicy"] == "noeviction"
     keys = {e["key"] for s in blueprint["services"] for e in s.get("envVars", []) if "key" in e}

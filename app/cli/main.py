@@ -288,10 +288,18 @@ def _direct(
 def serve(
     host: Annotated[str, typer.Option(envvar="HOST", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="PORT", min=1, max=65535, help="Port to listen on.")] = 8000,
+    timeout_graceful_shutdown: Annotated[
+        int, typer.Option(envvar="SHUTDOWN_GRACE", min=0, help="Seconds streams in flight get to finish on SIGTERM.")
+    ] = 30,
+    limit_concurrency: Annotated[
+        int,
+        typer.Option(envvar="LIMIT_CONCURRENCY", min=1, help="Connections plus tasks; over it a request gets 503."),
+    ] = 1000,
 ) -> None:
     """Run the service (uvicorn, one worker). Settings come from the environment and .env.
 
-    Without AUTOENHANCE_API_KEY it runs in demo mode against its built-in simulator.
+    Without AUTOENHANCE_API_KEY it runs in demo mode against its built-in simulator. uvicorn runs
+    with the limits of app/ops/server.py (header size and time, keep-alive, concurrency).
     """
     import importlib.util
 
@@ -302,7 +310,16 @@ def serve(
         )
     import uvicorn
 
-    uvicorn.run("app:app", host=host, port=port, proxy_headers=True)
+    from app.ops.server import server_options
+
+    uvicorn.run(
+        "app:app",
+        host=host,
+        port=port,
+        proxy_headers=True,
+        timeout_graceful_shutdown=timeout_graceful_shutdown,
+        **server_options(limit_concurrency=limit_concurrency),
+    )
 
 
 @cli.command("sample-order")
