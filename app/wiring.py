@@ -151,6 +151,7 @@ def _upstream(
         "guard": guard,
         "fetcher": fetcher,
         "allowed_asset_hosts": tuple(settings.allowed_asset_hosts),
+        "max_json_bytes": settings.max_upstream_json_bytes,
     }
     if telemetry.tracer is not None:
         from app.ops.tracing import TracedAutoenhanceClient

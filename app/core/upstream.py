@@ -29,6 +29,7 @@ import httpx
 import stamina
 
 from app.core.addresses import refusal
+from app.core.bounded import ACCEPT_ENCODING, BodyTooLarge, bounded_response
 from app.core.breaker import CircuitOpen, UpstreamGuard
 from app.core.fetch import Fetcher, HttpxFetcher, Reply, TargetRefused, host_and_port
 from app.core.models import OrderInfo, parse_order
@@ -131,6 +132,7 @@ class AutoenhanceClient:
         guard: UpstreamGuard | None = None,
         fetcher: Fetcher | None = None,
         allowed_asset_hosts: tuple[str, ...] = (),
+        max_json_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_origin = _origin(self.base_url)
@@ -142,6 +144,7 @@ class AutoenhanceClient:
         self._order_timeout = order_timeout
         self._image_timeout = image_timeout
         self.guard = guard or UpstreamGuard(None, threshold=1_000_000)  # no guard given: never opens
+        self._max_json_bytes = max_json_bytes
 
     async def aclose(self) -> None:
         """Close the image-download path (the httpx client belongs to its creator, who closes it)."""
@@ -174,7 +177,12 @@ class AutoenhanceClient:
             async for attempt in self._retrying(self._order_timeout):
                 with attempt:
                     async with self.guard.attempt():
-                        response = await self._http.request(method, url, headers=self._headers(url), **kwargs)
+                        headers = self._headers(url) | {"accept-encoding": ACCEPT_ENCODING}
+                        request = self._http.build_request(method, url, headers=headers, **kwargs)
+                        # decoded under a cap (app/core/bounded.py): a gzip bomb stops at MAX_UPSTREAM_JSON_BYTES
+                        response = await bounded_response(
+                            await self._http.send(request, stream=True), self._max_json_bytes
+                        )
                         if response.status_code == 429 or response.status_code >= 500:
                             log.warning("upstream %s answered %s: %.300s", what, response.status_code, response.text)
                             raise Retryable(
@@ -188,6 +196,9 @@ class AutoenhanceClient:
             raise UpstreamUnavailable(f"Autoenhance API timed out ({what}); try again later") from exc
         except httpx.TransportError as exc:
             raise UpstreamUnavailable(f"Autoenhance API could not be reached ({what}); try again later") from exc
+        except (BodyTooLarge, httpx.DecodingError) as exc:
+            log.error("upstream %s answer refused: %s", what, exc)
+            raise UpstreamBadResponse(f"Autoenhance sent an answer this service will not read ({what}: {exc})") from exc
         if response.status_code in (401, 403):
             log.error("upstream %s rejected our key (%s): %.300s", what, response.status_code, response.text)
             raise UpstreamAuthError()
