@@ -6,7 +6,9 @@ access, from the environment, so importing the package has no side effects.
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -53,6 +55,13 @@ TAGS = [
 ]
 
 
+def disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT from a file write, or SQLite's SQLITE_FULL."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings)
@@ -93,6 +102,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.error("Redis unreachable", extra={"error": type(exc).__name__})
         body = {"detail": "The service's shared store (Redis) is not answering; try again shortly"}
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(sqlite3.OperationalError)
+    async def storage_failed(_: Request, exc: Exception) -> JSONResponse:
+        # a full DATA_DIR must say so (503, retry later), not be a bare 500; /ready reports it too
+        if not disk_full(exc):
+            raise exc
+        log.error("disk full: DATA_DIR (%s) has no space left; request refused with 503", settings.data_dir)
+        body = {"detail": "The service's disk is full, so it cannot record this request; try again later"}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "60"})
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # rendered by the outermost error middleware, which then re-raises so the server logs the trace
+        return JSONResponse({"detail": "Internal error; the service log has the details"}, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -4,11 +4,15 @@ Keyed by order id, options and the order's `last_updated_at`, so a reprocessed o
 archives where nothing failed are kept: a partial result must never be served again, or a retry
 would not really retry. Bounded by CACHE_MAX_BYTES (least recently used out) and CACHE_TTL_SECONDS.
 Each entry is `<key>.zip` plus `<key>.json` (its headers); a file's mtime is its last use.
+
+The cache is optional, the download is not: a write that fails (a full DATA_DIR above all) drops
+that entry, pauses caching for DISK_PAUSE_SECONDS with one clear log line, and the stream goes on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -21,6 +25,9 @@ from typing import IO, Any
 from app.core.models import BatchOptions
 
 log = logging.getLogger("app.cache")
+
+DISK_PAUSE_SECONDS = 60.0
+"""After a failed cache write, no new entry is attempted for this long (the disk will not be emptier sooner)."""
 
 
 @dataclass(frozen=True)
@@ -45,31 +52,42 @@ class CacheWriter:
     def write(self, chunk: bytes) -> None:
         if self._dropped:
             return
-        if self._file is None:
-            self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in commit/discard
         self.size += len(chunk)
         if self.size > self._cache.max_bytes:
             self.discard()  # larger than the whole cache: not worth keeping
             return
-        self._file.write(chunk)
+        try:
+            if self._file is None:
+                self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in commit/discard
+            self._file.write(chunk)
+        except OSError as exc:
+            self._cache.write_failed(exc)
+            self.discard()
 
     def commit(self, meta: dict[str, Any]) -> None:
         if self._file is None:
             return
-        self._file.close()
-        self._file = None
-        meta_path = self._cache.directory / f"{self._key}.json"
-        meta_path.write_text(json.dumps(self._meta | meta))
-        os.replace(self._tmp, self._cache.directory / f"{self._key}.zip")
+        try:
+            self._file.close()
+            self._file = None
+            meta_path = self._cache.directory / f"{self._key}.json"
+            meta_path.write_text(json.dumps(self._meta | meta))
+            os.replace(self._tmp, self._cache.directory / f"{self._key}.zip")
+        except OSError as exc:
+            self._cache.write_failed(exc)
+            self.discard()
+            self._cache._remove(self._key)
+            return
         log.info("archive cached", extra={"key": self._key, "bytes": self.size})
         self._cache.evict()
 
     def discard(self) -> None:
         self._dropped = True
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # closing flushes: on a full disk that fails too
+                self._file.close()
             self._file = None
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             self._tmp.unlink()
 
 
@@ -80,6 +98,7 @@ class ArchiveCache:
         self.ttl_seconds = ttl_seconds
         self.hits = 0
         self.misses = 0
+        self.paused_until = 0.0  # time.monotonic() before which no entry is written (a write failed)
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob("*.tmp"):  # left by a process that died mid-write
             stale.unlink(missing_ok=True)
@@ -112,9 +131,20 @@ class ArchiveCache:
         return CachedArchive(path, stat.st_size, meta)
 
     def writer(self, key: str, meta: dict[str, Any]) -> CacheWriter | None:
-        if not self.enabled:
+        if not self.enabled or time.monotonic() < self.paused_until:
             return None
         return CacheWriter(self, key, meta | {"created_at": time.time()})
+
+    def write_failed(self, exc: OSError) -> None:
+        """A cache write failed: say so plainly, once per pause, and stop trying for a while."""
+        first = time.monotonic() >= self.paused_until
+        self.paused_until = time.monotonic() + DISK_PAUSE_SECONDS
+        if first:
+            what = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else f"write failed ({exc.strerror})"
+            log.error(
+                "archive cache: %s in %s; caching paused for %g s, archives are still streamed to callers",
+                what, self.directory, DISK_PAUSE_SECONDS,
+            )
 
     def evict(self) -> None:
         """Drop expired entries, then least recently used ones until under the byte budget."""
