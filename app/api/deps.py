@@ -165,7 +165,13 @@ async def callback_url(
 
 CallbackDep = Annotated[str | None, Depends(callback_url)]
 
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    408: error("The request body arrived too slowly (BODY_TIMEOUT_SECONDS)"),
+    413: error("The request body is over this route's limit (checked before it is read)"),
+}
+
 CALLBACK_ERRORS: dict[int | str, dict[str, Any]] = {
+    **BODY_ERRORS,
     422: error(
         "Bad options or order (as for the ZIP route), or a callback URL that is malformed, unresolvable, "
         "points at a private/loopback/link-local/metadata address, or is given while WEBHOOK_SECRET is unset"

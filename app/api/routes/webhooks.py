@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import (
+    BODY_ERRORS,
     CALLBACK_ERRORS,
     COMMON_ERRORS,
     CallbackDep,
@@ -128,6 +129,7 @@ class EventReceived(BaseModel):
     responses={
         401: error("No Authorization header"),
         403: error("Wrong Authorization value, or the receiver is disabled (AUTOENHANCE_WEBHOOK_TOKEN unset)"),
+        **BODY_ERRORS,
         422: error("The body is not an Autoenhance event"),
     },
 )
