@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from app import create_app
-from app.ops.server import MAX_HEADER_BYTES, GuardedH11Protocol, server_options
+from app.server import MAX_HEADER_BYTES, GuardedH11Protocol, server_options
 from tests.conftest import Sim, service_settings
 from tests.support import raw_http
 from tests.support.servers import free_port, serve

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.security import admin_refusal, autoenhance_refusal, service_key_refusal
 from app.config import Settings
+from app.errors import ServiceError
 
 KiB = 1024
 SMALL_BODY_LIMIT = 16 * KiB
@@ -40,7 +41,7 @@ MULTIPART_OVERHEAD = 64 * KiB
 MIN_BODY_RATE = 8 * KiB
 """Bytes per second a body must average once BODY_TIMEOUT_SECONDS have passed (64 kbit/s)."""
 
-Gate = Callable[[Settings, Headers], HTTPException | None]
+Gate = Callable[[Settings, Headers], ServiceError | None]
 
 
 @dataclass(frozen=True)
@@ -58,15 +59,15 @@ def _upload_limit(settings: Settings) -> int:
     return settings.max_upload_files * (settings.max_upload_bytes + MULTIPART_OVERHEAD) + MULTIPART_OVERHEAD
 
 
-def _service_key(settings: Settings, headers: Headers) -> HTTPException | None:
+def _service_key(settings: Settings, headers: Headers) -> ServiceError | None:
     return service_key_refusal(settings, headers.get("x-api-key"))
 
 
-def _admin(settings: Settings, headers: Headers) -> HTTPException | None:
+def _admin(settings: Settings, headers: Headers) -> ServiceError | None:
     return admin_refusal(settings, headers.get("x-admin-token"))
 
 
-def _autoenhance(settings: Settings, headers: Headers) -> HTTPException | None:
+def _autoenhance(settings: Settings, headers: Headers) -> ServiceError | None:
     return autoenhance_refusal(settings, headers.get("authorization"))
 
 
@@ -94,7 +95,11 @@ def too_large(limit: int, door: Door | None) -> str:
 
 
 class BodyRefused(HTTPException):
-    """413 or 408 raised from inside `receive`; FastAPI passes an HTTPException through as it is."""
+    """413 or 408 raised from inside `receive`.
+
+    An HTTPException, not one of the service's errors (app/errors.py): FastAPI turns any other
+    exception raised while it reads a body into a 400, and passes an HTTPException through as it is.
+    """
 
     def __init__(self, status_code: int, detail: str) -> None:
         super().__init__(status_code, detail, headers={"Connection": "close"})
@@ -127,7 +132,7 @@ class IntakeMiddleware:
         closing = {"Connection": "close"} if has_body else {}
         refusal = door.gate(self.settings, headers) if door else None
         if refusal is not None:
-            await answer(send, refusal.status_code, str(refusal.detail), {**(refusal.headers or {}), **closing})
+            await answer(send, refusal.status_code, refusal.message, {**refusal.headers, **closing})
             return
         if length is not None and length.isdigit() and int(length) > limit:
             await answer(send, 413, too_large(limit, door), closing)

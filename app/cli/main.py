@@ -299,7 +299,8 @@ def serve(
     """Run the service (uvicorn, one worker). Settings come from the environment and .env.
 
     Without AUTOENHANCE_API_KEY it runs in demo mode against its built-in simulator. uvicorn runs
-    with the limits of app/ops/server.py (header size and time, keep-alive, concurrency).
+    with the limits of app/server.py (header size and time, keep-alive, concurrency; the default of
+    --limit-concurrency is its LIMIT_CONCURRENCY, repeated here so that `--help` loads no server).
     """
     import importlib.util
 
@@ -310,7 +311,7 @@ def serve(
         )
     import uvicorn
 
-    from app.ops.server import server_options
+    from app.server import server_options
 
     uvicorn.run(
         "app:app",
