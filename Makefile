@@ -45,8 +45,8 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+## uvloop + httptools with the service's header, keep-alive and concurrency limits (app/server.py).
 run: install
-	# uvloop + httptools with the service's header, pace and concurrency limits (app/server.py)
 	$(BIN)/python -m app serve --host $(HOST) --port $(PORT) --timeout-graceful-shutdown $(SHUTDOWN_GRACE)
 
 ## A job worker for the scaled-out mode (needs REDIS_URL; README "Running at scale").

@@ -1,16 +1,17 @@
 """How the service is served: uvicorn settings that hold against slow and huge requests.
 
 uvicorn's defaults let a client hold a connection open forever by sending its headers slowly (no
-timer runs until the first request is complete), and its default parser (httptools) takes a
-header block of any size into memory. `python -m app serve` (which `make run` and render.yaml
-use) therefore runs uvicorn with:
+timer runs until a request's headers are complete), and its fast parser (httptools, which `make
+run` and the benchmarks use with uvloop) takes a header block of any size into memory.
+`python -m app serve` (which `make run` and render.yaml start) therefore runs uvicorn with uvloop
+and `GuardedHttpToolsProtocol`: httptools, plus
 
-- `GuardedH11Protocol`: h11 with a header block cap (`MAX_HEADER_BYTES`; more is a 400 and the
-  connection closes) and a deadline for every request's headers (`HEADER_TIMEOUT_SECONDS` from
-  the connection's first byte or the previous response: a connection that has not finished its
-  headers by then is closed);
+- a cap on each request's head (request line and headers, `MAX_HEADER_BYTES`): past it, 431 and
+  the connection closes, having buffered at most the cap plus one read;
+- a deadline for each request's head (`HEADER_TIMEOUT_SECONDS` from the connection's first moment,
+  or from the first byte of the next request on a kept-alive connection): then it is closed;
 - `KEEP_ALIVE_SECONDS` for idle connections between requests;
-- `--limit-concurrency` (connections plus tasks): over it, a new request gets a 503 at once.
+- `limit_concurrency` (connections plus tasks): over it, a new request gets a 503 at once.
 
 A slow *body* is the application's business (app/api/intake.py, BODY_TIMEOUT_SECONDS). What a
 front proxy should add is in README "Resilience".
@@ -19,11 +20,11 @@ front proxy should add is in README "Resilience".
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("app.server")
 
@@ -34,47 +35,104 @@ KEEP_ALIVE_SECONDS = 5
 LIMIT_CONCURRENCY = 1000
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline on each request's headers."""
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a size cap and a deadline on each request's head.
+
+    Two counts, because httptools reports a header only once it is whole: the bytes received while
+    a head is incomplete (a header that never ends), and the parsed request line and headers (a
+    head that arrives whole in one read). Either over the cap: 431, close, and no request starts.
+    """
 
     header_timeout = HEADER_TIMEOUT_SECONDS
+    max_head_bytes = MAX_HEADER_BYTES
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # type: ignore[arg-type]
+        self._in_head = True
+        self._head_bytes = 0
+        self._parsed_bytes = 0
+        self._too_big = False
         self._header_timer: asyncio.TimerHandle | None = None
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        if self._header_timer is None and self.conn.their_state is h11.IDLE:
-            self._arm()  # the first bytes of a request on a kept-alive connection
+        if self._in_head:
+            if self._header_timer is None:
+                self._arm()  # the first bytes of a request on a kept-alive connection
+            self._head_bytes += len(data)
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:
-            self._disarm()  # the request line and headers are in
+        over = self._too_big or (self._in_head and self._head_bytes > self.max_head_bytes)
+        if over and not self.transport.is_closing():
+            self._refuse_head()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._parsed_bytes = 0
+        self._too_big = False
+
+    def on_url(self, url: bytes) -> None:
+        self._parsed_bytes += len(url)
+        self._too_big = self._too_big or self._parsed_bytes > self.max_head_bytes
+        if not self._too_big:
+            super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._parsed_bytes += len(name) + len(value) + 4
+        self._too_big = self._too_big or self._parsed_bytes > self.max_head_bytes
+        if not self._too_big:
+            super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm()
+        if not self._too_big:  # too big: no request starts; data_received answers 431
+            super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._too_big:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._too_big:
+            return
+        super().on_message_complete()
+        self._in_head = True  # whatever comes next is the next request's head
+        self._head_bytes = 0
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
     def _arm(self) -> None:
-        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+        self._header_timer = self.loop.call_later(self.header_timeout, self._head_too_slow)
 
     def _disarm(self) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
 
-    def _headers_too_slow(self) -> None:
+    def _head_too_slow(self) -> None:
         self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if self._in_head and not self.transport.is_closing():
             log.warning("closed a connection whose request headers took over %g s", self.header_timeout)
             self.transport.close()
+
+    def _refuse_head(self) -> None:
+        log.warning("refused a request head over %d bytes", self.max_head_bytes)
+        if self.cycle is None or self.cycle.response_complete:  # else a response is on the wire: just close
+            body = json.dumps({"detail": f"The request line and headers are over {self.max_head_bytes} bytes"})
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+                + f"content-length: {len(body)}\r\nconnection: close\r\n\r\n{body}".encode()
+            )
+        self.transport.close()
 
 
 def server_options(*, limit_concurrency: int = LIMIT_CONCURRENCY) -> dict[str, Any]:
     """The uvicorn.Config / uvicorn.run keyword arguments above."""
     return {
-        "http": GuardedH11Protocol,
-        "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+        "loop": "uvloop",
+        "http": GuardedHttpToolsProtocol,
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         "limit_concurrency": limit_concurrency,
     }
