@@ -72,3 +72,20 @@ def test_a_full_data_dir_never_breaks_a_download(
     assert job.headers["content-type"] == "application/json" and "disk" in job.json()["detail"]
     assert "Retry-After" in job.headers
     assert ready.status_code == 503 and not ready.json()["checks"]["storage"]["ok"]
+
+
+def test_an_image_that_must_wait_on_a_full_disk_is_reported_not_the_whole_zip(
+    start_service: Callable[..., Service], sim_state: SimulatorState, small_disk: Path
+) -> None:
+    """Images over SPOOL_MEMORY_BYTES wait in DATA_DIR/spool: on a full disk that one is reported."""
+    small = [SeedImage(name=f"room-{n}.jpg", size=50_000) for n in range(4)]
+    order = sim_state.seed_order(images=[*small, SeedImage(name="panorama.jpg", size=600_000)])
+    service = start_service(data_dir=small_disk / "data", rate_limit="", spool_memory_bytes=100_000, retry_attempts=1)
+    fill(small_disk)
+    with service.client() as client:
+        response = client.get(f"/v1/orders/{order['order_id']}/images")
+    assert response.status_code == 200
+    members = check_zip(response.content)
+    assert sorted(m for m in members if m.endswith(".jpg")) == [f"room-{n}.jpg" for n in range(4)]
+    report = members["_download_report.txt"].decode()
+    assert "panorama.jpg" in report and "disk is full" in report, report

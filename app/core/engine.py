@@ -9,6 +9,7 @@ is written, so a slow reader slows the downloads instead of filling memory or di
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import logging
 import time
@@ -214,7 +215,15 @@ class Batch:
                 self._settled.set()
                 await done.written.wait()  # hold the slot: back-pressure from the reader
         except Exception as exc:  # a bug, not an upstream failure: report it and keep the batch going
-            if not handed_over:
+            if not handed_over and isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                log.error("disk full: an image could not be spooled", extra={"image_id": image.image_id})
+                self._fail(
+                    image.image_id,
+                    name,
+                    "not stored: the service's disk is full (images over SPOOL_MEMORY_BYTES wait on disk)",
+                    "Retry the batch later; the operator must free space in DATA_DIR",
+                )
+            elif not handed_over:
                 log.exception("unexpected error fetching image", extra={"image_id": image.image_id})
                 self._fail(
                     image.image_id,
