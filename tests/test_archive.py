@@ -9,9 +9,9 @@ import zlib
 from datetime import UTC, datetime
 
 import pytest
-from stream_zip import CRC32IntegrityError
 
 from app.core.archive import Member, ZipWriter
+from app.core.zipformat import ZipIntegrityError
 from tests.support.zipcheck import check_zip
 
 NOW = datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)
@@ -55,7 +55,7 @@ async def test_wrong_crc_aborts_instead_of_finishing_a_corrupt_archive() -> None
     writer = ZipWriter()
     writer.feed(Member("bad.jpg", 3, 12345, lambda: iter([b"abc"]), NOW))
     writer.finish()
-    with pytest.raises(CRC32IntegrityError):
+    with pytest.raises(ZipIntegrityError):
         await collect(writer)
 
 

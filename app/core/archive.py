@@ -1,9 +1,10 @@
 """Streaming ZIP output: members in, bytes out, with back-pressure and no recompression.
 
-stream-zip writes the format (ZIP64 where needed, UTF-8 names, CRC and size checked against what
-we declared). It is a synchronous generator, and its async wrapper parks a pool thread while it
-waits for the next member, which can be seconds of upstream latency: twenty callers would starve
-the default pool. So each archive drives the sync generator in its own thread; the event loop
+app/core/zipformat.py writes the format (ZIP64 where needed, UTF-8 names, CRC and size checked
+against what we declared), deterministically, so a resumed download can be replayed from any
+offset. It is a synchronous generator (spool reads block), and parking a pool thread while it
+waits for the next member, which can be seconds of upstream latency, would starve the default
+pool with twenty callers. So each archive drives the generator in its own thread; the event loop
 feeds it members as they complete and takes chunks out, granting the thread at most a few chunks
 of credit so a slow reader slows the writer.
 """
@@ -13,23 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
-import stat
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from stream_zip import NO_COMPRESSION_32, NO_COMPRESSION_64, stream_zip
+from app.core.zipformat import ZIP32_LIMIT, Entry, write
 
 CHUNK_SIZE = 1024 * 1024
 CREDITS = 4
-ZIP32_LIMIT = 0xFFFFFFFF
-_HEADER_ALLOWANCE = 200  # local header + extra fields per member, rounded up
 
 
 @dataclass
 class Member:
-    """One file of the archive; `chunks` runs in the writer thread, `written` on the event loop."""
+    """One file of the archive; `chunks` runs in the writer thread, `written` on the event loop.
+
+    `chunks` is never called for a member wholly before the writer's `start` (a resume)."""
 
     name: str
     size: int
@@ -49,15 +49,15 @@ _END = _End()
 class ZipWriter:
     """One archive being written: `feed()` members, `finish()`, and iterate `chunks()`."""
 
-    def __init__(self, chunk_size: int = CHUNK_SIZE, zip32_limit: int = ZIP32_LIMIT) -> None:
+    def __init__(self, chunk_size: int = CHUNK_SIZE, zip32_limit: int = ZIP32_LIMIT, start: int = 0) -> None:
         self._chunk_size = chunk_size
         self._zip32_limit = zip32_limit
+        self._start = start
         self._members: queue.SimpleQueue[Member | _End] = queue.SimpleQueue()
         self._out: asyncio.Queue[bytes | BaseException | _End] = asyncio.Queue()
         self._credits = threading.Semaphore(CREDITS)
         self._stop = threading.Event()
         self._loop = asyncio.get_running_loop()
-        self._offset_estimate = 0
         self._thread = threading.Thread(target=self._run, name="zip-writer", daemon=True)
         self._started = False
         self.bytes_out = 0
@@ -97,15 +97,7 @@ class ZipWriter:
 
     # -- writer thread ---------------------------------------------------------------------------
 
-    def _method(self, member: Member) -> object:
-        # Keep members 32-bit while every offset fits: some unzippers (Safari's among them)
-        # mishandle ZIP64 members, and only archives past 4 GiB need them.
-        self._offset_estimate += member.size + len(member.name.encode()) + _HEADER_ALLOWANCE
-        if self._offset_estimate < self._zip32_limit:
-            return NO_COMPRESSION_32(member.size, member.crc32)
-        return NO_COMPRESSION_64(member.size, member.crc32)
-
-    def _files(self) -> Iterator[tuple[str, datetime, int, object, Iterator[bytes]]]:
+    def _files(self) -> Iterator[tuple[Entry, Callable[[], Iterator[bytes]]]]:
         previous: Member | None = None
         while True:
             if previous is not None:
@@ -115,11 +107,12 @@ class ZipWriter:
             if isinstance(item, _End) or self._stop.is_set():
                 return
             previous = item
-            yield item.name, item.modified_at, stat.S_IFREG | 0o644, self._method(item), item.chunks()
+            yield Entry(item.name, item.size, item.crc32, item.modified_at), item.chunks
 
     def _run(self) -> None:
         try:
-            for chunk in stream_zip(self._files(), chunk_size=self._chunk_size):  # type: ignore[arg-type]
+            files = self._files()
+            for chunk in write(files, start=self._start, zip32_limit=self._zip32_limit, chunk_size=self._chunk_size):
                 self._credits.acquire()
                 if self._stop.is_set():
                     return

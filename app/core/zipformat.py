@@ -1,0 +1,200 @@
+"""The ZIP bytes of stored members, as a pure function of the layout: names, sizes, CRCs, one time.
+
+Why our own writer rather than stream-zip: resuming a streamed archive at byte N means producing
+exactly the bytes an earlier response would have sent from N, without the data of the members
+before N (they are not fetched again). stream-zip can only write an archive from its first member
+and checks every member's data against its CRC, so it cannot skip one. Here every header is a
+function of (entry, offset), so the offsets are plain arithmetic and the same generator writes
+the live stream and any replay of it: byte identity by construction, not by coincidence.
+
+Format choices (APPNOTE 6.3.10): members are stored (method 0) with size and CRC-32 in the local
+header, so there are no data descriptors; the UTF-8 flag is always set; every member carries the
+layout's modification time (DOS time, UTC) and mode 0644. A member stays 32-bit until its end
+would pass `zip32_limit` (4 GiB - 1 by default: Safari and Archive Utility mishandle needless
+ZIP64); from there on members are ZIP64 (sizes and offset in the 0x0001 extra field), and the end
+records are ZIP64 when the central directory lies past the limit or holds 65535+ entries.
+"""
+
+from __future__ import annotations
+
+import stat
+import struct
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+ZIP32_LIMIT = 0xFFFFFFFF
+CHUNK_SIZE = 1024 * 1024
+_UTF8 = 0x0800
+_MADE_BY_UNIX = 3 << 8
+_EXTERNAL = (stat.S_IFREG | 0o644) << 16
+_LOCAL = struct.Struct("<IHHHHHIIIHH")  # 30 bytes
+_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")  # 46 bytes
+_END = struct.Struct("<IHHHHIIH")  # 22 bytes
+_END64 = struct.Struct("<IQHHIIQQQQ")  # 56 bytes
+_LOCATOR64 = struct.Struct("<IIQI")  # 20 bytes
+
+
+class ZipIntegrityError(Exception):
+    """A member's data did not match its declared size or CRC-32: the archive must not be finished."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One member as the layout knows it."""
+
+    name: str
+    size: int
+    crc32: int
+    modified: datetime
+
+    @property
+    def encoded_name(self) -> bytes:
+        return self.name.encode("utf-8")
+
+
+def dos_time(modified: datetime) -> tuple[int, int]:
+    """(time, date) fields; DOS time cannot say before 1980, and has 2-second steps."""
+    t = modified.astimezone(UTC)
+    if t.year < 1980:
+        t = datetime(1980, 1, 1, tzinfo=UTC)
+    return (t.hour << 11) | (t.minute << 5) | (t.second // 2), ((t.year - 1980) << 9) | (t.month << 5) | t.day
+
+
+def is_zip64(entry: Entry, offset: int, zip32_limit: int = ZIP32_LIMIT) -> bool:
+    """Whether the member at `offset` needs ZIP64 (its end would pass the limit, or it is that big)."""
+    end = offset + _LOCAL.size + len(entry.encoded_name) + entry.size
+    return end > zip32_limit or entry.size >= ZIP32_LIMIT
+
+
+def local_header(entry: Entry, offset: int, zip32_limit: int = ZIP32_LIMIT) -> bytes:
+    name = entry.encoded_name
+    time_, date = dos_time(entry.modified)
+    if is_zip64(entry, offset, zip32_limit):
+        extra = struct.pack("<HHQQ", 0x0001, 16, entry.size, entry.size)
+        fields = (0x04034B50, 45, _UTF8, 0, time_, date, entry.crc32, ZIP32_LIMIT, ZIP32_LIMIT, len(name), len(extra))
+        return _LOCAL.pack(*fields) + name + extra
+    fields = (0x04034B50, 20, _UTF8, 0, time_, date, entry.crc32, entry.size, entry.size, len(name), 0)
+    return _LOCAL.pack(*fields) + name
+
+
+def header_size(entry: Entry, offset: int, zip32_limit: int = ZIP32_LIMIT) -> int:
+    return _LOCAL.size + len(entry.encoded_name) + (20 if is_zip64(entry, offset, zip32_limit) else 0)
+
+
+def central_directory(entries: Iterable[tuple[Entry, int]], cd_offset: int, zip32_limit: int = ZIP32_LIMIT) -> bytes:
+    """The central directory and end records for members at the given offsets."""
+    parts: list[bytes] = []
+    count = 0
+    for entry, offset in entries:
+        count += 1
+        name = entry.encoded_name
+        time_, date = dos_time(entry.modified)
+        if is_zip64(entry, offset, zip32_limit):
+            extra = struct.pack("<HHQQQ", 0x0001, 24, entry.size, entry.size, offset)
+            sizes, where, version = (ZIP32_LIMIT, ZIP32_LIMIT), ZIP32_LIMIT, 45
+        else:
+            extra, sizes, where, version = b"", (entry.size, entry.size), offset, 20
+        parts.append(
+            _CENTRAL.pack(
+                0x02014B50, _MADE_BY_UNIX | version, version, _UTF8, 0, time_, date, entry.crc32, *sizes,
+                len(name), len(extra), 0, 0, 0, _EXTERNAL, where,
+            )
+            + name
+            + extra
+        )
+    cd_size = sum(len(p) for p in parts)
+    end64 = cd_offset + cd_size > zip32_limit or count >= 0xFFFF
+    if end64:
+        end64_offset = cd_offset + cd_size
+        parts.append(_END64.pack(0x06064B50, 44, _MADE_BY_UNIX | 45, 45, 0, 0, count, count, cd_size, cd_offset))
+        parts.append(_LOCATOR64.pack(0x07064B50, 0, end64_offset, 1))
+        parts.append(_END.pack(0x06054B50, 0, 0, 0xFFFF, 0xFFFF, ZIP32_LIMIT, ZIP32_LIMIT, 0))
+    else:
+        parts.append(_END.pack(0x06054B50, 0, 0, count, count, cd_size, cd_offset, 0))
+    return b"".join(parts)
+
+
+def offsets(entries: list[Entry], zip32_limit: int = ZIP32_LIMIT) -> tuple[list[int], int]:
+    """Each member's local header offset, and the central directory's."""
+    where: list[int] = []
+    offset = 0
+    for entry in entries:
+        where.append(offset)
+        offset += header_size(entry, offset, zip32_limit) + entry.size
+    return where, offset
+
+
+def total_size(entries: list[Entry], zip32_limit: int = ZIP32_LIMIT) -> int:
+    """The archive's length in bytes, known as soon as the layout is."""
+    where, cd_offset = offsets(entries, zip32_limit)
+    return cd_offset + len(central_directory(zip(entries, where, strict=True), cd_offset, zip32_limit))
+
+
+Chunks = Callable[[], Iterator[bytes]]
+
+
+def write(
+    members: Iterable[tuple[Entry, Chunks | None]],
+    *,
+    start: int = 0,
+    zip32_limit: int = ZIP32_LIMIT,
+    chunk_size: int = CHUNK_SIZE,
+) -> Iterator[bytes]:
+    """The archive's bytes from offset `start`, in chunks of about `chunk_size`.
+
+    `members` may arrive lazily (a live stream). A member whose header and data all lie before
+    `start` is skipped without calling its chunks (None is allowed there); any other member's data
+    is read whole and checked against its size and CRC-32 (ZipIntegrityError, after which the
+    caller must abort: the archive is never finished around bad data).
+    """
+    pending: list[bytes] = []
+    pending_size = 0
+    offset = 0
+    written: list[tuple[Entry, int]] = []
+
+    def emit(data: bytes, at: int) -> Iterator[bytes]:
+        nonlocal pending_size
+        if at + len(data) <= start:
+            return
+        if at < start:
+            data = data[start - at :]
+        pending.append(data)
+        pending_size += len(data)
+        if pending_size >= chunk_size:
+            yield from flush()
+
+    def flush() -> Iterator[bytes]:
+        nonlocal pending_size
+        if pending:
+            yield b"".join(pending)
+            pending.clear()
+            pending_size = 0
+
+    for entry, chunks in members:
+        written.append((entry, offset))
+        header = local_header(entry, offset, zip32_limit)
+        end = offset + len(header) + entry.size
+        if end <= start:
+            offset = end
+            continue
+        yield from emit(header, offset)
+        offset += len(header)
+        if chunks is None:
+            if entry.size:
+                raise ZipIntegrityError(f"{entry.name}: no data to write from offset {start}")
+            continue
+        size, crc = 0, 0
+        for chunk in chunks():
+            size += len(chunk)
+            if size > entry.size:
+                raise ZipIntegrityError(f"{entry.name}: more than the declared {entry.size} bytes")
+            crc = zlib.crc32(chunk, crc)
+            yield from emit(chunk, offset)
+            offset += len(chunk)
+        if size != entry.size or crc != entry.crc32:
+            raise ZipIntegrityError(f"{entry.name}: {size} bytes with CRC {crc:08x}, declared {entry.size}/{entry.crc32:08x}")
+        yield from flush()  # the next member may be seconds away: never hold back what is ready
+    yield from emit(central_directory(written, offset, zip32_limit), offset)
+    yield from flush()
