@@ -3,7 +3,8 @@
 Keyed by order id, options and the order's `last_updated_at`, so a reprocessed order misses. Only
 archives where nothing failed are kept: a partial result must never be served again, or a retry
 would not really retry. Bounded by CACHE_MAX_BYTES (least recently used out) and CACHE_TTL_SECONDS.
-Each entry is `<key>.zip` plus `<key>.json` (its headers); a file's mtime is its last use.
+Each entry is `<key>.zip` plus `<key>.json` (its headers); the `.json`'s mtime is the entry's last
+use, so the `.zip` is never touched after it is published and its validators stay put.
 
 The cache is optional, the download is not: a write that fails (a full DATA_DIR above all) drops
 that entry, pauses caching for DISK_PAUSE_SECONDS with one clear log line, and the stream goes on.
@@ -126,9 +127,22 @@ class ArchiveCache:
             self._remove(key)
             self.misses += 1
             return None
-        os.utime(path)  # mark as recently used
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self.directory / f"{key}.json")  # mark as recently used (not the .zip: see above)
         self.hits += 1
         return CachedArchive(path, stat.st_size, meta)
+
+    def peek(self, key: str) -> dict[str, Any] | None:
+        """An entry's metadata, if present and fresh, without counting a hit or marking it used."""
+        if not self.enabled:
+            return None
+        try:
+            meta: dict[str, Any] = json.loads((self.directory / f"{key}.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        if not (self.directory / f"{key}.zip").is_file() or time.time() - meta.get("created_at", 0) > self.ttl_seconds:
+            return None
+        return meta
 
     def writer(self, key: str, meta: dict[str, Any]) -> CacheWriter | None:
         if not self.enabled or time.monotonic() < self.paused_until:
@@ -153,12 +167,15 @@ class ArchiveCache:
         for path in self.directory.glob("*.zip"):
             try:
                 stat = path.stat()
+                used = (self.directory / f"{path.stem}.json").stat().st_mtime
             except FileNotFoundError:
-                continue
-            if now - stat.st_mtime > self.ttl_seconds and self._expired(path.stem, now):
+                used = 0.0
+                if not path.exists():
+                    continue
+            if now - used > self.ttl_seconds and self._expired(path.stem, now):
                 self._remove(path.stem)
                 continue
-            entries.append((stat.st_mtime, stat.st_size, path.stem))
+            entries.append((used, stat.st_size, path.stem))
         total = sum(size for _, size, _ in entries)
         for _, size, key in sorted(entries):
             if total <= self.max_bytes:

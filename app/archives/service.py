@@ -29,6 +29,7 @@ from typing import Any
 
 from app.archives.cache import ArchiveCache, CacheWriter
 from app.archives.flights import Flight, Flights
+from app.archives.layouts import LayoutStore, Recording
 from app.archives.shared import SharedCache
 from app.core.engine import Batch, Engine
 from app.core.models import BatchOptions, OrderInfo
@@ -65,6 +66,10 @@ class Finished:
     """`shared`: the bytes, streamed from S3."""
     copy_to: Callable[[str], Awaitable[bool]] | None = None
     """`shared`: a server-side copy to another object key of the bucket (False if the entry is gone)."""
+    layout_id: str | None = None
+    """The layout this archive was written from (its ETag), when recorded."""
+    modified: float | None = None
+    """The layout's time (its Last-Modified)."""
     flight: Flight | None = field(default=None, repr=False)
 
     async def release(self) -> None:
@@ -82,17 +87,27 @@ class Build:
         self.key = key
         self.batch = batch
         self.flight = flight
+        self.recording: Recording | None = None
         self._cached = False
+
+    async def record(self) -> Recording | None:
+        """Start recording the layout (before the response starts: its id is the ETag); None if the
+        layout store is unavailable (then no ETag and no resume, but the download goes on)."""
+        self.recording = await self._archives.layouts.record(self.key, self.batch)
+        return self.recording
 
     async def stream(self) -> AsyncIterator[bytes]:
         """The batch's bytes for a caller, teed into the cache; cached only if complete with no failure."""
         archives = self._archives
         batch = self.batch
-        meta = {"order_id": batch.order.order_id, "options": batch.options.as_dict(), "total": batch.total}
+        meta: dict[str, Any] = {"order_id": batch.order.order_id, "options": batch.options.as_dict()}
+        meta["total"] = batch.total
+        if self.recording is not None:
+            meta |= {"layout_id": self.recording.layout.layout_id, "modified": self.recording.layout.created_at}
         writer: CacheWriter | None = archives.cache.writer(self.key, meta)
         complete = False
         try:
-            async for chunk in batch.archive():
+            async for chunk in batch.archive(self.recording):
                 if writer is not None:
                     writer.write(chunk)
                 archives.stats.bytes_sent += len(chunk)
@@ -131,13 +146,20 @@ class Archives:
     """One per process: the local cache, single-flight, the shared cache and the counters, behind one walk."""
 
     def __init__(
-        self, engine: Engine, cache: ArchiveCache, flights: Flights, shared: SharedCache | None, stats: Stats
+        self,
+        engine: Engine,
+        cache: ArchiveCache,
+        flights: Flights,
+        shared: SharedCache | None,
+        stats: Stats,
+        layouts: LayoutStore,
     ) -> None:
         self.engine = engine
         self.cache = cache
         self.flights = flights
         self.shared = shared
         self.stats = stats
+        self.layouts = layouts
 
     @staticmethod
     def key(order: OrderInfo, options: BatchOptions) -> str:
@@ -214,12 +236,26 @@ class Archives:
         """A finished archive that could not be used after all (gone meanwhile): build it, keeping its claim."""
         return await self.build(order, options, found.key, found.flight)
 
+    async def finished(self, order: OrderInfo, options: BatchOptions) -> Finished | None:
+        """A finished archive if one exists (local, then shared cache), never a build: HEAD's answer."""
+        key = self.key(order, options)
+        return self._local(key) or await self._shared(key)
+
+    def cached_layout(self, key: str) -> tuple[str, float] | None:
+        """(layout id, time) of this instance's cached archive for `key`: its ETag and Last-Modified
+        (no hit counted, no LRU touch)."""
+        meta = self.cache.peek(key)
+        found = _validators(meta) if meta is not None else {}
+        return (found["layout_id"], found["modified"]) if found else None
+
     def _local(self, key: str) -> Finished | None:
         hit = self.cache.lookup(key)
         if hit is None:
             return None
         meta = hit.meta
-        return Finished("hit", key, int(meta["total"]), int(meta["downloaded"]), hit.size, path=hit.path)
+        return Finished(
+            "hit", key, int(meta["total"]), int(meta["downloaded"]), hit.size, path=hit.path, **_validators(meta)
+        )
 
     async def _shared(self, key: str) -> Finished | None:
         shared = self.shared
@@ -236,7 +272,9 @@ class Archives:
             return await shared.copy_to(key, object_key)
 
         total, downloaded, size = int(meta["total"]), int(meta["downloaded"]), int(meta["size"])
-        return Finished("shared", key, total, downloaded, size, chunks=chunks, copy_to=copy_to)
+        return Finished(
+            "shared", key, total, downloaded, size, chunks=chunks, copy_to=copy_to, **_validators(meta)
+        )
 
     async def share(self, key: str) -> None:
         """Publish a committed local entry to the shared cache (logged, never raised: sharing is an optimisation)."""
@@ -251,6 +289,7 @@ class Archives:
 
     async def aclose(self) -> None:
         await self.flights.aclose()
+        await self.layouts.aclose()
         if self.shared is not None:
             await self.shared.aclose()
 
@@ -267,3 +306,10 @@ class Archives:
         self.stats.partial_zips += int(partial)
         if size is not None:
             self.stats.bytes_sent += size
+
+
+def _validators(meta: dict[str, Any]) -> dict[str, Any]:
+    """The layout id and time a cache entry was recorded with (entries from before layouts: none)."""
+    if "layout_id" not in meta:
+        return {}
+    return {"layout_id": str(meta["layout_id"]), "modified": float(meta["modified"])}

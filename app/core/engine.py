@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from app.core.archive import Member, ZipWriter
 from app.core.budget import FairLimiter, OrderSlots
+from app.core.layout import LayoutMember, LayoutRecorder
 from app.core.models import BatchOptions, ImageInfo, NameStyle, OrderInfo
 from app.core.naming import MANIFEST_NAME, REPORT_NAME, NameAllocator
 from app.core.report import manifest_json, report_text
@@ -117,6 +118,8 @@ class Batch:
         """Files served from `keep` (saved by an earlier, interrupted run) instead of downloaded."""
         self.failures: list[ImageFailure] = []
         self.members: list[dict[str, object]] = []
+        self.layout_plan: list[tuple[str, str]] = []  # (image id, member name) of each file fetched
+        self.plan_failures: list[ImageFailure] = []  # known before any download (skipped, unidentified)
         self.started_at = time.monotonic()
         shared = engine.shared_budget.slot if engine.shared_budget is not None else None
         self._slots = OrderSlots(engine.limiter, key=id(self), per_order=engine.limits.per_order, shared=shared)
@@ -169,11 +172,13 @@ class Batch:
                 recovery = RECOVER_UPSTREAM if (image.status or "").lower() in ("error", "expired") else RECOVER_WAIT
                 self._fail(image.image_id, name, skip, recovery, rendition.set)
                 continue
+            self.layout_plan.append((image.image_id, name))
             self._outstanding += 1
             self._fetching += 1
             task = asyncio.create_task(self._fetch(image, rendition, name), name=f"fetch-{image.image_id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        self.plan_failures = list(self.failures)
         if self._outstanding == 0:
             self._settled.set()
 
@@ -251,10 +256,13 @@ class Batch:
 
     # -- archive ---------------------------------------------------------------------------------
 
-    async def archive(self) -> AsyncIterator[bytes]:
-        """The ZIP: images in completion order, then the report (if anything failed) and manifest."""
-        writer = ZipWriter()
-        feeder = asyncio.create_task(self._feed(writer), name=f"feed-{self.order.order_id}")
+    async def archive(self, recorder: LayoutRecorder | None = None) -> AsyncIterator[bytes]:
+        """The ZIP: images in completion order, then the report (if anything failed) and manifest.
+
+        With a `recorder`, each member is on record before its first byte is written, and every
+        member carries the layout's time, so the archive can be replayed from any offset."""
+        writer = ZipWriter(zip32_limit=recorder.layout.zip32_limit) if recorder is not None else ZipWriter()
+        feeder = asyncio.create_task(self._feed(writer, recorder), name=f"feed-{self.order.order_id}")
         try:
             async for chunk in writer.chunks():
                 yield chunk
@@ -264,8 +272,8 @@ class Batch:
             writer.stop()
             await self.aclose()
 
-    async def _feed(self, writer: ZipWriter) -> None:
-        now = datetime.now(UTC)
+    async def _feed(self, writer: ZipWriter, recorder: LayoutRecorder | None) -> None:
+        now = recorder.layout.modified if recorder is not None else datetime.now(UTC)
         for _ in range(self._fetching):
             done = await self._ready.get()
             if done is None:
@@ -273,11 +281,17 @@ class Batch:
             self.members.append(
                 {"image_id": done.image.image_id, "name": done.name, "set": done.rendition.set, "bytes": done.spool.size}
             )
+            if recorder is not None:
+                await recorder.member(LayoutMember(done.name, done.spool.size, done.spool.crc32, done.image.image_id))
             writer.feed(Member(done.name, done.spool.size, done.spool.crc32, done.spool.chunks, now, done.written.set))
+        if self._closed:  # abandoned (the caller left): the Nones above were cancellations, not failures
+            return
         extras: list[tuple[str, bytes]] = []
         if self.failures:
             extras.append((REPORT_NAME, report_text(self).encode()))
         extras.append((MANIFEST_NAME, manifest_json(self).encode()))
+        if recorder is not None:
+            await recorder.finish([LayoutMember(n, len(d), zlib.crc32(d), text=d.decode()) for n, d in extras])
         for name, data in extras:
             writer.feed(Member(name, len(data), zlib.crc32(data), functools.partial(iter, (data,)), now))
         writer.finish()

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from app.core.engine import Batch
+from app.core.models import BatchOptions, OrderInfo
+from app.errors import ImageFailure
+
+
+class Batch(Protocol):
+    """What the report needs of a batch (a live one, or a resume completing a recorded layout)."""
+
+    order: OrderInfo
+    options: BatchOptions
+    total: int
+    downloaded: int
+    failures: list[ImageFailure]
+    members: list[dict[str, object]]
+
+    @property
+    def failed(self) -> int: ...
 
 
 def _retry_url(batch: Batch) -> str:
