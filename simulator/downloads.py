@@ -174,6 +174,9 @@ async def asset(request: Request) -> Response:
                     return s3_error(500, "InternalError", "The source image could not be decoded.")
             size = len(data)
             chunks = (data[i : i + synthetic.CHUNK_SIZE] for i in range(0, size, synthetic.CHUNK_SIZE))
+        state.count_asset(image.image_id)
+        if altered := state.faults.take("altered_bytes", **target):
+            chunks = _altered(chunks, altered.after_bytes)
         stall = state.faults.take("stall", **target)
         truncate = state.faults.take("truncate", **target)
         stream = AssetStream(
@@ -191,6 +194,17 @@ async def asset(request: Request) -> Response:
     finally:
         if not handed_over:
             state.end_download()
+
+
+def _altered(chunks: Any, at: int) -> Any:
+    """The same bytes with the one at offset `at` inverted (nothing if the asset is shorter)."""
+    offset = 0
+    for chunk in chunks:
+        if offset <= at < offset + len(chunk):
+            i = at - offset
+            chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1 :]
+        offset += len(chunk)
+        yield chunk
 
 
 def _asset_closed(state: SimulatorState, sent: int) -> None:

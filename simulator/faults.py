@@ -12,6 +12,9 @@ claims. Clearing faults lets those images show their real status again.
 `order_payload` answers the order fetch with `payload` as its JSON body (null or missing fields, a
 list, anything). `probability` (0-1, default 1) makes a fault fire only on that share of the
 requests it matches: a soak's "5 % of downloads fail" (not `error_status`, which is a view).
+
+`altered_bytes` serves an asset with the byte at `after_bytes` inverted, same size and headers: an
+image re-rendered upstream without the order changing (what a resumed download must notice).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ FaultKind = Literal[
     "error_status",
     "stall",
     "truncate",
+    "altered_bytes",
     "expired_asset",
     "asset_404",
     "redirect_loop",

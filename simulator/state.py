@@ -119,6 +119,8 @@ class SimulatorState:
         self.brackets: dict[str, BracketRecord] = {}
         self.faults = FaultBook()
         self.stats = Stats({key: 0 for key in STAT_KEYS})
+        self.assets_served: Counter[str] = Counter()
+        """Asset downloads started, by image id: shows which images a batch or a resume fetched."""
         self.renderer = Renderer()
         self._grants: dict[str, AssetGrant] = {}
         self._seq = 0
@@ -176,10 +178,15 @@ class SimulatorState:
             self.stats["concurrent_downloads"] = current
             self.stats["peak_concurrent_downloads"] = current
             self.request_log.clear()
+            self.assets_served.clear()
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
             self.stats[name] += n
+
+    def count_asset(self, image_id: str) -> None:
+        with self._lock:
+            self.assets_served[image_id] += 1
 
     def try_start_download(self) -> bool:
         """Take a download slot, or count a 429 when max_concurrent_downloads are busy."""
