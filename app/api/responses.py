@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from email.utils import formatdate
 from typing import Any
 
 import anyio
@@ -34,8 +35,9 @@ class ArchiveResponse(StreamingResponse):
         *,
         headers: dict[str, str],
         on_close: Callable[[], Awaitable[None]],
+        status_code: int = 200,
     ) -> None:
-        super().__init__(content, headers=headers)
+        super().__init__(content, status_code=status_code, headers=headers)
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -90,6 +92,8 @@ def finished_response(found: Finished, order_name: str | None, order_id: str) ->
     """A finished archive from the archive policy: a file of this instance's cache (Range-capable), or
     the shared cache's object streamed from S3 with its known length. X-Cache says which."""
     headers = archive_headers(order_name, order_id, found.total, found.downloaded, 0) | {"X-Cache": found.source}
+    if found.layout_id is not None and found.modified is not None:  # stable: never the file's own mtime
+        headers |= {"ETag": f'"{found.layout_id}"', "Last-Modified": formatdate(found.modified, usegmt=True)}
     if found.path is not None:
         return ArchiveFileResponse(found.path, media_type="application/zip", headers=headers)
     if found.chunks is None:

@@ -13,16 +13,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.api.deps import COMMON_ERRORS, OptionsDep, OrderIdPath, ServicesDep, WaitDep, load_order
+from app.api.ranges import conditional
 from app.api.responses import ZIP_CONTENT, ArchiveResponse, archive_headers, finished_response
 from app.api.security import ServiceKey
 from app.archives.service import STREAM_PATIENCE_SECONDS, Finished
 from app.core.engine import Batch
+from app.core.models import BatchOptions, OrderInfo
 from app.core.wait import wait_until_ready
 from app.errors import NothingSucceeded
+from app.wiring import Services
 
 log = logging.getLogger("app.batch")
 router = APIRouter(tags=["batch"])
 
+@router.head("/orders/{order_id}/images", include_in_schema=False, response_class=Response, dependencies=[ServiceKey])
 @router.get(
     "/orders/{order_id}/images",
     summary="Download every enhanced image of an order as one ZIP",
@@ -39,8 +43,17 @@ router = APIRouter(tags=["batch"])
                 "X-Downloaded": {"schema": {"type": "integer"}, "description": "Only on a cache hit"},
                 "X-Failed": {"schema": {"type": "integer"}, "description": "Only on a cache hit"},
                 "Content-Disposition": {"schema": {"type": "string"}, "description": "attachment with filename*"},
+                "ETag": {"schema": {"type": "string"}, "description": "Strong; names this archive's layout"},
+                "Accept-Ranges": {"schema": {"type": "string"}, "description": "bytes"},
             },
         },
+        206: {
+            "description": "`Range: bytes=N-` with `If-Range` equal to an earlier response's ETag: exactly the bytes "
+            "that response had from N on (`Content-Range: bytes N-M/TOTAL`). A stale If-Range gets the whole 200.",
+            "content": ZIP_CONTENT,
+        },
+        304: {"description": "`If-None-Match` names the cached archive (or a complete one of this order version)"},
+        416: {"description": "`If-Range` matches but N is past the end (`Content-Range: bytes */TOTAL`)"},
         **COMMON_ERRORS,
     },
 )
@@ -48,11 +61,17 @@ async def download_order_images(
     order_id: OrderIdPath, options: OptionsDep, services: ServicesDep, request: Request, wait: WaitDep
 ) -> Response:
     order = await load_order(order_id, services)
-    order = await wait_until_ready(services.client, order, wait, gone=request.is_disconnected)
+    if request.method != "HEAD":  # HEAD never downloads an image, nor waits for one
+        order = await wait_until_ready(services.client, order, wait, gone=request.is_disconnected)
     order_id = order.order_id
     log.info("order fetched", extra={"images": len(order.images), "options": options.key()})
 
+    answered = await conditional(request, services, order, options)  # 304, 206, 416: no new archive
+    if answered is not None:
+        return answered
     archives = services.archives
+    if request.method == "HEAD":
+        return await head_response(services, order, options)
     answer = await archives.find_or_build(order, options, tag="stream", patience=STREAM_PATIENCE_SECONDS)
     if isinstance(answer, Finished):
         await answer.release()  # followers may look now: it is there for them too
@@ -71,7 +90,23 @@ async def download_order_images(
             return Response(status_code=499)
         raise NothingSucceeded(list(batch.failures), headers={"X-Total-Images": str(batch.total)})
     headers = archive_headers(order.name, order_id, batch.total) | {"X-Cache": "miss"}
+    if (recording := await answer.record()) is not None:
+        headers |= {"ETag": recording.layout.etag, "Accept-Ranges": "bytes"}
     return ArchiveResponse(answer.stream(), headers=headers, on_close=answer.close)
+
+
+async def head_response(services: Services, order: OrderInfo, options: BatchOptions) -> Response:
+    """What a GET would answer, without its body and without downloading an image: a finished
+    archive's headers, else those a stream starts with (its ETag and length are not known yet)."""
+    found = await services.archives.finished(order, options)
+    if found is not None:
+        response = finished_response(found, order.name, order.order_id)
+        if found.path is not None:
+            return response  # a file: Starlette answers HEAD (and its Range) with no body
+        return Response(media_type="application/zip", headers=dict(response.headers))  # S3-streamed: no body here
+    services.engine.check(order)  # the same 422 a GET would answer for an empty or oversized order
+    headers = archive_headers(order.name, order.order_id, len(order.images) + order.unidentified)
+    return Response(media_type="application/zip", headers=headers | {"Accept-Ranges": "bytes", "X-Cache": "miss"})
 
 
 async def first_success_or_hangup(batch: Batch, request: Request) -> bool | None:

@@ -120,6 +120,7 @@ READY_EXAMPLE = {
 }
 
 
+@router.head("/ready", include_in_schema=False)
 @router.get(
     "/ready",
     summary="Readiness: upstream reachable, storage writable, Redis when configured",

@@ -6,7 +6,9 @@ right away (not a job that fails a moment later), and the job knows its `total` 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request
@@ -24,8 +26,10 @@ from app.api.deps import (
     load_order,
     public_base_url,
 )
+from app.api.ranges import not_modified
 from app.api.responses import FAILURES_SCHEMA, ZIP_CONTENT, ArchiveFileResponse, archive_headers, callbacks_for, error
 from app.api.security import ServiceKey
+from app.jobs.records import JobExpired
 
 log = logging.getLogger("app.jobs")
 router = APIRouter(tags=["jobs"], dependencies=[ServiceKey])
@@ -141,10 +145,12 @@ async def job_status(job_id: JobIdPath, services: ServicesDep) -> dict[str, Any]
     return job.view(manager.ttl_seconds) | {"webhook": await services.webhooks.job_webhook_view(job)}
 
 
+@router.head("/jobs/{job_id}/download", include_in_schema=False, response_class=FileResponse)
 @router.get(
     "/jobs/{job_id}/download",
     summary="Download a finished job's ZIP",
-    description="A plain file: Content-Length is exact and `Range` requests resume an interrupted download.",
+    description="A plain file: Content-Length is exact, ETag and Last-Modified are stable (If-None-Match gives "
+    "304), and `Range` (+ `If-Range`) requests resume an interrupted download. HEAD answers the same headers.",
     response_class=FileResponse,
     responses={
         200: {
@@ -176,7 +182,14 @@ async def download_job(job_id: JobIdPath, request: Request, services: ServicesDe
     if isinstance(path, str):  # in object storage: the client fetches it from there
         services.archives.count_served()
         return RedirectResponse(path, status_code=307, headers={"Cache-Control": "no-store"})
-    if "range" not in request.headers:  # count whole downloads, not each resumed piece
-        services.archives.count_served(job.size or 0, partial=job.failed > 0)
     headers = archive_headers(job.order_name, job.order_id, job.total, job.downloaded, job.failed)
-    return ArchiveFileResponse(path, media_type="application/zip", headers=headers)
+    try:  # stat now, so ETag and Last-Modified are known for If-None-Match (the file never changes)
+        stat = await asyncio.to_thread(os.stat, path)
+    except FileNotFoundError as exc:
+        raise JobExpired("The job's archive was deleted; create a new job") from exc
+    response = ArchiveFileResponse(path, media_type="application/zip", headers=headers, stat_result=stat)
+    if not_modified(request, response):
+        return Response(status_code=304, headers={k: response.headers[k] for k in ("etag", "last-modified")})
+    if "range" not in request.headers and request.method == "GET":  # whole downloads, not resumed pieces
+        services.archives.count_served(job.size or 0, partial=job.failed > 0)
+    return response

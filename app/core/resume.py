@@ -1,0 +1,187 @@
+"""Continue a recorded archive from byte N: exactly the bytes the uninterrupted response had from N.
+
+A 206 must state `Content-Range: bytes N-M/TOTAL` before its first byte, so everything the rest of
+the archive depends on is settled first: every recorded member that ends after N is fetched again
+and must match its recorded size and CRC-32 (else `LayoutChanged`: the caller answers a fresh 200,
+never a splice); when the cut came before the layout was complete, the planned images never sent
+are fetched too, appended after the recorded ones in plan order, and the report and manifest are
+written and recorded. Members wholly before N are not fetched. Downloads here release their budget
+slot once spooled (they must all be in hand before the first byte), so a resume of a cut stream
+holds its remaining images in spools (memory, then disk) until they are written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from app.core.archive import Member
+from app.core.budget import OrderSlots
+from app.core.layout import Layout, LayoutMember, LayoutRecorder
+from app.core.models import BatchOptions, OrderInfo
+from app.core.naming import MANIFEST_NAME, REPORT_NAME
+from app.core.report import manifest_json, report_text
+from app.core.spool import Spool
+from app.core.upstream import ImageDownloadFailed
+from app.errors import ImageFailure
+
+if TYPE_CHECKING:
+    from app.core.engine import Engine
+
+
+class LayoutChanged(Exception):
+    """Autoenhance now serves different bytes for a recorded member: the old archive cannot go on."""
+
+
+class LayoutRaced(Exception):
+    """Another resume completed this cut layout first: reload the record and prepare again."""
+
+
+@dataclass
+class _Summary:
+    """The report's view of the completed archive (app/core/report.py's Batch protocol)."""
+
+    order: OrderInfo
+    options: BatchOptions
+    total: int
+    downloaded: int
+    failures: list[ImageFailure]
+    members: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+
+@dataclass
+class Replay:
+    """A layout ready to be written from `start`: its members with data, and the spools to close."""
+
+    layout: Layout
+    start: int
+    total: int
+    members: list[Member]
+    spools: list[Spool]
+    fetched: list[str]
+
+    def close(self) -> None:
+        for spool in self.spools:
+            spool.close()
+
+
+def _not_needed() -> Iterator[bytes]:
+    raise AssertionError("a member wholly before the resume offset was read")
+
+
+async def _fetch(engine: Engine, options: BatchOptions, images: list[tuple[str, str]]) -> dict[str, Spool | str]:
+    """Each image spooled (or the reason it failed), under the same fair budget as a batch."""
+    limits = engine.limits
+    shared = engine.shared_budget.slot if engine.shared_budget is not None else None
+    slots = OrderSlots(engine.limiter, key=id(images), per_order=limits.per_order, shared=shared)
+    results: dict[str, Spool | str] = {}
+
+    async def one(image_id: str) -> None:
+        spool = Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes)
+        try:
+            async with slots.slot():
+                await engine.client.download_enhanced(image_id, options, spool)
+        except ImageDownloadFailed as exc:
+            spool.close()
+            results[image_id] = f"{exc.reason}\n{exc.recovery}"
+            return
+        except BaseException:
+            spool.close()
+            raise
+        results[image_id] = spool
+
+    tasks = [asyncio.create_task(one(image_id), name=f"resume-{image_id}") for image_id, _ in images]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for value in results.values():
+            if isinstance(value, Spool):
+                value.close()
+        raise
+    return results
+
+
+async def prepare(
+    engine: Engine, order: OrderInfo, options: BatchOptions, recorder: LayoutRecorder, start: int
+) -> Replay:
+    """Fetch and check what the bytes from `start` need; complete (and record) the layout if it was cut short."""
+    layout = recorder.layout
+    if not layout.complete and start > layout.recorded_end():
+        # the caller holds bytes the record does not cover (recording stopped early): no honest splice
+        raise LayoutChanged(f"offset {start} is past the recorded members (they end at {layout.recorded_end()})")
+    needed = set(layout.needed_from(start))
+    recorded = [(m.image_id, m.name) for i, m in enumerate(layout.members) if i in needed and m.image_id]
+    unsent = [] if layout.complete else layout.unsent()
+    results = await _fetch(engine, options, recorded + unsent)
+    spools = [v for v in results.values() if isinstance(v, Spool)]
+    try:
+        by_id = {m.image_id: m for m in layout.members if m.image_id}
+        for image_id, name in recorded:
+            got, want = results[image_id], by_id[image_id]
+            if not isinstance(got, Spool) or got.size != want.size or got.crc32 != want.crc32:
+                found = got if isinstance(got, str) else f"{got.size} bytes, CRC-32 {got.crc32:08x}"
+                raise LayoutChanged(f"{name}: recorded {want.size} bytes, CRC-32 {want.crc32:08x}; now {found}")
+        if not layout.complete:
+            await _complete(order, options, recorder, unsent, results)
+    except BaseException:
+        for spool in spools:
+            spool.close()
+        raise
+    modified = layout.modified
+    members = []
+    for m in layout.members:
+        chunks: Callable[[], Iterator[bytes]] = _not_needed
+        if m.text is not None:
+            chunks = functools.partial(iter, (m.text.encode(),))
+        elif isinstance(held := results.get(m.image_id or ""), Spool):
+            chunks = held.chunks
+        members.append(Member(m.name, m.size, m.crc32, chunks, modified))
+    engine.stats.images_downloaded += len(spools)
+    return Replay(layout, start, layout.total(), members, spools, [i for i, v in results.items() if isinstance(v, Spool)])
+
+
+async def _complete(
+    order: OrderInfo,
+    options: BatchOptions,
+    recorder: LayoutRecorder,
+    unsent: list[tuple[str, str]],
+    results: dict[str, Spool | str],
+) -> None:
+    """Append the images never sent (plan order), then record the report and manifest."""
+    layout = recorder.layout
+    failures = [ImageFailure(**f) for f in layout.plan_failures]
+    added: list[LayoutMember] = []
+    for image_id, name in unsent:
+        got = results[image_id]
+        if isinstance(got, Spool):
+            added.append(LayoutMember(name, got.size, got.crc32, image_id))
+        else:
+            reason, _, recovery = got.partition("\n")
+            failures.append(ImageFailure(image_id, name, reason, recovery.replace("{image_id}", image_id)))
+    images = [m for m in [*layout.members, *added] if m.image_id]
+    summary = _Summary(
+        order,
+        options,
+        layout.total_images,
+        len(images),
+        failures,
+        [{"image_id": m.image_id, "name": m.name, "bytes": m.size} for m in images],
+    )
+    extras: list[tuple[str, bytes]] = []
+    if failures:
+        extras.append((REPORT_NAME, report_text(summary).encode()))
+    extras.append((MANIFEST_NAME, manifest_json(summary).encode()))
+    added += [LayoutMember(n, len(d), zlib.crc32(d), text=d.decode()) for n, d in extras]
+    if not await recorder.complete(added):
+        raise LayoutRaced(layout.layout_id)
