@@ -230,6 +230,68 @@ def test_interrupted_download_resumes_on_the_next_run(demo_url: str, tmp_path: P
     assert not part.exists() and not (tmp_path / "resume.zip.part.json").exists()
 
 
+# -- streamed, cut and resumed -------------------------------------------------------------------
+
+
+@pytest.fixture
+def uncached_demo_url(tmp_path: Path) -> Iterator[str]:
+    """A demo service without the archive cache: every stream is a new layout, resumed from its record."""
+    with serve(create_app(demo_settings(tmp_path / "data", cache_ttl_seconds=0))) as url:
+        yield url
+
+
+def etag_sent(requests: str) -> str:
+    found = re.findall(r"If-Range: (\"[0-9a-f]{32}\")", requests, re.IGNORECASE)
+    assert found, requests
+    return found[0]
+
+
+def replay(url: str, etag: str) -> bytes:
+    """The uninterrupted bytes of that layout, replayed by the service."""
+    response = httpx.get(
+        f"{url}/v1/orders/{DEMO_ORDER_ID}/images", params={"format": "png", "preview": "true", "dev_mode": "false"},
+        headers={"Range": "bytes=0-", "If-Range": etag}, timeout=60,
+    )
+    assert response.status_code == 206
+    return response.content
+
+
+def test_streamed_download_resumes_with_if_range_after_the_connection_drops(
+    uncached_demo_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "stream.zip"
+    with proxy(uncached_demo_url, cut_after=1_500_000) as cutting:
+        code, _, err = run("download", DEMO_ORDER_ID, "-o", str(out), "--url", cutting.url, "-f", "png")
+        requests = cutting.requests
+        assert cutting.cuts >= 1
+    assert code == 0, err
+    assert "Connection lost at" in err and "Resumed with Range from byte" in err
+    assert re.search(r"Range: bytes=\d+-", requests, re.IGNORECASE)
+    assert out.read_bytes() == replay(uncached_demo_url, etag_sent(requests))
+    assert len(zip_images(out, ".png")) == 3
+    assert not list(tmp_path.glob("*.part*"))
+
+
+def test_interrupted_stream_resumes_on_the_next_run(uncached_demo_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "stream.zip"
+    args = ("download", DEMO_ORDER_ID, "-o", str(out), "-f", "png")
+    with proxy(uncached_demo_url, cut_after=1_500_000) as cutting:
+        code, _, err = run(*args, "--url", cutting.url, "--retries", "0")
+    assert code == 1 and "run the same command again to resume" in err
+    kept = (tmp_path / "stream.zip.part").stat().st_size
+    assert 0 < kept <= 1_500_000 and (tmp_path / "stream.zip.part.json").is_file()
+
+    with proxy(uncached_demo_url) as watching:
+        code, _, err = run(*args, "--url", watching.url)
+        requests = watching.requests
+    assert code == 0, err
+    assert "Resuming the streamed archive" in err
+    assert f"range: bytes={kept}-" in requests.lower()
+    assert out.read_bytes() == replay(uncached_demo_url, etag_sent(requests))
+    assert len(zip_images(out, ".png")) == 3
+    assert not list(tmp_path.glob("*.part*"))
+
+
 def test_stopped_while_the_job_runs_the_next_run_follows_the_same_job(tmp_path: Path) -> None:
     app = create_app(demo_settings(tmp_path / "data", demo_latency_seconds=1.0, max_concurrent_downloads=1))
     out = tmp_path / "slow.zip"

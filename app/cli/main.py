@@ -23,7 +23,6 @@ from app.cli.transfer import (
     TransferError,
     error_detail,
     job_archive,
-    part_path,
     progress_bars,
     stream_archive,
 )
@@ -177,12 +176,12 @@ def download(
         typer.Option(
             "--job",
             help="Client mode: prepare the ZIP as a job on the service, then download the file. Shows per-image "
-            "progress and resumes an interrupted download (also on the next run with the same -o).",
+            "progress while the job runs. Either way a cut download resumes (also on the next run with the same -o).",
         ),
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")] = False,
     retries: Annotated[
-        int, typer.Option("--retries", min=0, max=50, help="With --job: resume attempts after a cut connection.")
+        int, typer.Option("--retries", min=0, max=50, help="Resume attempts after a cut connection.")
     ] = 5,
     url: ServiceUrlOption = None,
     key: KeyOption = None,
@@ -224,15 +223,15 @@ def download(
             params[name] = str(value)
     if wait:
         params |= {"wait": "true", "wait_timeout": f"{wait_timeout:g}"}
-    if not job and part_path(out).exists():
-        part_path(out).unlink()  # a streamed archive cannot be resumed; an old .part is garbage
     try:
         with _client(url, key, timeout) as client, progress_bars(err) as progress:
             _warn_credits(client, order_id, params, options)
             if job:
                 outcome = job_archive(client, order_id, params, out, progress, retries=retries, say=progress.console.print)
             else:
-                outcome = stream_archive(client, order_id, params, out, progress)
+                outcome = stream_archive(
+                    client, order_id, params, out, progress, retries=retries, say=progress.console.print
+                )
     except TransferError as exc:
         raise _fail(str(exc)) from None
     except httpx.TransportError as exc:

@@ -1,8 +1,10 @@
 """The CLI's two ways of getting an archive from a running service, with progress.
 
 - `stream_archive`: GET the streamed ZIP; images are counted as their members go past
-  (`ZipMemberCounter`). A streamed archive is built on the fly, so a cut stream cannot be resumed:
-  the partial file is removed and the message points at `--job`.
+  (`ZipMemberCounter`). The service records each streamed archive's layout and names it in the
+  ETag, so a cut stream resumes like a file: `Range: bytes=N-` + `If-Range: <ETag>`, within one
+  run and across runs (`<out>.part` + `<out>.part.json`). A service that cannot resume it (the
+  layout expired, or Autoenhance now serves other bytes) answers the whole archive again.
 - `job_archive`: POST a job, follow its progress, then download the finished file, resuming with
   `Range` (+ `If-Range` on its ETag) after a cut, within one run and across runs: `<out>.part`
   holds the bytes so far and `<out>.part.json` the job it belongs to.
@@ -129,16 +131,34 @@ def state_path(out: Path) -> Path:
 # -- streamed ----------------------------------------------------------------------------------------
 
 
-def stream_archive(client: httpx.Client, order_id: str, params: dict[str, str], out: Path, progress: Progress) -> Outcome:
+def stream_archive(
+    client: httpx.Client,
+    order_id: str,
+    params: dict[str, str],
+    out: Path,
+    progress: Progress,
+    *,
+    retries: int = 5,
+    say: Callable[[str], None] = lambda _: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Outcome:
     part = part_path(out)
+    url = str(httpx.URL(f"v1/orders/{order_id}/images", params=params))
+    state = _load_state(out, order_id, params, kind="stream")
+    if state is not None and state.get("etag") and part.is_file():  # a run cut earlier: resume it
+        say(f"Resuming the streamed archive ({part.stat().st_size} bytes already here)")
+        return _resume_stream(client, url, out, state, progress, retries, say, sleep)
     written = 0
     started = False
+    etag: str | None = None
     try:
         with client.stream("GET", f"v1/orders/{order_id}/images", params=params) as response:
             started = True
             if response.status_code != 200:
                 raise TransferError(error_detail(response))
             total_images = int(response.headers.get("x-total-images", "0") or 0)
+            if response.headers.get("accept-ranges") == "bytes":
+                etag = response.headers.get("etag")
             length = response.headers.get("content-length")
             images, data = image_and_byte_tasks(progress, total_images, int(length) if length else None)
             counter = ZipMemberCounter()
@@ -151,26 +171,55 @@ def stream_archive(client: httpx.Client, order_id: str, params: dict[str, str], 
                     progress.update(data, completed=written)
             progress.update(data, total=written)
     except httpx.TransportError as exc:
-        part.unlink(missing_ok=True)
         if not started:
+            part.unlink(missing_ok=True)
             raise  # never connected: the caller says so
-        raise TransferError(
-            f"The stream was cut after {written} bytes ({type(exc).__name__}); a streamed archive cannot be "
-            "resumed. Run again, or use --job for a download that resumes."
-        ) from exc
+        if etag is None:
+            part.unlink(missing_ok=True)
+            raise TransferError(
+                f"The stream was cut after {written} bytes ({type(exc).__name__}) and this service cannot "
+                "resume it. Run again, or use --job."
+            ) from exc
+        state = {"kind": "stream", "order_id": order_id, "params": params, "etag": etag}
+        _save_state(out, state)  # kept with the .part: the next run resumes even if this one stops here
+        if retries <= 0:
+            raise TransferError(
+                f"The stream was cut after {written} bytes ({type(exc).__name__}); they are kept in "
+                f"{part.name}: run the same command again to resume"
+            ) from exc
+        say(f"Connection lost at {written} bytes ({type(exc).__name__}); resuming")
+        return _resume_stream(client, url, out, state, progress, retries, say, sleep)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
+    state_path(out).unlink(missing_ok=True)
     part.replace(out)
     outcome = _with_manifest(Outcome(out, written, total=total_images))
     progress.update(images, total=outcome.total or None, completed=outcome.downloaded or counter.images)
     return outcome
 
 
+def _resume_stream(
+    client: httpx.Client,
+    url: str,
+    out: Path,
+    state: dict[str, Any],
+    progress: Progress,
+    retries: int,
+    say: Callable[[str], None],
+    sleep: Callable[[float], None],
+) -> Outcome:
+    """The rest of a cut stream, as a resumable file (a 200 instead of a 206 starts it over)."""
+    _, data = image_and_byte_tasks(progress, None, None)
+    outcome = _resumable_get(client, url, out, state, progress, data, retries, say, sleep)
+    state_path(out).unlink(missing_ok=True)
+    return _with_manifest(outcome)
+
+
 # -- as a job, resumable -------------------------------------------------------------------------------
 
 
-def _load_state(out: Path, order_id: str, params: dict[str, str]) -> dict[str, Any] | None:
+def _load_state(out: Path, order_id: str, params: dict[str, str], kind: str = "job") -> dict[str, Any] | None:
     path = state_path(out)
     if not path.is_file():
         return None
@@ -178,8 +227,8 @@ def _load_state(out: Path, order_id: str, params: dict[str, str]) -> dict[str, A
         state: dict[str, Any] = json.loads(path.read_text())
     except (ValueError, OSError):
         return None
-    if state.get("order_id") != order_id or state.get("params") != params:
-        return None  # the .part belongs to another order or other options: start over
+    if state.get("order_id") != order_id or state.get("params") != params or state.get("kind", "job") != kind:
+        return None  # the .part belongs to another order, other options or the other mode: start over
     return state
 
 
