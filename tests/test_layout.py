@@ -121,3 +121,14 @@ async def test_a_failing_store_stops_the_recording_instead_of_the_download(tmp_p
     await recording.finish([LayoutMember("_manifest.json", 2, 7, text="{}")])
     assert recording.broken and not recording.layout.complete
     assert [m.name for m in recording.layout.members] == ["a.jpg"]  # only what is on record
+
+
+def test_trusted_members_skip_only_the_second_crc_pass() -> None:
+    """In-memory spool chunks were CRC'd on arrival and cannot change: no second pass for them. Their
+    size is still enforced; anything read back from disk is checked whole (test above)."""
+    data = b"xyz" * 1000
+    trusted = [(Entry("a.jpg", len(data), zlib.crc32(data), WHEN, trusted=True), lambda: iter([data]))]
+    assert check_zip(b"".join(write(trusted))) == {"a.jpg": data}
+    short = [(Entry("a.jpg", len(data) + 1, zlib.crc32(data), WHEN, trusted=True), lambda: iter([data]))]
+    with pytest.raises(ZipIntegrityError):
+        b"".join(write(short))

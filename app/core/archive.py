@@ -37,6 +37,8 @@ class Member:
     chunks: Callable[[], Iterator[bytes]]
     modified_at: datetime
     written: Callable[[], None] = field(default=lambda: None)
+    trusted: bool = False
+    """The chunks are the immutable bytes the CRC was computed over (an in-memory spool): no second pass."""
 
 
 class _End:
@@ -107,7 +109,7 @@ class ZipWriter:
             if isinstance(item, _End) or self._stop.is_set():
                 return
             previous = item
-            yield Entry(item.name, item.size, item.crc32, item.modified_at), item.chunks
+            yield Entry(item.name, item.size, item.crc32, item.modified_at, item.trusted), item.chunks
 
     def _run(self) -> None:
         try:

@@ -283,7 +283,9 @@ class Batch:
             )
             if recorder is not None:
                 await recorder.member(LayoutMember(done.name, done.spool.size, done.spool.crc32, done.image.image_id))
-            writer.feed(Member(done.name, done.spool.size, done.spool.crc32, done.spool.chunks, now, done.written.set))
+            spool = done.spool
+            # in memory, the chunks are the very bytes the spool CRC'd on arrival: no second pass
+            writer.feed(Member(done.name, spool.size, spool.crc32, spool.chunks, now, done.written.set, not spool.on_disk))
         if self._closed:  # abandoned (the caller left): the Nones above were cancellations, not failures
             return
         extras: list[tuple[str, bytes]] = []
