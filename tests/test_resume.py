@@ -138,6 +138,12 @@ def test_cuts_inside_the_central_directory_and_late_members_fetch_only_what_foll
         assert part.read_bytes() == full, what
         assert set(simulator.state.assets_served) == fetched, what
     check_zip(full)
+    keep = cuts["central directory"][0]
+    with service.client() as client:  # an If-None-Match that does not match leaves If-Range to decide
+        both = client.get(
+            f"/orders/{order_id}/images", headers={"If-None-Match": '"other"', "Range": f"bytes={keep}-", "If-Range": etag}
+        )
+    assert both.status_code == 206 and both.content == full[keep:]
 
 
 def test_changed_upstream_bytes_give_a_fresh_archive_never_a_splice(

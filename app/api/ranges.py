@@ -86,9 +86,8 @@ async def conditional(request: Request, services: Services, order: OrderInfo, op
                 return Response(
                     status_code=304, headers={"ETag": layout.etag, "Last-Modified": http_date(layout.created_at)}
                 )
-        return None  # If-None-Match decides when present: If-Modified-Since is not consulted
     cached = archives.cached_layout(key)
-    since = _since(request)
+    since = None if none_match else _since(request)  # If-None-Match decides when present (RFC 9110 13.2.2)
     if cached is not None and since is not None and cached[1] <= since:
         return Response(status_code=304, headers={"ETag": f'"{cached[0]}"', "Last-Modified": http_date(cached[1])})
     start = range_start(request.headers.get("range"))
