@@ -28,6 +28,7 @@ from app.core.archive import ZipWriter
 from app.core.layout import Layout
 from app.core.models import BatchOptions, OrderInfo
 from app.core.resume import LayoutChanged, LayoutRaced, Replay, prepare
+from app.core.stats import Stats
 from app.wiring import Services
 
 log = logging.getLogger("app.ranges")
@@ -149,19 +150,19 @@ async def _resume(
         "Content-Length": str(replay.total - start),
         "X-Cache": "resume",
     }
-    services.stats.bytes_sent += replay.total - start
 
     async def close() -> None:
         replay.close()
 
     log.info("resuming an archive", extra={"layout_id": layout.layout_id, "start": start, "refetched": replay.fetched})
-    return ArchiveResponse(_replay_bytes(replay), headers=headers, on_close=close, status_code=206)
+    return ArchiveResponse(_replay_bytes(replay, services.stats), headers=headers, on_close=close, status_code=206)
 
 
-async def _replay_bytes(replay: Replay) -> AsyncIterator[bytes]:
+async def _replay_bytes(replay: Replay, stats: Stats) -> AsyncIterator[bytes]:
     writer = ZipWriter(zip32_limit=replay.layout.zip32_limit, start=replay.start)
     for member in replay.members:
         writer.feed(member)
     writer.finish()
     async for chunk in writer.chunks():
+        stats.bytes_sent += len(chunk)
         yield chunk
