@@ -354,3 +354,30 @@ def test_two_resumes_of_one_cut_layout_agree_on_how_it_ends(simulator: Sim, star
     archive = prefix + answers[0].content
     assert sorted(check_zip(archive)) == ["0.jpg", "1.jpg", "2.jpg", "3.jpg", "_manifest.json"]
     assert replay_whole(service, order_id, etag) == archive  # the record holds one completion, not two
+
+
+def test_a_cut_archive_of_several_delivery_sets_resumes(simulator: Sim, start_service: Callable[..., Service]) -> None:
+    """A photo has a file per set (in folders): the record tells them apart by member name."""
+    service = start_service(cache_ttl_seconds=0)
+    order_id, ids = seed_order(simulator)
+    simulator.state.add_fault(Fault(kind="latency", image_id=ids[3], seconds=1.5, times=1))
+    url = f"/orders/{order_id}/images"
+    params = {"sets": "full,original"}
+    got = bytearray()
+    with service.client() as client, client.stream("GET", url, params=params) as response:
+        etag = response.headers["etag"]
+        for chunk in response.iter_raw(4096):
+            got += chunk
+            if len(got) >= 200_000:
+                break
+    prefix = bytes(got[:200_000])
+    with service.client() as client:
+        rest = client.get(url, params=params, headers={"Range": f"bytes={len(prefix)}-", "If-Range": etag})
+        whole = client.get(url, params=params, headers={"Range": "bytes=0-", "If-Range": etag})
+    assert rest.status_code == 206 and whole.status_code == 206
+    archive = prefix + rest.content
+    assert archive == whole.content
+    members = check_zip(archive)
+    assert len([m for m in members if m.startswith(("full/", "original/"))]) == 2 * len(ids)
+    manifest = json.loads(members["_manifest.json"])
+    assert sorted({f["set"] for f in manifest["files"]}) == ["full", "original"]

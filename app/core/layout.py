@@ -43,10 +43,11 @@ class Layout:
     created_at: int
     """Unix seconds; every member's modification time, so a replay writes the same headers."""
     plan: list[tuple[str, str]] = field(default_factory=list)
-    """(image id, member name) of every image the archive meant to hold, in plan order."""
+    """(image id, member name) of every file the archive meant to hold, in plan order. A photo has a
+    file per delivery set, so the member name (unique in the archive) is the identity."""
     zip32_limit: int = ZIP32_LIMIT
     total_images: int = 0
-    plan_failures: list[dict[str, str]] = field(default_factory=list)
+    plan_failures: list[dict[str, Any]] = field(default_factory=list)
     """Images known to be missing before any download (skipped, unidentified), for the report."""
     members: list[LayoutMember] = field(default_factory=list)
     complete: bool = False
@@ -60,7 +61,7 @@ class Layout:
         plan: list[tuple[str, str]],
         *,
         total_images: int = 0,
-        plan_failures: list[dict[str, str]] | None = None,
+        plan_failures: list[dict[str, Any]] | None = None,
         zip32_limit: int = ZIP32_LIMIT,
     ) -> Layout:
         """A fresh layout; its time is rounded down to DOS time's 2-second step."""
@@ -78,8 +79,8 @@ class Layout:
     @property
     def failed(self) -> int:
         """Images missing from a complete layout: skipped at plan time, or planned and not in it."""
-        sent = {m.image_id for m in self.members if m.image_id is not None}
-        return len(self.plan_failures) + sum(1 for image_id, _ in self.plan if image_id not in sent)
+        sent = {m.name for m in self.members if m.image_id is not None}
+        return len(self.plan_failures) + sum(1 for _, name in self.plan if name not in sent)
 
     def entries(self) -> list[Entry]:
         modified = self.modified
@@ -104,9 +105,9 @@ class Layout:
         return offsets(self.entries(), self.zip32_limit)[1]
 
     def unsent(self) -> list[tuple[str, str]]:
-        """Planned images with no member yet (never sent, or failed before the cut)."""
-        sent = {m.image_id for m in self.members if m.image_id is not None}
-        return [(image_id, name) for image_id, name in self.plan if image_id not in sent]
+        """Planned files with no member yet (never sent, or failed before the cut)."""
+        sent = {m.name for m in self.members if m.image_id is not None}
+        return [(image_id, name) for image_id, name in self.plan if name not in sent]
 
     # -- the record: one JSON line per event -----------------------------------------------------
 

@@ -15,6 +15,7 @@ class Batch(Protocol):
 
     order: OrderInfo
     options: BatchOptions
+    photos: int
     total: int
     downloaded: int
     failures: list[ImageFailure]

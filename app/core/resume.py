@@ -17,20 +17,18 @@ import functools
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from app.core.archive import Member
 from app.core.budget import OrderSlots
+from app.core.engine import Batch, Engine
 from app.core.layout import Layout, LayoutMember, LayoutRecorder
-from app.core.models import BatchOptions, OrderInfo
+from app.core.models import BatchOptions, ImageInfo, OrderInfo
 from app.core.naming import MANIFEST_NAME, REPORT_NAME
 from app.core.report import manifest_json, report_text
+from app.core.sets import Rendition
 from app.core.spool import Spool
 from app.core.upstream import ImageDownloadFailed
 from app.errors import ImageFailure
-
-if TYPE_CHECKING:
-    from app.core.engine import Engine
 
 
 class LayoutChanged(Exception):
@@ -47,6 +45,7 @@ class _Summary:
 
     order: OrderInfo
     options: BatchOptions
+    photos: int
     total: int
     downloaded: int
     failures: list[ImageFailure]
@@ -77,28 +76,37 @@ def _not_needed() -> Iterator[bytes]:
     raise AssertionError("a member wholly before the resume offset was read")
 
 
-async def _fetch(engine: Engine, options: BatchOptions, images: list[tuple[str, str]]) -> dict[str, Spool | str]:
-    """Each image spooled (or the reason it failed), under the same fair budget as a batch."""
+Planned = dict[str, tuple[ImageInfo, Rendition]]
+"""Member name -> (photo, delivery set): the engine's own plan, the same for the same order version and options."""
+
+
+def _planned(engine: Engine, order: OrderInfo, options: BatchOptions) -> Planned:
+    return {name: (image, rendition) for image, rendition, name in Batch(engine, order, options).plan()}
+
+
+async def _fetch(engine: Engine, planned: Planned, names: list[str]) -> dict[str, Spool | str]:
+    """Each file spooled (or the reason it failed, then its recovery), under the same fair budget as a batch."""
     limits = engine.limits
     shared = engine.shared_budget.slot if engine.shared_budget is not None else None
-    slots = OrderSlots(engine.limiter, key=id(images), per_order=limits.per_order, shared=shared)
+    slots = OrderSlots(engine.limiter, key=id(names), per_order=limits.per_order, shared=shared)
     results: dict[str, Spool | str] = {}
 
-    async def one(image_id: str) -> None:
+    async def one(name: str) -> None:
+        image, rendition = planned[name]
         spool = Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes)
         try:
             async with slots.slot():
-                await engine.client.download_enhanced(image_id, options, spool)
+                await engine.client.download_enhanced(image.image_id, rendition, spool)
         except ImageDownloadFailed as exc:
             spool.close()
-            results[image_id] = f"{exc.reason}\n{exc.recovery}"
+            results[name] = f"{exc.reason}\n{exc.recovery}"
             return
         except BaseException:
             spool.close()
             raise
-        results[image_id] = spool
+        results[name] = spool
 
-    tasks = [asyncio.create_task(one(image_id), name=f"resume-{image_id}") for image_id, _ in images]
+    tasks = [asyncio.create_task(one(name), name=f"resume-{planned[name][0].image_id}") for name in names]
     try:
         await asyncio.gather(*tasks)
     except BaseException:
@@ -121,19 +129,22 @@ async def prepare(
         # the caller holds bytes the record does not cover (recording stopped early): no honest splice
         raise LayoutChanged(f"offset {start} is past the recorded members (they end at {layout.recorded_end()})")
     needed = set(layout.needed_from(start))
-    recorded = [(m.image_id, m.name) for i, m in enumerate(layout.members) if i in needed and m.image_id]
-    unsent = [] if layout.complete else layout.unsent()
-    results = await _fetch(engine, options, recorded + unsent)
+    recorded = [m.name for i, m in enumerate(layout.members) if i in needed and m.image_id]
+    unsent = [] if layout.complete else [name for _, name in layout.unsent()]
+    planned = _planned(engine, order, options)
+    if any(name not in planned for name in [m.name for m in layout.members if m.image_id] + unsent):
+        raise LayoutChanged("the order's plan no longer names every recorded file")
+    results = await _fetch(engine, planned, recorded + unsent)
     spools = [v for v in results.values() if isinstance(v, Spool)]
     try:
-        by_id = {m.image_id: m for m in layout.members if m.image_id}
-        for image_id, name in recorded:
-            got, want = results[image_id], by_id[image_id]
+        by_name = {m.name: m for m in layout.members if m.image_id}
+        for name in recorded:
+            got, want = results[name], by_name[name]
             if not isinstance(got, Spool) or got.size != want.size or got.crc32 != want.crc32:
                 found = got if isinstance(got, str) else f"{got.size} bytes, CRC-32 {got.crc32:08x}"
                 raise LayoutChanged(f"{name}: recorded {want.size} bytes, CRC-32 {want.crc32:08x}; now {found}")
         if not layout.complete:
-            await _complete(order, options, recorder, unsent, results)
+            await _complete(order, options, recorder, planned, unsent, results)
     except BaseException:
         for spool in spools:
             spool.close()
@@ -144,39 +155,43 @@ async def prepare(
         chunks: Callable[[], Iterator[bytes]] = _not_needed
         if m.text is not None:
             chunks = functools.partial(iter, (m.text.encode(),))
-        elif isinstance(held := results.get(m.image_id or ""), Spool):
+        elif isinstance(held := results.get(m.name), Spool):
             chunks = held.chunks
         members.append(Member(m.name, m.size, m.crc32, chunks, modified))
     engine.stats.images_downloaded += len(spools)
-    return Replay(layout, start, layout.total(), members, spools, [i for i, v in results.items() if isinstance(v, Spool)])
+    fetched = [name for name, value in results.items() if isinstance(value, Spool)]
+    return Replay(layout, start, layout.total(), members, spools, fetched)
 
 
 async def _complete(
     order: OrderInfo,
     options: BatchOptions,
     recorder: LayoutRecorder,
-    unsent: list[tuple[str, str]],
+    planned: Planned,
+    unsent: list[str],
     results: dict[str, Spool | str],
 ) -> None:
-    """Append the images never sent (plan order), then record the report and manifest."""
+    """Append the files never sent (plan order), then record the report and manifest."""
     layout = recorder.layout
     failures = [ImageFailure(**f) for f in layout.plan_failures]
     added: list[LayoutMember] = []
-    for image_id, name in unsent:
-        got = results[image_id]
+    for name in unsent:
+        got, (image, rendition) = results[name], planned[name]
         if isinstance(got, Spool):
-            added.append(LayoutMember(name, got.size, got.crc32, image_id))
+            added.append(LayoutMember(name, got.size, got.crc32, image.image_id))
         else:
             reason, _, recovery = got.partition("\n")
-            failures.append(ImageFailure(image_id, name, reason, recovery.replace("{image_id}", image_id)))
-    images = [m for m in [*layout.members, *added] if m.image_id]
+            recovery = recovery.replace("{image_id}", image.image_id)
+            failures.append(ImageFailure(image.image_id, name, reason, recovery, rendition.set))
+    files = [m for m in [*layout.members, *added] if m.image_id]
     summary = _Summary(
         order,
         options,
+        len(order.images) + order.unidentified,
         layout.total_images,
-        len(images),
+        len(files),
         failures,
-        [{"image_id": m.image_id, "name": m.name, "bytes": m.size} for m in images],
+        [{"image_id": m.image_id, "name": m.name, "set": planned[m.name][1].set, "bytes": m.size} for m in files],
     )
     extras: list[tuple[str, bytes]] = []
     if failures:
