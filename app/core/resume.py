@@ -93,18 +93,24 @@ async def _fetch(engine: Engine, planned: Planned, names: list[str]) -> dict[str
 
     async def one(name: str) -> None:
         image, rendition = planned[name]
-        spool = Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes)
+        spool: Spool | None = None
         try:
+            spool = Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes)
             async with slots.slot():
                 await engine.client.download_enhanced(image.image_id, rendition, spool)
         except ImageDownloadFailed as exc:
-            spool.close()
             results[name] = f"{exc.reason}\n{exc.recovery}"
-            return
+        except OSError as exc:  # the spool's disk (full, above all): reported, as the engine does
+            results[name] = f"not stored: {exc.strerror or type(exc).__name__}\nRetry the batch later"
         except BaseException:
-            spool.close()
+            if spool is not None:
+                spool.close()
             raise
-        results[name] = spool
+        else:
+            results[name] = spool
+            return
+        if spool is not None:
+            spool.close()
 
     tasks = [asyncio.create_task(one(name), name=f"resume-{planned[name][0].image_id}") for name in names]
     try:
