@@ -1,7 +1,9 @@
 """Run an ASGI app on a real loopback port for the duration of a test.
 
 Tests talk to the service and the simulator over real HTTP, so both run under uvicorn, each in its
-own thread with its own event loop, on an ephemeral port of 127.0.0.1.
+own thread with its own event loop, on an ephemeral port of 127.0.0.1. The socket is bound here and
+handed to uvicorn, so no other test (the suite runs in parallel workers) can take the port between
+choosing it and listening on it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ def serve(app: Any, *, port: int | None = None, startup_timeout: float = 15.0, *
 
     `config_options` go to uvicorn.Config (e.g. root_path, as behind a path-prefixing proxy).
     """
-    port = port or free_port()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port or 0))
+    except OSError:
+        sock.close()
+        raise
+    port = int(sock.getsockname()[1])
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -40,11 +49,12 @@ def serve(app: Any, *, port: int | None = None, startup_timeout: float = 15.0, *
         **config_options,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
     while not server.started:
         if not thread.is_alive():
+            sock.close()
             raise RuntimeError(f"server on port {port} died during startup")
         if time.monotonic() > deadline:
             server.should_exit = True
@@ -55,3 +65,4 @@ def serve(app: Any, *, port: int | None = None, startup_timeout: float = 15.0, *
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        sock.close()
