@@ -6,16 +6,20 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import psutil
+import pytest
 
 from app import create_app
 from simulator import SeedImage
 from tests.conftest import Sim, service_settings
 from tests.support.servers import serve
+
+T = TypeVar("T")
 
 
 class LoopProbe:
@@ -88,6 +92,21 @@ def _settle(services: Any, deadline: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+def _eventually(measure: Callable[[], T], ok: Callable[[T], bool], timeout: float = 10.0) -> T:
+    """Measure until `ok` holds or `timeout` passes; the last measurement goes to the assertions.
+
+    Cut connections and finished tasks wind down asynchronously, later on a loaded machine: waiting for
+    the bound to hold (rather than a fixed pause) keeps the bound itself, and a real leak never meets it.
+    """
+    end = time.monotonic() + timeout
+    while True:
+        value = measure()
+        if ok(value) or time.monotonic() > end:
+            return value
+        time.sleep(0.05)
+
+
+@pytest.mark.heavy
 def test_hundred_mid_stream_disconnects_leak_nothing(simulator: Sim, tmp_path: Path) -> None:
     simulator.state.configure(download_latency=0.01)
     order = simulator.state.seed_order(images=[SeedImage(name=f"p{i}.jpg", size=200_000) for i in range(10)])
@@ -115,21 +134,22 @@ def test_hundred_mid_stream_disconnects_leak_nothing(simulator: Sim, tmp_path: P
         for _ in range(100):
             hang_up(client)
         _settle(services)
-        time.sleep(0.3)
-        after = (probe.tasks(), _sockets(port, sim_port), _data_fds(data_dir))
-        assert after[0] <= baseline[0] + 2, f"tasks {baseline[0]} -> {after[0]}"
-        # files under DATA_DIR: the databases stay open, nothing else may stay behind
-        assert after[2] <= baseline[2], f"fds into DATA_DIR {baseline[2]} -> {after[2]}"
         # sockets churn (cut connections close asynchronously, the keep-alive pool to upstream refills) but
         # stay bounded by that pool, whose connections count twice here (both ends live in this process)
         pool = 2 * (settings.max_global_downloads + 10)
+        after = _eventually(
+            lambda: (probe.tasks(), _sockets(port, sim_port), _data_fds(data_dir)),
+            lambda now: now[0] <= baseline[0] + 2 and now[1] <= baseline[1] + pool and now[2] <= baseline[2],
+        )
+        assert after[0] <= baseline[0] + 2, f"tasks {baseline[0]} -> {after[0]}"
+        # files under DATA_DIR: the databases stay open, nothing else may stay behind
+        assert after[2] <= baseline[2], f"fds into DATA_DIR {baseline[2]} -> {after[2]}"
         assert after[1] <= baseline[1] + pool, f"sockets {baseline[1]} -> {after[1]} (pool bound {pool})"
         # and they stop growing: one leaked socket per hang-up would add another 100 here
         for _ in range(100):
             hang_up(client)
         _settle(services)
-        time.sleep(0.3)
-        final = _sockets(port, sim_port)
+        final = _eventually(lambda: _sockets(port, sim_port), lambda now: now <= after[1] + 20)
         assert final <= after[1] + 20, f"sockets {after[1]} -> {final} over another 100 hang-ups"
         assert _spool_fds(data_dir) == 0
         assert len(list((data_dir / "spool").iterdir())) == 0
