@@ -2,6 +2,12 @@
 
 `simulator` is a live Autoenhance stand-in; `start_service(**overrides)` serves the real app
 pointed at it (settings passed explicitly, never read from a developer's .env).
+
+`make test` runs the suite in parallel workers (pytest-xdist, `--dist loadgroup`): every server takes
+its own ephemeral port, every DATA_DIR is a tmp_path, every Redis key lives under its own prefix, so
+tests share nothing but the machine. Tests marked `heavy` are handed out first, so no worker is left
+alone with a long one at the end; modules whose tests share one costly module fixture (a browser, a
+cluster of processes) are kept on one worker with `xdist_group`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ from tests.support.cluster import redis_prefix as _redis_prefix
 from tests.support.servers import serve
 
 TEST_KEY = "test-upstream-key"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Heavy tests first (a stable sort: the rest keep their order); every worker sorts alike."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
 
 
 @dataclass

@@ -10,6 +10,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import pytest
+
 from app.core.budget import FairLimiter
 from simulator import SeedImage
 from tests.conftest import Service, Sim
@@ -87,6 +89,7 @@ async def test_retry_after_pauses_every_order() -> None:
     assert limiter.in_use == 4
 
 
+@pytest.mark.heavy
 def test_service_settles_near_an_upstream_limit_without_a_storm_of_429s(
     simulator: Sim, start_service: Callable[..., Service]
 ) -> None:

@@ -527,6 +527,7 @@ def test_zip_is_readable_as_stream_by_zipfile(simulator: Sim, service: Service) 
         assert zf.infolist()[0].file_size == 10_000
 
 
+@pytest.mark.heavy
 def test_small_order_is_not_stuck_behind_a_big_one(simulator: Sim, start_service: Callable[..., Service]) -> None:
     """With the global budget saturated by a big order, a 1-image order gets the next free slot."""
     import threading

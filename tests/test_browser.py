@@ -29,6 +29,9 @@ except ImportError:  # the `browser` fixture skips (or fails under CI=true) and 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Download, Page, Route
 
+# one browser and one demo service for the whole module: its tests stay on one parallel worker
+pytestmark = pytest.mark.xdist_group("browser")
+
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"

@@ -292,6 +292,7 @@ def test_interrupted_stream_resumes_on_the_next_run(uncached_demo_url: str, tmp_
     assert not list(tmp_path.glob("*.part*"))
 
 
+@pytest.mark.heavy
 def test_stopped_while_the_job_runs_the_next_run_follows_the_same_job(tmp_path: Path) -> None:
     app = create_app(demo_settings(tmp_path / "data", demo_latency_seconds=1.0, max_concurrent_downloads=1))
     out = tmp_path / "slow.zip"

@@ -33,6 +33,9 @@ from tests.support.servers import serve
 from tests.support.webhook_receiver import Receiver
 from tests.test_webhooks import FAST_RETRIES
 
+# one cluster of processes for the whole module: its tests stay on one parallel worker
+pytestmark = pytest.mark.xdist_group("cluster")
+
 LEASE_SECONDS = 1.5
 GLOBAL_DOWNLOADS = 3
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.memory import measure
 
 
+@pytest.mark.heavy
 def test_large_order_streams_in_flat_memory(tmp_path: Path) -> None:
     result = measure(images=400, size=3_000_000, work_dir=tmp_path)
     print(result.line())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
@@ -35,6 +36,7 @@ CHECKS = [
 rightly refused by the upload routes (not an image), and the schema cannot say "a real JPEG"."""
 
 
+@pytest.mark.heavy
 def test_api_honours_its_schema(start_service: Callable[..., Service]) -> None:
     # demo mode: the demo order exists, so the fuzzer reaches real archives, not only 404s
     # webhooks configured too, so the callback and watch routes are fuzzed live rather than switched off

@@ -63,6 +63,7 @@ class Download(threading.Thread):
             self.first_byte.set()
 
 
+@pytest.mark.heavy
 def test_sigterm_lets_streams_finish_refuses_new_work_and_leaves_jobs_consistent(tmp_path: Path) -> None:
     with simulator("--latency", "0.15") as sim:
         streamed = seed(sim.url, 16, 30_000, name="Streamed")
@@ -91,6 +92,7 @@ def test_sigterm_lets_streams_finish_refuses_new_work_and_leaves_jobs_consistent
         assert not list((data_dir / "jobs").glob("*.part"))
 
 
+@pytest.mark.heavy
 def test_a_stream_longer_than_the_grace_is_cut_not_passed_off_as_complete(tmp_path: Path) -> None:
     with simulator("--latency", "0.5") as sim:
         order = seed(sim.url, 30, 30_000)
