@@ -66,7 +66,8 @@ test: install-dev sdks system-deps
 	$(BIN)/lint-imports
 	$(BIN)/mypy app
 	$(BIN)/python tools/audit.py requirements.txt requirements-dev.txt
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not alone"
+	$(BIN)/python -m pytest -m alone
 
 ## Known vulnerabilities in the pinned requirements: pip-audit (OSV), or the registry's data offline.
 audit: install-dev

@@ -7,7 +7,9 @@ pointed at it (settings passed explicitly, never read from a developer's .env).
 its own ephemeral port, every DATA_DIR is a tmp_path, every Redis key lives under its own prefix, so
 tests share nothing but the machine. Tests marked `heavy` are handed out first, so no worker is left
 alone with a long one at the end; modules whose tests share one costly module fixture (a browser, a
-cluster of processes) are kept on one worker with `xdist_group`.
+cluster of processes) are kept on one worker with `xdist_group`. Tests marked `alone` count what the
+whole process holds (sockets, tasks) or how many requests overlap upstream: CPU taken by other tests
+changes what they see, so `make test` runs them afterwards, one at a time.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ async def test_retry_after_pauses_every_order() -> None:
     assert limiter.in_use == 4
 
 
-@pytest.mark.heavy
+@pytest.mark.alone
 def test_service_settles_near_an_upstream_limit_without_a_storm_of_429s(
     simulator: Sim, start_service: Callable[..., Service]
 ) -> None:
@@ -123,6 +123,7 @@ def test_service_settles_near_an_upstream_limit_without_a_storm_of_429s(
     assert stats["peak_concurrent_downloads"] >= limit - 1  # it used what upstream allows, not a trickle
 
 
+@pytest.mark.alone
 def test_fixed_budget_over_the_limit_storms(simulator: Sim, start_service: Callable[..., Service]) -> None:
     """The control: the same order with adaptation made impossible (minimum = maximum) meets a storm of 429s.
 

@@ -106,7 +106,7 @@ def _eventually(measure: Callable[[], T], ok: Callable[[T], bool], timeout: floa
         time.sleep(0.05)
 
 
-@pytest.mark.heavy
+@pytest.mark.alone
 def test_hundred_mid_stream_disconnects_leak_nothing(simulator: Sim, tmp_path: Path) -> None:
     simulator.state.configure(download_latency=0.01)
     order = simulator.state.seed_order(images=[SeedImage(name=f"p{i}.jpg", size=200_000) for i in range(10)])
