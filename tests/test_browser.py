@@ -512,7 +512,8 @@ def test_photos_dropped_on_the_zone_are_previewed(browser: Browser, service_url:
         expect(page.locator("#dropzone")).not_to_have_class(re.compile(r"\bdragging\b"))
         thumbs = page.locator("#previews img")
         expect(thumbs).to_have_count(1)
-        assert thumbs.evaluate("img => img.complete && img.naturalWidth > 0")  # the preview really decoded
+        # the preview really decodes (waited for: decoding finishes after the element appears, later on a busy machine)
+        page.wait_for_function("() => { const img = document.querySelector('#previews img'); return img.complete && img.naturalWidth > 0 }")
         expect(page.locator("#previews")).to_contain_text(photo.name)
         page.click("#upload-btn")
         expect(page.locator("#create-msg")).to_contain_text("Created", timeout=30_000)

@@ -167,6 +167,7 @@ def _close_wait(port: int) -> int:
     )
 
 
+@pytest.mark.heavy
 def test_hang_ups_close_the_upstream_connections_they_cancel(simulator: Sim, tmp_path: Path) -> None:
     """Downloads cancelled by a hang-up close their upstream sockets: none lingers in CLOSE-WAIT once the
     simulator has dropped its side (its keep-alive timeout), however many rounds of hang-ups.
