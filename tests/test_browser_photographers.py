@@ -31,6 +31,10 @@ UNKNOWN = "00000000-0000-4000-8000-00000000dead"
 THUMBS_LOADED = "() => [...document.querySelectorAll('#thumbs img')].every(i => i.complete && i.naturalWidth > 0)"
 
 
+# one browser and one demo service for the whole module: its tests stay on one parallel worker
+pytestmark = pytest.mark.xdist_group("browser-photographers")
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     require_browser()

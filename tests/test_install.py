@@ -29,6 +29,8 @@ from tests.support.zipcheck import check_zip
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "install-test-key"
+# one fresh install for the whole module: its tests stay on one parallel worker
+pytestmark = pytest.mark.xdist_group("install")
 
 
 @pytest.fixture(scope="module")
