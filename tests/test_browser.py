@@ -105,8 +105,12 @@ def images(members: dict[str, bytes], suffix: str) -> list[str]:
     return [name for name in members if name.lower().endswith(suffix)]
 
 
-def wait_for_demo_id(page: Page) -> None:
+def wait_for_demo_id(page: Page, *, photos_shown: bool = True) -> None:
+    """The demo order is filled in and (where the page may look it up) its photos are shown, so the form
+    below has stopped moving and clicks land where they aim."""
     expect(page.locator("#order-id")).to_have_value(DEMO_ORDER_ID)
+    if photos_shown:
+        expect(page.locator("#order-view")).to_be_visible()
 
 
 def test_demo_order_downloads_as_a_streamed_zip(browser: Browser, service_url: str, tmp_path: Path) -> None:
@@ -322,7 +326,7 @@ def test_service_key_runs_the_download_as_a_job(browser: Browser, tmp_path: Path
     app = create_app(demo_settings(tmp_path / "data", service_api_key="page-test-key"))
     with serve(app) as url, visit(browser, url) as v:
         page = v.page
-        wait_for_demo_id(page)
+        wait_for_demo_id(page, photos_shown=False)  # the photo look-up needs the key too
         page.click("#job-btn")  # no key yet: the page explains and opens the key field
         expect(page.locator("#job-msg")).to_contain_text("service key")
         expect(page.locator("#key-details")).to_have_attribute("open", "")
