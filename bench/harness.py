@@ -6,6 +6,7 @@ Shared by the benchmarks and by the tests that must measure a separate process (
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -24,10 +25,39 @@ ROOT = Path(__file__).resolve().parents[1]
 SIM_KEY = "bench-key"
 
 
+_PORTS_FROM, _PORTS_TO = 20000, 32768
+_port_cycle: Iterator[int] | None = None
+
+
+def _port_block() -> range:
+    """This process's own ports: one block per pytest-xdist worker (gw0, gw1, ...), one for everyone else."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    index = int(worker[2:]) + 1 if worker.startswith("gw") and worker[2:].isdigit() else 0
+    size = (_PORTS_TO - _PORTS_FROM) // (workers + 1)
+    return range(_PORTS_FROM + index * size, _PORTS_FROM + (index + 1) * size)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port for a server another process (or a later call) will bind.
+
+    A port the kernel hands out (bind to 0) is free only until it is closed: a client's source port
+    or a parallel test worker can take it before the server binds it. So ports come from below the
+    kernel's ephemeral range (32768 and up on Linux), from a block of this process's own, in turn,
+    each checked free before it is handed out.
+    """
+    global _port_cycle
+    if _port_cycle is None:
+        _port_cycle = itertools.cycle(_port_block())
+    for _ in range(len(_port_block())):
+        port = next(_port_cycle)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free loopback port in this process's block")
 
 
 def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:

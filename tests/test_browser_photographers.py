@@ -179,7 +179,7 @@ def test_thumbnails_and_the_order_need_the_access_code_when_one_is_set(browser: 
     app = create_app(demo_settings(tmp_path / "data", service_api_key="code-123"))
     with serve(app) as url, visit(browser, url) as v:
         page = v.page
-        wait_for_demo_id(page)
+        wait_for_demo_id(page, photos_shown=False)  # the photo look-up needs the code too
         expect(page.locator("#order-status")).to_contain_text("access code")
         expect(page.locator("#key-details")).to_have_attribute("open", "")
         page.fill("#service-key", "code-123")

@@ -17,12 +17,7 @@ from typing import Any
 
 import uvicorn
 
-
-def free_port() -> int:
-    """Ask the kernel for a free loopback port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from bench.harness import free_port as free_port  # per test worker, safe from each other (re-exported)
 
 
 @contextmanager
