@@ -95,10 +95,12 @@ def test_an_unopenable_job_database_exits_non_zero_at_once(tmp_path: Path) -> No
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
-        code = process.wait(20)
+        code = process.wait(60)  # a hang is for ever; 60 s leaves room for a slow import beside busy workers
     except subprocess.TimeoutExpired:
         process.kill()
-        pytest.fail("start-up failed and the process did not exit")
+        process.wait()
+        tail = process.stderr.read().decode()[-2000:] if process.stderr else ""
+        pytest.fail(f"start-up failed and the process did not exit; its stderr ended:\n{tail}")
     finally:
         stderr = process.stderr.read().decode() if process.stderr else ""
     assert code != 0
