@@ -137,6 +137,9 @@ def total_size(entries: list[Entry], zip32_limit: int = ZIP32_LIMIT) -> int:
 
 Chunks = Callable[[], Iterator[bytes]]
 
+SMALL_PIECE = 64 * 1024
+"""Pieces under this are joined with their small neighbours; larger ones are handed on as they are."""
+
 
 def write(
     members: Iterable[tuple[Entry, Chunks | None]],
@@ -145,7 +148,24 @@ def write(
     zip32_limit: int = ZIP32_LIMIT,
     chunk_size: int = CHUNK_SIZE,
 ) -> Iterator[bytes]:
-    """The archive's bytes from offset `start`, in chunks of about `chunk_size`.
+    """The archive's bytes from offset `start`, in chunks of about `chunk_size` (see `batches`)."""
+    for batch in batches(members, start=start, zip32_limit=zip32_limit, chunk_size=chunk_size):
+        yield batch[0] if len(batch) == 1 else b"".join(batch)
+
+
+def batches(
+    members: Iterable[tuple[Entry, Chunks | None]],
+    *,
+    start: int = 0,
+    zip32_limit: int = ZIP32_LIMIT,
+    chunk_size: int = CHUNK_SIZE,
+) -> Iterator[list[bytes]]:
+    """The archive's bytes from offset `start`, as lists of pieces totalling about `chunk_size`.
+
+    Why lists: image data arrives as the HTTP client's pieces (128-256 KiB at full speed); joining
+    them into bigger chunks copied every byte once more (and allocated a fresh buffer per chunk).
+    A piece of at least SMALL_PIECE is passed on as it is; only runs of small ones (headers, tiny
+    members, the central directory) are joined.
 
     `members` may arrive lazily (a live stream). A member whose header and data all lie before
     `start` is skipped without calling its chunks (None is allowed there); any other member's data
@@ -153,25 +173,35 @@ def write(
     caller must abort: the archive is never finished around bad data).
     """
     pending: list[bytes] = []
+    small: list[bytes] = []  # consecutive small pieces, joined into one before the next large one
     pending_size = 0
     offset = 0
     written: list[tuple[Entry, int]] = []
 
-    def emit(data: bytes, at: int) -> Iterator[bytes]:
+    def emit(data: bytes, at: int) -> Iterator[list[bytes]]:
         nonlocal pending_size
         if at + len(data) <= start:
             return
         if at < start:
             data = data[start - at :]
-        pending.append(data)
+        if len(data) < SMALL_PIECE:
+            small.append(data)
+        else:
+            if small:
+                pending.append(b"".join(small))
+                small.clear()
+            pending.append(data)
         pending_size += len(data)
         if pending_size >= chunk_size:
             yield from flush()
 
-    def flush() -> Iterator[bytes]:
+    def flush() -> Iterator[list[bytes]]:
         nonlocal pending_size
+        if small:
+            pending.append(small[0] if len(small) == 1 else b"".join(small))
+            small.clear()
         if pending:
-            yield b"".join(pending)
+            yield pending.copy()
             pending.clear()
             pending_size = 0
 
