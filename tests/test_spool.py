@@ -70,3 +70,18 @@ def test_refuses_an_image_over_the_size_limit(tmp_path: Path) -> None:
     with pytest.raises(ImageTooLarge, match="1000 byte limit"):
         spool.write(b"x")
     spool.close()
+
+
+@pytest.mark.parametrize("memory_limit", [10_000_000, 0])
+def test_crc_matches_zlib_for_pieces_of_every_size(tmp_path: Path, memory_limit: int) -> None:
+    """The CRC comes from ISA-L (app/core/checksum.py), not zlib: it must be the same number, piece by piece."""
+    import random
+
+    rng = random.Random(7)
+    parts = [rng.randbytes(n) for n in (0, 1, 3, 15, 16, 17, 63, 64, 65, 4095, 262_144, 262_145, 1_000_003)]
+    spool = Spool(tmp_path, memory_limit=memory_limit, max_bytes=10_000_000)
+    for part in parts:
+        spool.write(part)
+    assert spool.on_disk == (memory_limit == 0)
+    assert (spool.size, spool.crc32) == (sum(map(len, parts)), zlib.crc32(b"".join(parts)))
+    spool.close()

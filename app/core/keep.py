@@ -18,10 +18,10 @@ import hashlib
 import json
 import os
 import shutil
-import zlib
 from pathlib import Path
 from typing import Protocol
 
+from app.core.checksum import crc32
 from app.core.spool import Spool
 
 READ_CHUNK = 1024 * 1024
@@ -83,7 +83,7 @@ class FolderKeep:
         with temporary.open("wb") as file:
             for chunk in spool.chunks():
                 file.write(chunk)
-                crc = zlib.crc32(chunk, crc)
+                crc = crc32(chunk, crc)
         os.replace(temporary, data)
         meta.write_text(json.dumps({"key": key, "bytes": spool.size, "crc32": crc}))
 

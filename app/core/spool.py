@@ -13,10 +13,11 @@ temporary file (O_TMPFILE on Linux: even a crash leaves nothing behind).
 from __future__ import annotations
 
 import tempfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from app.core.checksum import crc32
 
 READ_CHUNK = 1024 * 1024
 
@@ -43,7 +44,7 @@ class Spool:
         self.size += len(chunk)
         if self.size > self._max_bytes:
             raise ImageTooLarge(f"image larger than the {self._max_bytes} byte limit (MAX_IMAGE_BYTES)")
-        self.crc32 = zlib.crc32(chunk, self.crc32)
+        self.crc32 = crc32(chunk, self.crc32)
         if self._file is None and self.size > self._memory_limit:
             self._rollover()
         if self._file is None:

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import stat
 import struct
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from app.core.checksum import crc32
 
 ZIP32_LIMIT = 0xFFFFFFFF
 CHUNK_SIZE = 1024 * 1024
@@ -225,7 +226,7 @@ def batches(
             if size > entry.size:
                 raise ZipIntegrityError(f"{entry.name}: more than the declared {entry.size} bytes")
             if check:
-                crc = zlib.crc32(chunk, crc)
+                crc = crc32(chunk, crc)
             yield from emit(chunk, offset)
             offset += len(chunk)
         if size != entry.size or (check and crc != entry.crc32):
