@@ -130,8 +130,8 @@ def service(upstream: str, data_dir: Path, log: Path | None = None, **settings: 
     env |= {"AUTOENHANCE_API_KEY": SIM_KEY, "AUTOENHANCE_BASE_URL": upstream, "DATA_DIR": str(data_dir),
             "LOG_LEVEL": "WARNING"}
     env |= {k.upper(): str(v) for k, v in settings.items()}
-    cmd = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", str(port),
-           "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"]  # as `make run`
+    # as `make run` starts it: uvloop, httptools with the head limits of app/server.py
+    cmd = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with _process(cmd, url, "/health", env, log) as proc:
         yield proc
 

@@ -301,7 +301,9 @@ class AutoenhanceClient:
             raise ImageDownloadFailed(str(exc), RECOVER_SINGLE) from exc
 
     async def _download_once(self, url: str, options: Rendition, spool: Spool) -> None:
-        target = str(httpx.URL(url, params=options.upstream_query()))  # Location then carries its own query
+        query = options.upstream_query()
+        # Location then carries its own query; without options the URL is used as built (no re-parse per image)
+        target = str(httpx.URL(url, params=query)) if query else url
         for hop in range(MAX_REDIRECTS + 1):
             try:
                 if hop:

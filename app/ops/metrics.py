@@ -20,6 +20,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -144,8 +145,11 @@ _ID_SEGMENT = re.compile(r"/(orders|images|brackets)/[^/]+")
 
 def upstream_endpoint(url: httpx.URL, api_host: str) -> str:
     """A bounded label: the v3 path with ids replaced, or `asset` for anything else (signed asset URLs)."""
-    path = url.path
-    if url.host != api_host or not path.lstrip("/").startswith("v3/"):
+    return endpoint_label(url.host, url.path, api_host)
+
+
+def endpoint_label(host: str, path: str, api_host: str) -> str:
+    if host != api_host or not path.lstrip("/").startswith("v3/"):
         return "asset"
     return _ID_SEGMENT.sub(r"/\1/{id}", "/" + path.lstrip("/"))
 
@@ -155,7 +159,8 @@ def download_observer(metrics: Metrics, api_base_url: str) -> Callable[[str, str
     api_host = httpx.URL(api_base_url).host
 
     def observe(method: str, url: str, outcome: str, seconds: float) -> None:
-        metrics.upstream.labels(method, upstream_endpoint(httpx.URL(url), api_host), outcome).observe(seconds)
+        parts = urlsplit(url)  # twice per image: the stdlib's split, a tenth of httpx.URL's parse
+        metrics.upstream.labels(method, endpoint_label(parts.hostname or "", parts.path, api_host), outcome).observe(seconds)
 
     return observe
 
