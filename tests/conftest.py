@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -29,6 +29,9 @@ from simulator import SimulatorState
 from simulator import create_app as create_simulator
 from tests.support.cluster import redis_prefix as _redis_prefix
 from tests.support.servers import serve
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 TEST_KEY = "test-upstream-key"
 
@@ -109,3 +112,14 @@ def redis_prefix() -> Iterator[str]:
     """A fresh Redis key prefix, its keys deleted afterwards; skips without Redis (fails under CI=true)."""
     with _redis_prefix() as prefix:
         yield prefix
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium, one per test module (module scope); skips without it (fails under CI=true)."""
+    # imported here, not at the top: browser_helpers builds on this module's service_settings
+    from tests.support.browser_helpers import chromium, require_browser
+
+    require_browser()
+    with chromium() as launched:
+        yield launched

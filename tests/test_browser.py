@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from app import create_app
 from app.config import DEMO_ORDER_ID
-from tests.support.browser_helpers import ARTIFACTS, chromium, demo_settings, require_browser
+from tests.support.browser_helpers import PHONE, demo_settings, images, visit, wait_for_demo_id
 from tests.support.servers import serve
 from tests.support.zipcheck import check_zip
 
@@ -27,90 +25,19 @@ except ImportError:  # the `browser` fixture skips (or fails under CI=true) and 
     expect = None
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Download, Page, Route
+    from playwright.sync_api import Browser, Page, Route
 
 # one browser and one demo service for the whole module: its tests stay on one parallel worker
 pytestmark = pytest.mark.xdist_group("browser")
 
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_browser()
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with serve(create_app(demo_settings(tmp_path_factory.mktemp("browser")))) as url:
         yield url
-
-
-class Visit:
-    """A page in a fresh browser context, with what it logged and every URL it requested."""
-
-    def __init__(self, page: Page) -> None:
-        self.page = page
-        self.errors: list[str] = []
-        self.requests: list[str] = []
-        page.on("console", self._on_console)
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-        page.on("request", lambda request: self.requests.append(request.url))
-
-    def _on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":  # CSP violations and failed loads land here
-            self.errors.append(message.text)
-
-    def foreign_requests(self, base_url: str) -> list[str]:
-        origin = urlsplit(base_url).netloc
-        return [
-            url
-            for url in self.requests
-            if urlsplit(url).scheme in ("http", "https", "ws", "wss") and urlsplit(url).netloc != origin
-        ]
-
-    def screenshot(self, name: str) -> None:
-        ARTIFACTS.mkdir(exist_ok=True)
-        self.page.screenshot(path=ARTIFACTS / name, full_page=True, animations="disabled")
-
-    def download(self, selector: str, into: Path) -> tuple[Download, dict[str, bytes]]:
-        """Click `selector`, wait for the browser's download, save it, read it as a ZIP."""
-        with self.page.expect_download(timeout=60_000) as info:
-            self.page.click(selector)
-        download = info.value
-        assert download.failure() is None
-        path = into / download.suggested_filename
-        download.save_as(path)
-        return download, check_zip(path.read_bytes())
-
-
-@contextmanager
-def visit(browser: Browser, url: str, **context_options: Any) -> Iterator[Visit]:
-    context = browser.new_context(accept_downloads=True, **{"viewport": DESKTOP, **context_options})
-    context.set_default_timeout(20_000)
-    try:
-        opened = Visit(context.new_page())
-        opened.page.goto(url)
-        yield opened
-    finally:
-        context.close()
-
-
-def images(members: dict[str, bytes], suffix: str) -> list[str]:
-    return [name for name in members if name.lower().endswith(suffix)]
-
-
-def wait_for_demo_id(page: Page, *, photos_shown: bool = True) -> None:
-    """The demo order is filled in and (where the page may look it up) its photos are shown, so the form
-    below has stopped moving and clicks land where they aim."""
-    expect(page.locator("#order-id")).to_have_value(DEMO_ORDER_ID)
-    if photos_shown:
-        expect(page.locator("#order-view")).to_be_visible()
 
 
 def test_demo_order_downloads_as_a_streamed_zip(browser: Browser, service_url: str, tmp_path: Path) -> None:

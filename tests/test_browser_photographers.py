@@ -15,9 +15,8 @@ import pytest
 
 from app import create_app
 from app.config import DEMO_ORDER_ID
-from tests.support.browser_helpers import ARTIFACTS, chromium, demo_settings, require_browser
+from tests.support.browser_helpers import ARTIFACTS, PHONE, demo_settings, images, visit, wait_for_demo_id
 from tests.support.servers import serve
-from tests.test_browser import PHONE, images, visit, wait_for_demo_id
 
 try:
     from playwright.sync_api import expect
@@ -33,13 +32,6 @@ THUMBS_LOADED = "() => [...document.querySelectorAll('#thumbs img')].every(i => 
 
 # one browser and one demo service for the whole module: its tests stay on one parallel worker
 pytestmark = pytest.mark.xdist_group("browser-photographers")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_browser()
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -15,42 +15,25 @@ from pathlib import Path
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
 from app import create_app
-from app.cli.main import cli
 from app.config import DEMO_ORDER_ID
 from simulator import Fault, SeedImage
 from tests.conftest import Service, Sim
 from tests.support.browser_helpers import demo_settings
+from tests.support.cli_runner import CLEAN_ENV, run
 from tests.support.servers import free_port, serve
 from tests.support.tcp_proxy import proxy
 from tests.support.zipcheck import check_zip
 
 ROOT = Path(__file__).resolve().parents[1]
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-CLEAN_ENV = {
-    "AUTOENHANCE_BATCH_URL": "",
-    "AUTOENHANCE_BATCH_KEY": "",
-    "AUTOENHANCE_API_KEY": "",
-    "AUTOENHANCE_BASE_URL": "",
-    "ADMIN_TOKEN": "",
-    "COLUMNS": "120",
-}
 
 
 @pytest.fixture(scope="module")
 def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with serve(create_app(demo_settings(tmp_path_factory.mktemp("cli")))) as url:
         yield url
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Invoke the CLI in-process; (exit code, stdout, stderr)."""
-    result = CliRunner().invoke(cli, list(args), env=CLEAN_ENV | (env or {}))
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, " ".join(result.stderr.split())  # rich wraps long lines
 
 
 def zip_images(path: Path, suffix: str) -> list[str]:

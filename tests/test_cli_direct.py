@@ -20,8 +20,8 @@ from PIL import Image
 
 from simulator import SeedImage
 from tests.conftest import TEST_KEY, Sim
+from tests.support.cli_runner import run
 from tests.support.zipcheck import check_zip
-from tests.test_cli import run
 
 ROOT = Path(__file__).resolve().parents[1]
 

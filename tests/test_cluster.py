@@ -30,8 +30,7 @@ from simulator import create_app as create_simulator
 from tests.conftest import TEST_KEY, Sim
 from tests.support.cluster import ROOT, S3, Api, Worker, moto_s3, node_env, redis_or_skip, redis_prefix
 from tests.support.servers import serve
-from tests.support.webhook_receiver import Receiver
-from tests.test_webhooks import FAST_RETRIES
+from tests.support.webhook_receiver import FAST_RETRIES, Receiver
 
 # one cluster of processes for the whole module: its tests stay on one parallel worker
 pytestmark = pytest.mark.xdist_group("cluster")

@@ -20,13 +20,8 @@ from app.core.sets import credit_cost, parse_sets
 from app.errors import InvalidOption
 from simulator import SeedImage
 from tests.conftest import Service, Sim
+from tests.support.photos import photo
 from tests.support.zipcheck import check_zip
-
-
-def photo(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buf, "JPEG", quality=90)
-    return buf.getvalue()
 
 
 def seed_photos(sim: Sim) -> tuple[str, list[str]]:

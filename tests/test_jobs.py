@@ -31,6 +31,7 @@ from app import create_app
 from app.jobs.supervisor import RESTART_REASON, SHUTDOWN_REASON
 from simulator import Fault, SeedImage
 from tests.conftest import TEST_KEY, Service, Sim, service_settings
+from tests.support.jobs_helpers import image_id, poll, seed
 from tests.support.servers import free_port, serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,37 +40,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # -- helpers ----------------------------------------------------------------------------------------
 
 
-def seed(sim: Sim, *images: SeedImage, name: str = "12 Oak Street") -> str:
-    return str(sim.state.seed_order(name=name, images=list(images))["order_id"])
-
-
-def image_id(sim: Sim, order_id: str, name: str) -> str:
-    order = sim.state.order_json(sim.state.get_order(order_id))
-    return next(str(i["image_id"]) for i in order["images"] if i["image_name"] == name)
-
-
 def create_job(client: httpx.Client, order_id: str, **params: Any) -> dict[str, Any]:
     response = client.post(f"/orders/{order_id}/jobs", params=params)
     assert response.status_code == 202, response.text
     body: dict[str, Any] = response.json()
     assert response.headers["location"] == body["status_url"]
     return body
-
-
-Status = dict[str, Any]
-
-
-def poll(client: httpx.Client, job_id: str, until: Callable[[Status], bool], timeout: float = 15) -> Status:
-    """GET /jobs/{id} until `until(status)` holds; fail with the last status on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = client.get(f"/jobs/{job_id}")
-        assert response.status_code == 200, response.text
-        status: dict[str, Any] = response.json()
-        if until(status):
-            return status
-        assert time.monotonic() < deadline, f"job never reached the condition: {status}"
-        time.sleep(0.05)
 
 
 def finished(status: dict[str, Any]) -> bool:

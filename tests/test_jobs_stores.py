@@ -26,8 +26,7 @@ from simulator import SeedImage
 from tests.conftest import Service, Sim
 from tests.support.cluster import REDIS_URL
 from tests.support.servers import serve
-from tests.support.webhook_receiver import Receiver
-from tests.test_webhooks import FAST_RETRIES
+from tests.support.webhook_receiver import FAST_RETRIES, Receiver
 
 
 def job(job_id: str, **fields: Any) -> Job:

@@ -8,7 +8,7 @@ from PIL import Image
 
 from simulator import SeedImage
 from tests.conftest import Service, Sim
-from tests.test_delivery_sets import photo
+from tests.support.photos import photo
 
 
 def test_photos_list_the_order_with_readiness_and_the_credit_cost(simulator: Sim, service: Service) -> None:

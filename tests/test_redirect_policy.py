@@ -18,9 +18,9 @@ import pytest
 
 from app import create_app
 from tests.conftest import service_settings
+from tests.support.forward_proxy import ForwardProxy
 from tests.support.hostile_upstream import ORDER_ID, Bystander, HostileUpstream, image_bytes
 from tests.support.servers import free_port, serve
-from tests.test_proxy import ForwardProxy
 
 
 @pytest.fixture

@@ -32,17 +32,9 @@ from app.webhooks.outbox import Delivery, DeliveryStatus
 from app.webhooks.signing import signed_headers, signer
 from simulator import Fault, SeedImage
 from tests.conftest import Service, Sim, service_settings
+from tests.support.jobs_helpers import image_id, poll, seed
 from tests.support.servers import serve
-from tests.support.webhook_receiver import SECRET, Receiver, serving
-from tests.test_jobs import image_id, poll, seed
-
-FAST_RETRIES: dict[str, Any] = {
-    "webhook_secret": SECRET,
-    "webhook_allow_private": True,  # the receiver is on loopback
-    "webhook_retry_base_seconds": 0.05,
-    "webhook_retry_max_delay_seconds": 0.2,
-    "webhook_retry_window_seconds": 30,
-}
+from tests.support.webhook_receiver import FAST_RETRIES, SECRET, Receiver, serving
 
 
 @pytest.fixture

@@ -28,10 +28,9 @@ from app.webhooks.watches import RedisWatches, SqliteWatches, Watch, WatchStatus
 from simulator import SeedImage
 from tests.conftest import Sim, service_settings
 from tests.support.cluster import REDIS_URL
+from tests.support.jobs_helpers import seed
 from tests.support.servers import serve
-from tests.support.webhook_receiver import SECRET, Receiver
-from tests.test_jobs import seed
-from tests.test_webhooks import FAST_RETRIES
+from tests.support.webhook_receiver import FAST_RETRIES, SECRET, Receiver
 
 
 class Backend:

@@ -18,10 +18,9 @@ from app import create_app
 from app.webhooks.watches import STARTING_GRACE_SECONDS, SqliteWatches
 from simulator import SeedImage
 from tests.conftest import TEST_KEY, Service, Sim, service_settings
+from tests.support.jobs_helpers import poll, seed
 from tests.support.servers import serve
-from tests.support.webhook_receiver import Receiver, serving
-from tests.test_jobs import poll, seed
-from tests.test_webhooks import FAST_RETRIES
+from tests.support.webhook_receiver import FAST_RETRIES, Receiver, serving
 
 AE_TOKEN = "autoenhance-webhook-test-token"
 PHOTO = (Path(__file__).resolve().parents[1] / "sample_images" / "kitchen.jpg").read_bytes()

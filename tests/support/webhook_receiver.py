@@ -26,6 +26,15 @@ from tests.support.servers import serve
 SECRET = "whsec_" + base64.b64encode(b"autoenhance-batch-test-secret-32b").decode()
 """The WEBHOOK_SECRET tests configure, in the Standard Webhooks `whsec_<base64>` form."""
 
+FAST_RETRIES: dict[str, Any] = {
+    "webhook_secret": SECRET,
+    "webhook_allow_private": True,  # the receiver is on loopback
+    "webhook_retry_base_seconds": 0.05,
+    "webhook_retry_max_delay_seconds": 0.2,
+    "webhook_retry_window_seconds": 30,
+}
+"""Service settings for callbacks to this receiver: its secret, loopback allowed, retries in tenths of a second."""
+
 
 @dataclass
 class Received:
