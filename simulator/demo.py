@@ -15,7 +15,7 @@ from simulator.state import SeedImage, SimulatorState
 
 DEMO_ORDER_ID = "7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c"
 DEMO_ORDER_NAME = "Demo order: 3 sample rooms"
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "sample_images"
+SAMPLES_DIR = Path(__file__).resolve().parent / "sample_images"
 _DEMO_NAMESPACE = uuid.UUID(DEMO_ORDER_ID)
 
 

@@ -77,7 +77,7 @@ def test_full_order_streams_a_valid_zip_with_exact_bytes(simulator: Sim, service
 
 
 def test_options_reach_upstream_and_real_images_are_encoded(simulator: Sim, service: Service) -> None:
-    sample = next(Path("sample_images").glob("*.jpg")).read_bytes()
+    sample = next(Path("simulator/sample_images").glob("*.jpg")).read_bytes()
     order_id = seed(simulator, SeedImage(name="living.jpg", data=sample))
     response = get_zip(service, order_id, format="png", quality=70, preview="false", dev_mode="true")
     assert response.status_code == 200

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 # one browser and one demo service for the whole module: its tests stay on one parallel worker
 pytestmark = pytest.mark.xdist_group("browser")
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
+SAMPLES = Path(__file__).resolve().parent.parent / "simulator" / "sample_images"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 

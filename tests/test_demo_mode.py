@@ -39,7 +39,7 @@ def test_demo_order_downloads_enhanced_sample_photos(demo_url: str) -> None:
     assert response.status_code == 200
     members = check_zip(response.content)
     photos = {name: data for name, data in members.items() if name.endswith(".jpg")}
-    samples = {p.name: p.read_bytes() for p in Path("sample_images").glob("*.jpg")}
+    samples = {p.name: p.read_bytes() for p in Path("simulator/sample_images").glob("*.jpg")}
     assert sorted(photos) == sorted(samples)
     for name, data in photos.items():
         enhanced = Image.open(io.BytesIO(data)).convert("RGB")

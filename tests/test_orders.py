@@ -13,7 +13,7 @@ from PIL import Image
 from tests.conftest import Service, Sim
 from tests.support.zipcheck import check_zip
 
-SAMPLES = sorted(Path("sample_images").glob("*.jpg"))
+SAMPLES = sorted(Path("simulator/sample_images").glob("*.jpg"))
 
 
 def png_bytes() -> bytes:

@@ -776,7 +776,7 @@ def test_sample_images_are_big_real_estate_jpegs() -> None:
         img = decode(path.read_bytes())
         assert img.format == "JPEG" and img.size[0] >= 1600, path
         assert path.stat().st_size < 600 * 1024, path
-    assert (ROOT / "sample_images" / "render_samples.py").is_file()
+    assert (ROOT / "simulator" / "sample_images" / "render_samples.py").is_file()
 
 
 def test_cli_serves_the_demo_order() -> None:

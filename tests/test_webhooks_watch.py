@@ -23,7 +23,7 @@ from tests.support.servers import serve
 from tests.support.webhook_receiver import FAST_RETRIES, Receiver, serving
 
 AE_TOKEN = "autoenhance-webhook-test-token"
-PHOTO = (Path(__file__).resolve().parents[1] / "sample_images" / "kitchen.jpg").read_bytes()
+PHOTO = (Path(__file__).resolve().parents[1] / "simulator" / "sample_images" / "kitchen.jpg").read_bytes()
 
 
 @pytest.fixture

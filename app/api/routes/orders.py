@@ -19,7 +19,7 @@ from app.errors import InvalidUpload, PayloadTooLarge, ServiceError, UpstreamBad
 log = logging.getLogger("app.orders")
 router = APIRouter(tags=["orders"], dependencies=[AdminToken])
 
-SAMPLE_DIR = Path(__file__).resolve().parents[3] / "sample_images"
+SAMPLE_DIR = Path(__file__).resolve().parents[3] / "simulator" / "sample_images"  # installed beside app/
 # Pillow's sniffed format -> the MIME type Autoenhance is told. Names and browser types are not trusted.
 ACCEPTED = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "TIFF": "image/tiff"}
 

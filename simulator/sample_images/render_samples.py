@@ -1,6 +1,6 @@
 """Render the bundled demo photos (living room, kitchen, house exterior) with Pillow only.
 
-    python sample_images/render_samples.py [--out sample_images]
+    python simulator/sample_images/render_samples.py [--out simulator/sample_images]
 
 Scenes are drawn through a tiny pinhole camera (metres in, pixels out) so walls, floors and
 furniture have real perspective; then textured, lit and finally graded to look like a typical
