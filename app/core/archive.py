@@ -20,9 +20,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from app.core.zipformat import ZIP32_LIMIT, Entry, batches
+from app.core.zipformat import CHUNK_SIZE, ZIP32_LIMIT, Entry, batches
 
-CHUNK_SIZE = 1024 * 1024
 CREDITS = 4
 
 
@@ -63,7 +62,6 @@ class ZipWriter:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run, name="zip-writer", daemon=True)
         self._started = False
-        self.bytes_out = 0
 
     def feed(self, member: Member) -> None:
         self._members.put(member)
@@ -84,7 +82,6 @@ class ZipWriter:
                 if isinstance(item, BaseException):
                     raise item
                 for piece in item:  # the pieces as they came (see zipformat.batches): no copy here
-                    self.bytes_out += len(piece)
                     yield piece
                 self._credits.release()
         finally:

@@ -24,8 +24,8 @@ from app.core.archive import Member, ZipWriter
 from app.core.budget import FairLimiter, OrderSlots
 from app.core.layout import LayoutMember, LayoutRecorder
 from app.core.models import BatchOptions, ImageInfo, NameStyle, OrderInfo
-from app.core.naming import MANIFEST_NAME, REPORT_NAME, NameAllocator
-from app.core.report import manifest_json, report_text
+from app.core.naming import NameAllocator
+from app.core.report import closing_files
 from app.core.sets import Rendition, renditions, uses_folders
 from app.core.spool import Spool
 from app.core.stats import Stats
@@ -288,10 +288,7 @@ class Batch:
             writer.feed(Member(done.name, spool.size, spool.crc32, spool.chunks, now, done.written.set, not spool.on_disk))
         if self._closed:  # abandoned (the caller left): the Nones above were cancellations, not failures
             return
-        extras: list[tuple[str, bytes]] = []
-        if self.failures:
-            extras.append((REPORT_NAME, report_text(self).encode()))
-        extras.append((MANIFEST_NAME, manifest_json(self).encode()))
+        extras = closing_files(self)
         if recorder is not None:
             await recorder.finish([LayoutMember(n, len(d), zlib.crc32(d), text=d.decode()) for n, d in extras])
         for name, data in extras:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from app.core.models import BatchOptions, OrderInfo
+from app.core.naming import MANIFEST_NAME, REPORT_NAME
 from app.errors import ImageFailure
 
 
@@ -97,3 +98,13 @@ def manifest_json(batch: Batch) -> str:
         indent=2,
         ensure_ascii=False,
     )
+
+
+def closing_files(batch: Batch) -> list[tuple[str, bytes]]:
+    """The archive's last members, as a live batch and a resume both write them: the report (only
+    when something failed), then the manifest."""
+    files: list[tuple[str, bytes]] = []
+    if batch.failures:
+        files.append((REPORT_NAME, report_text(batch).encode()))
+    files.append((MANIFEST_NAME, manifest_json(batch).encode()))
+    return files

@@ -23,8 +23,7 @@ from app.core.budget import OrderSlots
 from app.core.engine import Batch, Engine
 from app.core.layout import Layout, LayoutMember, LayoutRecorder
 from app.core.models import BatchOptions, ImageInfo, OrderInfo
-from app.core.naming import MANIFEST_NAME, REPORT_NAME
-from app.core.report import manifest_json, report_text
+from app.core.report import closing_files
 from app.core.sets import Rendition
 from app.core.spool import Spool
 from app.core.upstream import ImageDownloadFailed
@@ -199,10 +198,6 @@ async def _complete(
         failures,
         [{"image_id": m.image_id, "name": m.name, "set": planned[m.name][1].set, "bytes": m.size} for m in files],
     )
-    extras: list[tuple[str, bytes]] = []
-    if failures:
-        extras.append((REPORT_NAME, report_text(summary).encode()))
-    extras.append((MANIFEST_NAME, manifest_json(summary).encode()))
-    added += [LayoutMember(n, len(d), zlib.crc32(d), text=d.decode()) for n, d in extras]
+    added += [LayoutMember(n, len(d), zlib.crc32(d), text=d.decode()) for n, d in closing_files(summary)]
     if not await recorder.complete(added):
         raise LayoutRaced(layout.layout_id)
