@@ -13,16 +13,15 @@ whole archive, which RFC 9110 allows a server to send instead of a range.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from email.utils import formatdate, parsedate_to_datetime
 
 from fastapi import Request
 from fastapi.responses import Response
 
-from app.api.responses import ArchiveResponse, archive_headers
+from app.api.responses import ArchiveResponse, archive_headers, unless_hangup
 from app.archives.layouts import layout_id_of
 from app.core.archive import ZipWriter
 from app.core.layout import Layout
@@ -101,38 +100,22 @@ async def conditional(request: Request, services: Services, order: OrderInfo, op
     return await _resume(request, services, order, options, layout, start)
 
 
-async def _prepare_unless_gone(request: Request, work: Awaitable[Replay]) -> Replay | None:
-    """The replay, or None when the caller hung up first (its downloads are cancelled, spools closed)."""
-    task = asyncio.ensure_future(work)
-
-    async def gone() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    watch = asyncio.ensure_future(gone())
-    try:
-        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watch.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    return task.result() if not task.cancelled() else None
-
-
 async def _resume(
     request: Request, services: Services, order: OrderInfo, options: BatchOptions, layout: Layout, start: int
 ) -> Response | None:
+
+    async def replay_of(recorded: Layout) -> Replay | None:
+        recording = await services.archives.layouts.resume(recorded)
+        return await unless_hangup(request, prepare(services.engine, order, options, recording, start))
+
     try:
         try:
-            recording = await services.archives.layouts.resume(layout)
-            replay = await _prepare_unless_gone(request, prepare(services.engine, order, options, recording, start))
+            replay = await replay_of(layout)
         except LayoutRaced:  # another resume completed it meanwhile: go by its completion
             reloaded = await services.archives.layouts.load(layout.layout_id)
             if reloaded is None or not reloaded.complete:
                 return None
-            recording = await services.archives.layouts.resume(reloaded)
-            replay = await _prepare_unless_gone(request, prepare(services.engine, order, options, recording, start))
+            replay = await replay_of(reloaded)
     except LayoutChanged as exc:
         log.warning("resume refused: upstream bytes changed", extra={"layout_id": layout.layout_id, "why": str(exc)})
         return None

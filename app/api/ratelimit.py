@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import math
 import time
@@ -28,7 +27,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.intake import api_path
+from app.api.intake import answer, api_path
 from app.config import Settings
 
 log = logging.getLogger("app.ratelimit")
@@ -115,21 +114,8 @@ class RateLimitMiddleware:
 
     @staticmethod
     async def _refuse(send: Send, item: RateLimitItem, retry_after: int) -> None:
-        body = json.dumps(
-            {"detail": f"Too many requests: the limit is {item} per caller; retry in {retry_after} s"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(retry_after).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        detail = f"Too many requests: the limit is {item} per caller; retry in {retry_after} s"
+        await answer(send, 429, detail, {"Retry-After": str(retry_after)})
 
     async def _over_limit(self, identity: str, *, limited: bool, guessing: bool) -> tuple[RateLimitItem, int] | None:
         """Take one hit of every limit (limited routes) and look at the refused-credential count

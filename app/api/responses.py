@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from fastapi import APIRouter
 from fastapi.routing import BaseRoute
+from starlette.requests import Request
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -175,3 +177,29 @@ def callbacks_for(operation: str) -> list[BaseRoute]:
         ...
 
     return router.routes
+
+
+T = TypeVar("T")
+
+
+async def unless_hangup(request: Request, work: Awaitable[T]) -> T | None:
+    """`work`'s result, or None when the caller hung up first.
+
+    A response held back while work runs (the first image, a resume's downloads) must not leave that
+    work running for a caller who is gone: it is cancelled, and awaited so what it holds is released.
+    """
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    return None if task.cancelled() else task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -6,7 +6,6 @@ The route only shapes HTTP: which archive to send, from where, is the archive po
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from fastapi import APIRouter, Request
@@ -14,10 +13,9 @@ from fastapi.responses import Response
 
 from app.api.deps import COMMON_ERRORS, OptionsDep, OrderIdPath, ServicesDep, WaitDep, load_order
 from app.api.ranges import conditional
-from app.api.responses import ZIP_CONTENT, ArchiveResponse, archive_headers, finished_response
+from app.api.responses import ZIP_CONTENT, ArchiveResponse, archive_headers, finished_response, unless_hangup
 from app.api.security import ServiceKey
 from app.archives.service import STREAM_PATIENCE_SECONDS, Finished
-from app.core.engine import Batch
 from app.core.models import BatchOptions, OrderInfo
 from app.core.wait import wait_until_ready
 from app.errors import NothingSucceeded
@@ -80,7 +78,7 @@ async def download_order_images(
 
     batch = answer.batch
     try:
-        succeeded = await first_success_or_hangup(batch, request)
+        succeeded = await unless_hangup(request, batch.wait_first())  # held until an image succeeds: many retries
     except BaseException:
         await answer.close()
         raise
@@ -107,25 +105,3 @@ async def head_response(services: Services, order: OrderInfo, options: BatchOpti
     services.engine.check(order)  # the same 422 a GET would answer for an empty or oversized order
     headers = archive_headers(order.name, order.order_id, len(order.images) + order.unidentified)
     return Response(media_type="application/zip", headers=headers | {"Accept-Ranges": "bytes", "X-Cache": "miss"})
-
-
-async def first_success_or_hangup(batch: Batch, request: Request) -> bool | None:
-    """Wait for the batch's first image (True) or for all to fail (False); None if the caller hung up.
-
-    The response is held until an image succeeds, which can take many retries; a caller who gives
-    up meanwhile must not leave the downloads running.
-    """
-    first = asyncio.ensure_future(batch.wait_first())
-    hangup = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({first, hangup}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        hangup.cancel()
-        if not first.done():
-            first.cancel()
-    return first.result() if first.done() and not first.cancelled() else None
-
-
-async def _disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass

@@ -23,11 +23,11 @@ from app.core.models import ImageFormat
 from app.core.sets import Rendition, credit_cost
 from app.core.spool import Spool
 from app.core.upstream import ImageDownloadFailed
-from app.errors import InvalidOption, ServiceError
+from app.errors import InvalidOption, NotFound
 
 
-class ImageNotFound(ServiceError):
-    status_code = 404
+class ImageNotFound(NotFound):
+    pass
 
 
 router = APIRouter(tags=["batch"], dependencies=[ServiceKey])
@@ -49,11 +49,12 @@ async def order_photos(order_id: OrderIdPath, options: OptionsDep, services: Ser
             "image_id": image.image_id,
             "name": image.name,
             "status": image.status,
-            "ready": image.skip_reason() is None,
-            "reason": image.skip_reason(),
+            "ready": reason is None,
+            "reason": reason,
             "thumbnail_url": f"images/{image.image_id}/thumbnail",
         }
         for image in order.images
+        for reason in [image.skip_reason()]
     ]
     return {
         "order_id": order.order_id,
