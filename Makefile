@@ -95,7 +95,6 @@ soak: install-dev
 
 ## Re-pin every package (runtime and dev) from the short .in files.
 lock: install-dev
-	$(PIP) install uv
 	$(BIN)/uv pip compile -q requirements.in -o requirements.txt --python-version 3.11
 	$(BIN)/uv pip compile -q requirements-dev.in -o requirements-dev.txt --python-version 3.11
 

@@ -9,7 +9,7 @@ nginx serves, from a temporary folder, what Autoenhance and its asset storage wo
 
 and `curl --parallel --parallel-max 5` fetching every image straight from it is the limit. The
 service is then pointed at the same nginx (AUTOENHANCE_BASE_URL) and measured in the same run.
-`make system-deps` installs nginx; the benchmark says so and skips these rows when it is missing.
+`make system-deps` (which `make bench` runs first) installs nginx; without it these cases cannot run.
 """
 
 from __future__ import annotations

@@ -152,7 +152,7 @@ def stream_archive(
     started = False
     etag: str | None = None
     try:
-        with client.stream("GET", f"v1/orders/{order_id}/images", params=params) as response:
+        with client.stream("GET", url) as response:
             started = True
             if response.status_code != 200:
                 raise TransferError(error_detail(response))

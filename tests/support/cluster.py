@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import pytest
 import redis
 
 from app.config import Settings
+from bench.harness import wait_http
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,17 +55,6 @@ def redis_prefix() -> Iterator[str]:
         client.close()
 
 
-def wait_until_answers(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(httpx.TransportError):
-            httpx.get(url, timeout=1)
-            return
-        assert process is None or process.poll() is None, f"{url}: the process exited ({process.returncode})"
-        assert time.monotonic() < deadline, f"{url} did not answer within {timeout} s"
-        time.sleep(0.1)
-
-
 @dataclass
 class S3:
     endpoint: str
@@ -91,7 +80,7 @@ def moto_s3(log_dir: Path) -> Iterator[S3]:
         )
         try:
             endpoint = f"http://127.0.0.1:{port}"
-            wait_until_answers(endpoint, process)
+            wait_http(endpoint, proc=process)
             bucket = f"jobs-{uuid.uuid4().hex[:8]}"
             assert httpx.put(f"{endpoint}/{bucket}").status_code == 200  # moto creates buckets unauthenticated
             yield S3(endpoint, bucket)
@@ -153,7 +142,7 @@ class Api(Node):
 
     def start(self) -> Api:
         self.spawn([str(BIN / "uvicorn"), "app:app", "--host", "127.0.0.1", "--port", str(self.port)])
-        wait_until_answers(f"{self.url}/health", self.process, timeout=60)
+        wait_http(f"{self.url}/health", proc=self.process)
         return self
 
 
