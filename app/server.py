@@ -24,7 +24,7 @@ import json
 import logging
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 log = logging.getLogger("app.server")
 
@@ -33,6 +33,39 @@ MAX_HEADER_BYTES = 64 * 1024
 HEADER_TIMEOUT_SECONDS = 10.0
 KEEP_ALIVE_SECONDS = 5
 LIMIT_CONCURRENCY = 1000
+
+
+FRAME_DIRECTLY = 16 * 1024
+"""Body pieces from this size on are framed without a copy (smaller ones: one write is cheaper)."""
+
+
+class FramedCycle(RequestResponseCycle):
+    """uvicorn's request cycle, minus one copy of every byte of a chunked response.
+
+    A streamed ZIP has no Content-Length (its size is known only at its end), so it goes out in
+    chunked transfer coding, and uvicorn frames each piece as `b"".join([size, body, CRLF])`: a
+    fresh copy of the whole body, the largest single cost on the byte path after the kernel's own
+    (`make profile`). Here a large piece goes out as three buffers handed to the transport's
+    `writelines`, which uvloop sends with one writev(2), bytes untouched. Every other message,
+    and the last one (which closes the response), takes uvicorn's own path.
+    """
+
+    async def send(self, message: Any) -> None:
+        if (
+            message["type"] == "http.response.body"
+            and self.chunked_encoding
+            and self.response_started
+            and not self.response_complete
+            and message.get("more_body", False)
+            and len(body := message.get("body", b"")) >= FRAME_DIRECTLY
+            and self.scope["method"] != "HEAD"
+        ):
+            if self.flow.write_paused and not self.disconnected:
+                await self.flow.drain()
+            if not self.disconnected:
+                self.transport.writelines((b"%x\r\n" % len(body), body, b"\r\n"))
+            return
+        await super().send(message)
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -98,6 +131,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._in_head = True  # whatever comes next is the next request's head
         self._head_bytes = 0
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        cycle.__class__ = FramedCycle  # same object, same state: only `send` differs (see FramedCycle)
+        super()._start_asgi_task(cycle, app)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

@@ -111,3 +111,20 @@ def test_the_shipped_commands_serve_with_these_limits(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(15)
+
+
+def test_a_streamed_zip_is_framed_correctly_without_the_copy(guarded: str, simulator: Sim) -> None:
+    """Large pieces of a chunked response go out through writelines (app/server.py FramedCycle):
+    the framing must be exact, or the kept-alive connection's next answer would be garbage."""
+    from simulator import SeedImage
+    from tests.support.jobs_helpers import seed
+    from tests.support.zipcheck import check_zip
+
+    sizes = {"tiny.jpg": 10, "small.jpg": 5_000, "edge.jpg": 16 * 1024, "large.jpg": 700_000, "big.jpg": 3_000_000}
+    order_id = seed(simulator, *(SeedImage(name=name.removesuffix(".jpg"), size=size) for name, size in sizes.items()))
+    with httpx.Client(base_url=guarded, timeout=30) as client:  # one connection for both requests
+        response = client.get(f"/orders/{order_id}/images")
+        assert response.status_code == 200 and response.headers["transfer-encoding"] == "chunked"
+        files = check_zip(response.content)
+        assert {name: len(data) for name, data in files.items() if name.endswith(".jpg")} == sizes
+        assert client.get("/health").status_code == 200  # the same connection, still in step
