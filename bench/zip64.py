@@ -46,7 +46,7 @@ async def write(path: Path, members: int, member_bytes: int) -> float:
     writer = ZipWriter()
     now = NOW
     for i in range(members):
-        writer.feed(Member(f"photo-{i:03d}.jpg", chunks * MiB, crc, lambda: iter([block] * chunks), now))
+        writer.feed(Member(f"photo-{i:03d}.jpg", chunks * MiB, crc, lambda: iter([block] * chunks), now, in_memory=True))
     writer.finish()
     started = time.perf_counter()
     with open(path, "wb") as out:

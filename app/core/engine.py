@@ -269,7 +269,6 @@ class Batch:
             await feeder
         finally:
             feeder.cancel()
-            writer.stop()
             await self.aclose()
 
     async def _feed(self, writer: ZipWriter, recorder: LayoutRecorder | None) -> None:
@@ -285,14 +284,15 @@ class Batch:
                 await recorder.member(LayoutMember(done.name, done.spool.size, done.spool.crc32, done.image.image_id))
             spool = done.spool
             # in memory, the chunks are the very bytes the spool CRC'd on arrival: no second pass
-            writer.feed(Member(done.name, spool.size, spool.crc32, spool.chunks, now, done.written.set, not spool.on_disk))
+            in_memory = not spool.on_disk
+            writer.feed(Member(done.name, spool.size, spool.crc32, spool.chunks, now, done.written.set, in_memory, in_memory))
         if self._closed:  # abandoned (the caller left): the Nones above were cancellations, not failures
             return
         extras = closing_files(self)
         if recorder is not None:
             await recorder.finish([LayoutMember(n, len(d), zlib.crc32(d), text=d.decode()) for n, d in extras])
         for name, data in extras:
-            writer.feed(Member(name, len(data), zlib.crc32(data), functools.partial(iter, (data,)), now))
+            writer.feed(Member(name, len(data), zlib.crc32(data), functools.partial(iter, (data,)), now, in_memory=True))
         writer.finish()
         self._log_totals()
 

@@ -158,11 +158,12 @@ async def prepare(
     members = []
     for m in layout.members:
         chunks: Callable[[], Iterator[bytes]] = _not_needed
+        in_memory = True  # text, and members before the resume point (never read)
         if m.text is not None:
             chunks = functools.partial(iter, (m.text.encode(),))
         elif isinstance(held := results.get(m.name), Spool):
-            chunks = held.chunks
-        members.append(Member(m.name, m.size, m.crc32, chunks, modified))
+            chunks, in_memory = held.chunks, not held.on_disk
+        members.append(Member(m.name, m.size, m.crc32, chunks, modified, in_memory=in_memory))
     engine.stats.images_downloaded += len(spools)
     fetched = [name for name, value in results.items() if isinstance(value, Spool)]
     return Replay(layout, start, layout.total(), members, spools, fetched)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import stat
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -163,62 +163,57 @@ def batches(
 ) -> Iterator[list[bytes]]:
     """The archive's bytes from offset `start`, as lists of pieces totalling about `chunk_size`.
 
-    Why lists: image data arrives as the HTTP client's pieces (128-256 KiB at full speed); joining
-    them into bigger chunks copied every byte once more (and allocated a fresh buffer per chunk).
-    A piece of at least SMALL_PIECE is passed on as it is; only runs of small ones (headers, tiny
-    members, the central directory) are joined.
-
-    `members` may arrive lazily (a live stream). A member whose header and data all lie before
-    `start` is skipped without calling its chunks (None is allowed there); any other member's data
-    is read whole and checked against its size and CRC-32 (ZipIntegrityError, after which the
-    caller must abort: the archive is never finished around bad data).
+    `members` may arrive lazily (a live stream); see `Encoder` for what each member's bytes are.
     """
-    pending: list[bytes] = []
-    small: list[bytes] = []  # consecutive small pieces, joined into one before the next large one
-    pending_size = 0
-    offset = 0
-    written: list[tuple[Entry, int]] = []
-
-    def emit(data: bytes, at: int) -> Iterator[list[bytes]]:
-        nonlocal pending_size
-        if at + len(data) <= start:
-            return
-        if at < start:
-            data = data[start - at :]
-        if len(data) < SMALL_PIECE:
-            small.append(data)
-        else:
-            if small:
-                pending.append(b"".join(small))
-                small.clear()
-            pending.append(data)
-        pending_size += len(data)
-        if pending_size >= chunk_size:
-            yield from flush()
-
-    def flush() -> Iterator[list[bytes]]:
-        nonlocal pending_size
-        if small:
-            pending.append(small[0] if len(small) == 1 else b"".join(small))
-            small.clear()
-        if pending:
-            yield pending.copy()
-            pending.clear()
-            pending_size = 0
-
+    encoder = Encoder(start=start, zip32_limit=zip32_limit, chunk_size=chunk_size)
     for entry, chunks in members:
-        written.append((entry, offset))
-        header = local_header(entry, offset, zip32_limit)
+        yield from encoder.member(entry, chunks)
+    yield from encoder.end()
+
+
+class Encoder:
+    """The archive member by member: `member()` for each file in order, then `end()`.
+
+    Incremental so that whoever drives it chooses where each member is written: the event loop for
+    data already in memory, a worker thread for data read from disk (app/core/archive.py).
+
+    Pieces come out in lists totalling about `chunk_size`. Why lists: image data arrives as the
+    HTTP client's pieces (128-256 KiB at full speed); joining them into bigger chunks copied every
+    byte once more (and allocated a fresh buffer per chunk). A piece of at least SMALL_PIECE is
+    passed on as it is; only runs of small ones (headers, tiny members, the central directory) are
+    joined. Every member ends with a flush: the next one may be seconds away.
+
+    A member whose header and data all lie before `start` is skipped without calling its chunks
+    (None is allowed there); any other member's data is read whole and checked against its size and
+    CRC-32 (ZipIntegrityError, after which the caller must abort: the archive is never finished
+    around bad data).
+    """
+
+    def __init__(self, *, start: int = 0, zip32_limit: int = ZIP32_LIMIT, chunk_size: int = CHUNK_SIZE) -> None:
+        self._start = start
+        self._zip32_limit = zip32_limit
+        self._chunk_size = chunk_size
+        self._offset = 0
+        self._written: list[tuple[Entry, int]] = []
+        self._pending: list[bytes] = []
+        self._small: list[bytes] = []  # consecutive small pieces, joined into one before the next large one
+        self._pending_size = 0
+
+    def member(self, entry: Entry, chunks: Chunks | None) -> Generator[list[bytes], None, None]:
+        offset = self._offset
+        self._written.append((entry, offset))
+        header = local_header(entry, offset, self._zip32_limit)
         end = offset + len(header) + entry.size
-        if end <= start:
-            offset = end
-            continue
-        yield from emit(header, offset)
+        if end <= self._start:
+            self._offset = end
+            return
+        yield from self._emit(header, offset)
         offset += len(header)
+        self._offset = end
         if chunks is None:
             if entry.size:
-                raise ZipIntegrityError(f"{entry.name}: no data to write from offset {start}")
-            continue
+                raise ZipIntegrityError(f"{entry.name}: no data to write from offset {self._start}")
+            return
         size, crc = 0, 0
         check = not entry.trusted
         for chunk in chunks():
@@ -227,10 +222,39 @@ def batches(
                 raise ZipIntegrityError(f"{entry.name}: more than the declared {entry.size} bytes")
             if check:
                 crc = crc32(chunk, crc)
-            yield from emit(chunk, offset)
+            yield from self._emit(chunk, offset)
             offset += len(chunk)
         if size != entry.size or (check and crc != entry.crc32):
             raise ZipIntegrityError(f"{entry.name}: {size} bytes with CRC {crc:08x}, declared {entry.size}/{entry.crc32:08x}")
-        yield from flush()  # the next member may be seconds away: never hold back what is ready
-    yield from emit(central_directory(written, offset, zip32_limit), offset)
-    yield from flush()
+        yield from self._flush()
+
+    def end(self) -> Iterator[list[bytes]]:
+        """The central directory and end records."""
+        yield from self._emit(central_directory(self._written, self._offset, self._zip32_limit), self._offset)
+        yield from self._flush()
+
+    def _emit(self, data: bytes, at: int) -> Iterator[list[bytes]]:
+        if at + len(data) <= self._start:
+            return
+        if at < self._start:
+            data = data[self._start - at :]
+        if len(data) < SMALL_PIECE:
+            self._small.append(data)
+        else:
+            if self._small:
+                self._pending.append(b"".join(self._small))
+                self._small.clear()
+            self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= self._chunk_size:
+            yield from self._flush()
+
+    def _flush(self) -> Iterator[list[bytes]]:
+        small = self._small
+        if small:
+            self._pending.append(small[0] if len(small) == 1 else b"".join(small))
+            small.clear()
+        if self._pending:
+            yield self._pending
+            self._pending = []
+            self._pending_size = 0
