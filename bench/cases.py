@@ -25,7 +25,7 @@ import httpx
 from bench import harness
 from bench.harness import Fetch, Proc
 from bench.limit import fetch_direct
-from bench.nginx import curl_parallel, nginx
+from bench.nginx import curl_parallel, nginx, proxy
 
 MiB = 1024 * 1024
 
@@ -332,25 +332,34 @@ def repeat(bench: Bench, images: int = 100, size: int = 2_000_000, runs: int = 7
 
 
 def against_nginx(bench: Bench, images: int = 100, size: int = 2_000_000, runs: int = 5) -> list[Row]:
-    """The service in front of nginx vs curl fetching the same images from the same nginx, taking turns."""
+    """The service in front of nginx vs curl fetching the same images from the same nginx, taking turns.
+
+    A third turn fetches them through nginx as a reverse proxy (bench/nginx.py `proxy`): what a C
+    middle process reaches on the same machine, reported beside the target."""
     order_id = bench.seed(images, size)
     order = httpx.get(f"{bench.sim.url}/v3/orders/{order_id}").raise_for_status().json()
-    with nginx(bench.work) as web, harness.service(
+    with nginx(bench.work) as web, proxy(bench.work, web.url) as middle, harness.service(
         web.url, bench.work / "nginx-service", log=bench.work / "nginx-service.log", cache_max_bytes=0
     ) as svc:
-        image_urls = [f"{web.url}/v3/images/{image_id}/enhanced" for image_id in web.add_order(order, size)]
+        paths = [f"/v3/images/{image_id}/enhanced" for image_id in web.add_order(order, size)]
         url = f"{svc.url}/orders/{order_id}/images"
         _check_zip_once(url, bench.work / "nginx.zip", images)  # also the warm-up
         user, system = svc.cpu_split()
-        ours, limit = _interleaved(runs, [lambda: harness.curl(url), lambda: curl_parallel(image_urls)])
+        ours, limit, proxied = _interleaved(runs, [
+            lambda: harness.curl(url),
+            lambda: curl_parallel([web.url + path for path in paths]),
+            lambda: curl_parallel([middle + path for path in paths]),
+        ])
         gb = sum(f.size for f in ours) / 1e9
         ours_user, ours_system = ((after - before) / gb for after, before in zip(svc.cpu_split(), (user, system),
                                                                                  strict=True))
         ours_cpu = ours_user + ours_system
-    ours_mb, limit_mb = (statistics.median(f.mb_per_s for f in fetches) for fetches in (ours, limit))
+    ours_mb, limit_mb, proxy_mb = (statistics.median(f.mb_per_s for f in fetches) for fetches in (ours, limit, proxied))
     case = f"7. against nginx ({images} x {size / 1e6:g} MB from nginx; curl --parallel-max 5 is the limit)"
     return [
-        Row(case, "MB/s", f"{ours_mb:.0f}", f"nginx + curl {limit_mb:.0f}", f"{ours_mb / limit_mb:.2f} of curl",
+        Row(case, "MB/s", f"{ours_mb:.0f}",
+            f"nginx + curl {limit_mb:.0f}; through nginx as a proxy {proxy_mb:.0f} ({proxy_mb / limit_mb:.2f} of curl)",
+            f"{ours_mb / limit_mb:.2f} of curl, {ours_mb / proxy_mb:.2f} of the nginx proxy",
             ">= 0.50 of curl", ours_mb >= 0.5 * limit_mb),
         Row(case, "service CPU s per GB (user + system)", f"{ours_cpu:.2f}",
             f"of which system (kernel) {ours_system:.2f}; curl: no service", "", "<= 1.5", ours_cpu <= 1.5),

@@ -9,6 +9,10 @@ nginx serves, from a temporary folder, what Autoenhance and its asset storage wo
 
 and `curl --parallel --parallel-max 5` fetching every image straight from it is the limit. The
 service is then pointed at the same nginx (AUTOENHANCE_BASE_URL) and measured in the same run.
+
+`proxy()` starts a second nginx as a reverse proxy in front of the first (one worker, as the
+service is one process; buffered, keep-alive upstream): what C itself reaches when every byte must
+pass through a middle process on this machine, the fairest yardstick for a service that must.
 `make system-deps` (which `make bench` runs first) installs nginx; without it these cases cannot run.
 """
 
@@ -81,24 +85,66 @@ class Nginx:
         return f"{self.url}/files/{source.name}"
 
 
+PROXY_CONF = """
+{user}
+worker_processes 1;
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    proxy_temp_path {root}/tmp; client_body_temp_path {root}/tmp; fastcgi_temp_path {root}/tmp;
+    uwsgi_temp_path {root}/tmp; scgi_temp_path {root}/tmp;
+    upstream origin {{ server {upstream}; keepalive 16; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffer_size 256k;
+            proxy_buffers 16 256k;
+            proxy_max_temp_file_size 0;
+        }}
+    }}
+}}
+"""
+
+
 @contextlib.contextmanager
 def nginx(work: Path) -> Iterator[Nginx]:
+    """nginx serving the order, the redirects and the assets from `work`/nginx/www."""
+    root = work / "nginx"
+    for sub in ("www/orders", "www/assets", "www/files"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    with _running(root, CONF, "/files/") as (url, pid):
+        yield Nginx(url, root, pid)
+
+
+@contextlib.contextmanager
+def proxy(work: Path, upstream_url: str) -> Iterator[str]:
+    """nginx as a reverse proxy in front of `upstream_url`; its URL."""
+    with _running(work / "nginx-proxy", PROXY_CONF, "/v3/", upstream=upstream_url.removeprefix("http://")) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def _running(root: Path, conf: str, probe: str, **values: str) -> Iterator[tuple[str, int]]:
     exe = binary()
     if exe is None:
         raise FileNotFoundError("nginx is not installed (run `make system-deps`)")
-    root = work / "nginx"
-    for sub in ("www/orders", "www/assets", "www/files", "tmp"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "tmp").mkdir(parents=True, exist_ok=True)
     port = free_port()
     # Started as root, nginx's worker would run as `nobody`, which cannot enter private temp folders.
     user = "user root root;" if os.geteuid() == 0 else ""
-    (root / "nginx.conf").write_text(CONF.format(root=root, port=port, user=user))
+    (root / "nginx.conf").write_text(conf.format(root=root, port=port, user=user, **values))
     popen = subprocess.Popen([exe, "-c", str(root / "nginx.conf"), "-p", str(root), "-e", str(root / "error.log")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/files/", proc=popen)
-        yield Nginx(url, root, popen.pid)
+        wait_http(url + probe, proc=popen)
+        yield url, popen.pid
     finally:
         popen.terminate()  # SIGTERM: nginx's fast shutdown
         try:
