@@ -32,7 +32,7 @@ COMPONENTS = (
     ("upstream: reading image bodies (aiohttp)", ("_read_body", "data_received"), ()),
     ("upstream: requests, redirects (aiohttp, httpx)", ("AiohttpFetcher.get", "AsyncClient.send", "build_request",
                                                        "_download_once"), ()),
-    ("ZIP writer thread (app/core/zipformat.py)", ("ZipWriter", "zipformat"), ()),
+    ("ZIP writer (app/core/archive.py, zipformat.py)", ("ZipWriter", "zipformat", "Encoder"), ()),
     ("response: sending the ZIP (uvicorn, middleware)", ("stream_response",), ()),
     ("engine: per-image bookkeeping", ("Batch.",), ()),
 )
