@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import os
 import re
 import time
 from pathlib import Path
@@ -71,8 +72,15 @@ class DiskLayouts:
     def _append(self, layout_id: str, lines: list[str], create: bool) -> None:
         if create:
             self._sweep()
-        with open(self._path(layout_id), "x" if create else "a", encoding="utf-8") as file:
-            file.write("".join(f"{line}\n" for line in lines))
+        # one os.write with O_APPEND: the line lands whole at the end, and no file object is built per member
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | (os.O_EXCL if create else 0)  # as open()'s "x" and "a"
+        fd = os.open(self._path(layout_id), flags, 0o644)
+        try:
+            data = "".join(f"{line}\n" for line in lines).encode()
+            while data:
+                data = data[os.write(fd, data) :]
+        finally:
+            os.close(fd)
 
     async def append(self, layout_id: str, lines: list[str], *, create: bool = False) -> None:
         """A member's line is appended on the event loop: a few hundred bytes into the page cache
