@@ -24,10 +24,11 @@ from app.config import Settings
 from app.core.breaker import UpstreamGuard
 from app.core.budget import FairLimiter
 from app.core.engine import Engine, EngineLimits
-from app.core.fetch import AiohttpFetcher, Fetcher, api_host_and_port
+from app.core.fetch import AiohttpFetcher, Fetcher
 from app.core.proxies import EnvProxyTransport, env_proxies
 from app.core.shared_budget import SharedBudget
 from app.core.stats import Stats
+from app.core.trusted_hosts import TrustedHosts
 from app.core.upstream import AutoenhanceClient
 from app.jobs.manager import JobManager
 from app.ops.metrics import ServiceCollector
@@ -130,12 +131,13 @@ def _upstream(
         base_url = settings.autoenhance_base_url
         api_key = settings.autoenhance_api_key.get_secret_value() if settings.autoenhance_api_key else None
     http = httpx.AsyncClient(transport=telemetry.meter(transport, base_url), timeout=timeout, follow_redirects=False)
+    asset_hosts = TrustedHosts.parse(settings.allowed_asset_hosts)
     fetcher: Fetcher | None = None  # demo mode: the simulator is in-process, httpx reaches it
     if not settings.demo_mode:  # image bytes take the fast path (app/core/fetch.py)
         fetcher = AiohttpFetcher(
             connect_timeout=10.0,
             read_timeout=read_timeout,
-            trusted_hosts=[api_host_and_port(base_url), *settings.allowed_asset_hosts],
+            trusted=asset_hosts | TrustedHosts.origin(base_url),
             proxies=env_proxies(),
             observe=telemetry.observe_downloads(base_url),
         )
@@ -151,7 +153,7 @@ def _upstream(
         "image_timeout": settings.image_timeout_seconds,
         "guard": guard,
         "fetcher": fetcher,
-        "allowed_asset_hosts": tuple(settings.allowed_asset_hosts),
+        "asset_hosts": asset_hosts,
         "max_json_bytes": settings.max_upstream_json_bytes,
     }
     if telemetry.tracer is not None:

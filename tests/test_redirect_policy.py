@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from app import create_app
+from app.core.trusted_hosts import TrustedHosts
 from tests.conftest import service_settings
 from tests.support.forward_proxy import ForwardProxy
 from tests.support.hostile_upstream import ORDER_ID, Bystander, HostileUpstream, image_bytes
@@ -120,3 +121,26 @@ def test_through_a_proxy_the_target_name_is_checked_before_the_proxy_is_asked(
     assert any("/asset/good" in u for u in seen), seen  # the proxy is in use
     assert not any("localhost" in u for u in seen), seen
     assert other.hits == 0
+
+
+@pytest.mark.parametrize(
+    ("entry", "host", "port", "trusted"),
+    [
+        ("assets.example", "assets.example", 8443, True),  # `host`: every port
+        ("Assets.Example:8080", "ASSETS.example", 8080, True),  # host names compare case-insensitively
+        ("assets.example:8080", "assets.example", 8081, False),  # `host:port`: that port only
+        ("assets.example:8080", "other.example", 8080, False),
+        ("[::1]:9000", "[::1]", 9000, True),  # IPv6 in brackets, asked with or without them
+        ("[::1]:9000", "::1", 9000, True),
+        ("[::1]", "::1", 1234, True),
+    ],
+)
+def test_trusted_hosts_entries(entry: str, host: str, port: int, trusted: bool) -> None:
+    assert TrustedHosts.parse([entry]).trusts(host, port) is trusted
+
+
+def test_the_api_origin_is_trusted_on_its_own_port() -> None:
+    api = TrustedHosts.origin("https://API.example/base")
+    assert api.trusts("api.example", 443) and not api.trusts("api.example", 80)
+    assert TrustedHosts.origin("http://[::1]:8000").trusts("::1", 8000)
+    assert not TrustedHosts().trusts("api.example", 443)

@@ -24,12 +24,13 @@ from rich.progress import Progress
 from app.cli.transfer import Outcome, TransferError, image_and_byte_tasks, part_path
 from app.core.budget import FairLimiter
 from app.core.engine import Batch, Engine, EngineLimits
-from app.core.fetch import AiohttpFetcher, api_host_and_port
+from app.core.fetch import AiohttpFetcher
 from app.core.keep import FolderKeep
 from app.core.models import BatchOptions, OrderInfo
 from app.core.proxies import env_proxies
 from app.core.sets import credit_cost
 from app.core.stats import Stats
+from app.core.trusted_hosts import TrustedHosts
 from app.core.upstream import AutoenhanceClient
 from app.core.wait import WaitOptions, wait_until_ready
 from app.errors import ServiceError, UpstreamAuthError
@@ -92,7 +93,7 @@ async def download_direct(run: DirectRun, progress: Progress, say: Callable[[str
         fetcher = AiohttpFetcher(
             connect_timeout=10.0,
             read_timeout=min(run.timeout, 60.0),
-            trusted_hosts=[api_host_and_port(run.base_url)],
+            trusted=TrustedHosts.origin(run.base_url),
             proxies=env_proxies(),
         )
         client = AutoenhanceClient(

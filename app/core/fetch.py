@@ -27,7 +27,7 @@ import contextlib
 import ipaddress
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -37,6 +37,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from app.core.addresses import first_refusal
 from app.core.proxies import proxy_for
+from app.core.trusted_hosts import TrustedHosts
 
 Observe = Callable[[str, str, str, float], None]
 """(method, url, outcome, seconds to response headers): outcome is the status or an error kind."""
@@ -119,40 +120,22 @@ class HttpxFetcher:
 # -- aiohttp (every real upstream) -------------------------------------------------------------------
 
 
-def host_and_port(entry: str) -> tuple[str, int | None]:
-    """`host` or `host:port` (IPv6 in brackets) as configured in ALLOWED_ASSET_HOSTS."""
-    parts = urlsplit(entry if "//" in entry else f"//{entry}")
-    return (parts.hostname or entry).lower(), parts.port
-
-
-def api_host_and_port(base_url: str) -> str:
-    """`host:port` of the API's base URL (default port made explicit), as GuardedResolver trusts it."""
-    parts = urlsplit(base_url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 class GuardedResolver(AbstractResolver):
     """Resolves like the system does, then refuses non-public addresses unless the host is trusted.
 
-    Trusted: the API's own host and port, the configured proxies and ALLOWED_ASSET_HOSTS (`host`
-    trusts every port). aiohttp dials exactly the addresses returned here, so the check holds
-    against DNS changing between a check and a connect. (aiohttp skips resolving IP literals; the
-    upstream client checks those itself, where the literal is the address dialled.)
+    Trusted: the API's own host and port, the configured proxies and ALLOWED_ASSET_HOSTS, one
+    `TrustedHosts` (app/core/trusted_hosts.py). aiohttp dials exactly the addresses returned here, so
+    the check holds against DNS changing between a check and a connect. (aiohttp skips resolving IP
+    literals; the upstream client checks those itself, where the literal is the address dialled.)
     """
 
-    def __init__(self, trusted: Collection[str]) -> None:
-        self._trusted = {host_and_port(entry) for entry in trusted}
+    def __init__(self, trusted: TrustedHosts) -> None:
+        self.trusted = trusted
         self._inner = aiohttp.ThreadedResolver()
-
-    def trusts(self, host: str, port: int | None) -> bool:
-        host = host.lower().strip("[]")
-        return (host, None) in self._trusted or (host, port) in self._trusted
 
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        if not self.trusts(host, port):
+        if not self.trusted.trusts(host, port):
             reason = first_refusal(ipaddress.ip_address(result["host"].split("%")[0]) for result in results)
             if reason is not None:
                 raise TargetRefused(f"{host} resolves to {reason}")
@@ -223,11 +206,13 @@ class AiohttpFetcher:
         *,
         connect_timeout: float,
         read_timeout: float,
-        trusted_hosts: Collection[str],
+        trusted: TrustedHosts,
         proxies: dict[str, str],
         observe: Observe | None = None,
     ) -> None:
-        self.resolver = GuardedResolver([*trusted_hosts, *(urlsplit(url).netloc for url in proxies.values())])
+        """`trusted`: the API's origin and ALLOWED_ASSET_HOSTS; the proxies' hosts are added here, since
+        every proxied request dials them."""
+        self.resolver = GuardedResolver(trusted | TrustedHosts.parse(urlsplit(url).netloc for url in proxies.values()))
         self._proxies = proxies
         self._observe = observe
         connector = aiohttp.TCPConnector(
@@ -255,7 +240,7 @@ class AiohttpFetcher:
         outcome = "cancelled"
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            if proxy is not None and not self.resolver.trusts(host, port):
+            if proxy is not None and not self.resolver.trusted.trusts(host, port):
                 # the proxy dials this host, so the rule can only look at what the name resolves to here
                 await self.resolver.resolve(host, port)
             response = await self._session.get(

@@ -31,10 +31,11 @@ import stamina
 from app.core.addresses import refusal
 from app.core.bounded import ACCEPT_ENCODING, BodyTooLarge, bounded_response
 from app.core.breaker import CircuitOpen, UpstreamGuard
-from app.core.fetch import Fetcher, HttpxFetcher, Reply, TargetRefused, host_and_port
+from app.core.fetch import Fetcher, HttpxFetcher, Reply, TargetRefused
 from app.core.models import OrderInfo, parse_order
 from app.core.sets import Rendition
 from app.core.spool import ImageTooLarge, Spool
+from app.core.trusted_hosts import TrustedHosts
 from app.errors import (
     InvalidPageOffset,
     OrderNotFound,
@@ -131,13 +132,13 @@ class AutoenhanceClient:
         image_timeout: float = 60.0,
         guard: UpstreamGuard | None = None,
         fetcher: Fetcher | None = None,
-        allowed_asset_hosts: tuple[str, ...] = (),
+        asset_hosts: TrustedHosts = TrustedHosts(),
         max_json_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_origin = _origin(self.base_url)
         self._fetcher: Fetcher = fetcher or HttpxFetcher(http)
-        self._allowed_assets = {host_and_port(entry) for entry in allowed_asset_hosts}
+        self._asset_hosts = asset_hosts  # ALLOWED_ASSET_HOSTS; the fetcher trusts the same value (app/wiring.py)
         self._api_key = api_key
         self._http = http
         self._attempts = attempts
@@ -334,7 +335,7 @@ class AutoenhanceClient:
         """
         parts = urlsplit(url)
         origin = _origin(url)
-        if origin == self._api_origin or origin[1:] in self._allowed_assets or (origin[1], None) in self._allowed_assets:
+        if origin == self._api_origin or self._asset_hosts.trusts(origin[1], origin[2]):
             return
         if parts.scheme != "https":
             raise TargetRefused(f"{_safe(url)} is not https (only the API's own origin may be plain http)")
