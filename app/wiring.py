@@ -10,9 +10,11 @@ through the facade, as its `JobListener`) -> order watcher (which starts jobs: i
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -23,12 +25,11 @@ from app.archives.service import Archives
 from app.config import Settings
 from app.core.breaker import UpstreamGuard
 from app.core.budget import FairLimiter
+from app.core.connect import build_client
 from app.core.engine import Engine, EngineLimits
-from app.core.fetch import AiohttpFetcher, Fetcher
-from app.core.proxies import EnvProxyTransport, env_proxies
+from app.core.proxies import EnvProxyTransport
 from app.core.shared_budget import SharedBudget
 from app.core.stats import Stats
-from app.core.trusted_hosts import TrustedHosts
 from app.core.upstream import AutoenhanceClient
 from app.jobs.manager import JobManager
 from app.ops.metrics import ServiceCollector
@@ -126,42 +127,37 @@ def _upstream(
         seed_demo(simulator_state)
         transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=create_app(simulator_state))
         base_url, api_key = DEMO_BASE_URL, "demo-key"  # the embedded simulator accepts any key
+        proxies: dict[str, str] = {}
     else:
         transport = EnvProxyTransport(limits)  # HTTP(S)_PROXY / NO_PROXY, as httpx alone would
+        proxies = transport.proxies  # the byte path routes by the same reading of the environment
         base_url = settings.autoenhance_base_url
         api_key = settings.autoenhance_api_key.get_secret_value() if settings.autoenhance_api_key else None
     http = httpx.AsyncClient(transport=telemetry.meter(transport, base_url), timeout=timeout, follow_redirects=False)
-    asset_hosts = TrustedHosts.parse(settings.allowed_asset_hosts)
-    fetcher: Fetcher | None = None  # demo mode: the simulator is in-process, httpx reaches it
-    if not settings.demo_mode:  # image bytes take the fast path (app/core/fetch.py)
-        fetcher = AiohttpFetcher(
-            connect_timeout=10.0,
-            read_timeout=read_timeout,
-            trusted=asset_hosts | TrustedHosts.origin(base_url),
-            proxies=env_proxies(),
-            observe=telemetry.observe_downloads(base_url),
-        )
 
     limiter = FairLimiter(settings.max_global_downloads, minimum=settings.min_global_downloads)
     guard = UpstreamGuard(limiter, threshold=settings.breaker_threshold, reset_seconds=settings.breaker_reset_seconds)
-    client_options: dict[str, Any] = {
-        "base_url": base_url,
-        "api_key": api_key,
-        "http": http,
-        "attempts": settings.retry_attempts,
-        "order_timeout": settings.order_timeout_seconds,
-        "image_timeout": settings.image_timeout_seconds,
-        "guard": guard,
-        "fetcher": fetcher,
-        "asset_hosts": asset_hosts,
-        "max_json_bytes": settings.max_upstream_json_bytes,
-    }
+    make: Callable[..., AutoenhanceClient] = AutoenhanceClient
     if telemetry.tracer is not None:
         from app.ops.tracing import TracedAutoenhanceClient
 
-        client: AutoenhanceClient = TracedAutoenhanceClient(tracer=telemetry.tracer, **client_options)
-    else:
-        client = AutoenhanceClient(**client_options)
+        make = functools.partial(TracedAutoenhanceClient, tracer=telemetry.tracer)
+    client = build_client(  # built as direct mode builds it (app/core/connect.py), plus metrics, tracing, breaker
+        base_url=base_url,
+        api_key=api_key,
+        http=http,
+        read_timeout=read_timeout,
+        asset_hosts=settings.allowed_asset_hosts,
+        proxies=proxies,
+        observe=telemetry.observe_downloads(base_url),
+        images_over_http=settings.demo_mode,  # the simulator is in-process: httpx reaches it, aiohttp cannot
+        make=make,
+        attempts=settings.retry_attempts,
+        order_timeout=settings.order_timeout_seconds,
+        image_timeout=settings.image_timeout_seconds,
+        guard=guard,
+        max_json_bytes=settings.max_upstream_json_bytes,
+    )
     return simulator_state, http, client, limiter
 
 

@@ -23,14 +23,13 @@ from rich.progress import Progress
 
 from app.cli.transfer import Outcome, TransferError, image_and_byte_tasks, part_path
 from app.core.budget import FairLimiter
+from app.core.connect import build_client
 from app.core.engine import Batch, Engine, EngineLimits
-from app.core.fetch import AiohttpFetcher
 from app.core.keep import FolderKeep
 from app.core.models import BatchOptions, OrderInfo
 from app.core.proxies import env_proxies
 from app.core.sets import credit_cost
 from app.core.stats import Stats
-from app.core.trusted_hosts import TrustedHosts
 from app.core.upstream import AutoenhanceClient
 from app.core.wait import WaitOptions, wait_until_ready
 from app.errors import ServiceError, UpstreamAuthError
@@ -89,20 +88,15 @@ async def download_direct(run: DirectRun, progress: Progress, say: Callable[[str
     """Fetch the order, warn about credits, and write the ZIP (resuming from `<out>.parts/`)."""
     timeout = httpx.Timeout(connect=10.0, read=min(run.timeout, 60.0), write=30.0, pool=None)
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=True) as http:
-        # The service's byte path (aiohttp, redirects checked against public addresses), as in app/wiring.py.
-        fetcher = AiohttpFetcher(
-            connect_timeout=10.0,
-            read_timeout=min(run.timeout, 60.0),
-            trusted=TrustedHosts.origin(run.base_url),
-            proxies=env_proxies(),
-        )
-        client = AutoenhanceClient(
+        # Built as the service builds it (app/core/connect.py), without its metrics, tracing and breaker.
+        client = build_client(
             base_url=run.base_url,
             api_key=run.api_key,
             http=http,
+            read_timeout=min(run.timeout, 60.0),
+            proxies=env_proxies(),
             image_timeout=run.timeout,
             order_timeout=30.0,
-            fetcher=fetcher,
         )
         try:
             return await _download(client, run, progress, say)

@@ -138,7 +138,7 @@ class AutoenhanceClient:
         self.base_url = base_url.rstrip("/")
         self._api_origin = _origin(self.base_url)
         self._fetcher: Fetcher = fetcher or HttpxFetcher(http)
-        self._asset_hosts = asset_hosts  # ALLOWED_ASSET_HOSTS; the fetcher trusts the same value (app/wiring.py)
+        self._asset_hosts = asset_hosts  # ALLOWED_ASSET_HOSTS; the fetcher trusts the same value (app/core/connect.py)
         self._api_key = api_key
         self._http = http
         self._attempts = attempts
