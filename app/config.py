@@ -9,6 +9,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.core.trusted_hosts import split_entries
+
 DEMO_ORDER_ID = "7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c"
 """The fixed order id seeded into the embedded simulator in demo mode."""
 
@@ -148,9 +150,8 @@ class Settings(BaseSettings):
     @field_validator("allowed_origins", "allowed_asset_hosts", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [o.strip() for o in value.split(",") if o.strip()]
-        return value
+        # the command line's direct mode reads ALLOWED_ASSET_HOSTS without Settings, by this same rule
+        return split_entries(value) if isinstance(value, str) else value
 
     @field_validator(
         "autoenhance_api_key",

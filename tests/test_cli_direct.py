@@ -21,6 +21,8 @@ from PIL import Image
 from simulator import SeedImage
 from tests.conftest import TEST_KEY, Sim
 from tests.support.cli_runner import run
+from tests.support.hostile_upstream import ORDER_ID, Bystander, HostileUpstream, image_bytes
+from tests.support.servers import free_port, serve
 from tests.support.zipcheck import check_zip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,3 +166,39 @@ def test_direct_mode_waits_for_the_order_when_asked(simulator: Sim, tmp_path: Pa
     assert code == 0, err
     assert "Waiting for Autoenhance" in err
     assert sorted(check_zip(out.read_bytes())) == ["_manifest.json", "late.jpg", "ready.jpg"]
+
+
+def test_direct_mode_follows_redirects_only_to_the_asset_hosts_allowed_in_the_environment(tmp_path: Path) -> None:
+    """ALLOWED_ASSET_HOSTS means in direct mode what it means to the service (tests/test_redirect_policy.py):
+    a listed private host is fetched; an unlisted port, or a name resolving to loopback, is refused."""
+    bystander = Bystander()
+    with serve(bystander) as other_url:
+        other_port = other_url.rsplit(":", 1)[1]
+        upstream = HostileUpstream({
+            "good": "/asset/good",  # the API's own origin
+            "listed": f"{other_url}/photo",  # plain http to a loopback address: only if listed
+            "unlisted-port": f"http://127.0.0.1:{free_port()}/x",
+            "loopback-name": f"https://localhost:{other_port}/secret",  # `localhost` is not the listed host
+        })
+        with serve(upstream) as upstream_url:
+            def download(out: Path, allowed: str) -> tuple[int, str]:
+                code, _, err = run("download", ORDER_ID, "-o", str(out), "--api-key", TEST_KEY, "--base-url",
+                                   upstream_url, env={"ALLOWED_ASSET_HOSTS": allowed})
+                return code, err
+
+            code, err = download(tmp_path / "unlisted.zip", "")
+            assert code == 3, err
+            assert other_url.removeprefix("http://") in err and bystander.hits == 0  # refused, as before
+            assert sorted(check_zip((tmp_path / "unlisted.zip").read_bytes())) == [
+                "_download_report.txt", "_manifest.json", "good.jpg"
+            ]
+
+            code, err = download(tmp_path / "listed.zip", f" , {other_url.removeprefix('http://')}, ")
+    assert code == 3, err  # still partial: the entry names one port of one host
+    archive = zipfile.ZipFile(tmp_path / "listed.zip")
+    assert archive.read("good.jpg") == image_bytes("good")
+    assert archive.read("listed.jpg") == b"internal secret"  # the operator said this host is an asset store
+    report = archive.read("_download_report.txt").decode()
+    assert "unlisted-port" in report and "is not https" in report
+    assert "localhost resolves to 127.0.0.1 is a loopback address" in report
+    assert bystander.hits == 1

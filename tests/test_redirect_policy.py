@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from app import create_app
-from app.core.trusted_hosts import TrustedHosts
+from app.config import Settings
+from app.core.trusted_hosts import TrustedHosts, env_entries
 from tests.conftest import service_settings
 from tests.support.forward_proxy import ForwardProxy
 from tests.support.hostile_upstream import ORDER_ID, Bystander, HostileUpstream, image_bytes
@@ -139,8 +140,12 @@ def test_trusted_hosts_entries(entry: str, host: str, port: int, trusted: bool) 
     assert TrustedHosts.parse([entry]).trusts(host, port) is trusted
 
 
-def test_the_api_origin_is_trusted_on_its_own_port() -> None:
+def test_the_api_origin_is_trusted_on_its_own_port_and_entries_are_read_as_settings_reads_them() -> None:
     api = TrustedHosts.origin("https://API.example/base")
     assert api.trusts("api.example", 443) and not api.trusts("api.example", 80)
     assert TrustedHosts.origin("http://[::1]:8000").trusts("::1", 8000)
     assert not TrustedHosts().trusts("api.example", 443)
+    written = " cdn.example , ,[::1]:9000,"
+    assert env_entries({"ALLOWED_ASSET_HOSTS": written}) == ["cdn.example", "[::1]:9000"]
+    assert Settings(allowed_asset_hosts=written).allowed_asset_hosts == env_entries({"ALLOWED_ASSET_HOSTS": written})
+    assert env_entries({}) == []

@@ -30,6 +30,7 @@ from app.core.models import BatchOptions, OrderInfo
 from app.core.proxies import env_proxies
 from app.core.sets import credit_cost
 from app.core.stats import Stats
+from app.core.trusted_hosts import env_entries
 from app.core.upstream import AutoenhanceClient
 from app.core.wait import WaitOptions, wait_until_ready
 from app.errors import ServiceError, UpstreamAuthError
@@ -56,6 +57,8 @@ class DirectRun:
     wait: WaitOptions = field(default_factory=WaitOptions)
     timeout: float = 120.0
     concurrency: int = CONCURRENCY
+    asset_hosts: list[str] = field(default_factory=env_entries)
+    """ALLOWED_ASSET_HOSTS, as the service reads it: an operator's private asset store works here too."""
 
 
 def _engine(client: AutoenhanceClient, spool_dir: Path, concurrency: int) -> Engine:
@@ -94,6 +97,7 @@ async def download_direct(run: DirectRun, progress: Progress, say: Callable[[str
             api_key=run.api_key,
             http=http,
             read_timeout=min(run.timeout, 60.0),
+            asset_hosts=run.asset_hosts,
             proxies=env_proxies(),
             image_timeout=run.timeout,
             order_timeout=30.0,

@@ -11,12 +11,27 @@ Entries: `host` trusts every port of that host, `host:port` that port only, IPv6
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 HostPort = tuple[str, int | None]
 """(lower-case host without brackets, port); port None: every port."""
+
+ENV_NAME = "ALLOWED_ASSET_HOSTS"
+
+
+def split_entries(text: str) -> list[str]:
+    """ALLOWED_ASSET_HOSTS as written: comma separated, blanks ignored (Settings applies this same rule)."""
+    return [entry.strip() for entry in text.split(",") if entry.strip()]
+
+
+def env_entries(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """ALLOWED_ASSET_HOSTS from the environment, for the command line: it cannot read Settings, whose
+    pydantic-settings comes only with the server extra."""
+    return split_entries(environ.get(ENV_NAME, ""))
+
 
 def host_and_port(entry: str) -> HostPort:
     """`host` or `host:port` (IPv6 in brackets) as configured in ALLOWED_ASSET_HOSTS."""

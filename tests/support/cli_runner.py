@@ -1,4 +1,5 @@
-"""The CLI run in the test's own process, the developer's AUTOENHANCE_* and ADMIN_TOKEN settings blanked."""
+"""The CLI run in the test's own process, the developer's AUTOENHANCE_*, ADMIN_TOKEN and ALLOWED_ASSET_HOSTS
+settings blanked."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ CLEAN_ENV = {
     "AUTOENHANCE_API_KEY": "",
     "AUTOENHANCE_BASE_URL": "",
     "ADMIN_TOKEN": "",
+    "ALLOWED_ASSET_HOSTS": "",
     "COLUMNS": "120",
 }
 
