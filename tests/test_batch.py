@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
 import time
 import uuid
 import zipfile
@@ -20,6 +18,7 @@ from simulator import Fault, SeedImage, SimulatorState
 from simulator import create_app as create_simulator
 from tests.conftest import Service, Sim, service_settings
 from tests.support.servers import free_port, serve
+from tests.support.spools import open_spool_files
 from tests.support.zipcheck import check_zip
 
 
@@ -33,16 +32,6 @@ def images_of(sim: Sim, order_id: str) -> list[str]:
 
 
 EXTRAS = {"_manifest.json", "_download_report.txt"}
-
-
-def spool_files(spool_dir: Path) -> int:
-    """Spool files open in this process (the service runs in a thread here). They are unnamed
-    O_TMPFILE files on Linux, so they show in /proc/self/fd rather than in the directory."""
-    count = 0
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            count += os.readlink(f"/proc/self/fd/{fd}").startswith(str(spool_dir))
-    return count
 
 
 def get_zip(service: Service, order_id: str, **params: object) -> httpx.Response:
@@ -442,13 +431,13 @@ def test_disconnect_cancels_downloads_and_leaves_no_spool_files(simulator: Sim,
         with client.stream("GET", f"/orders/{order_id}/images") as response:
             assert response.status_code == 200
             next(response.iter_raw())
-            assert spool_files(service.settings.spool_dir) > 0  # downloads in progress, spooled on disk
+            assert open_spool_files(service.settings.spool_dir) > 0  # downloads in progress, spooled on disk
         deadline = time.monotonic() + 5
         while client.get("/api/stats").json()["downloads"]["active_batches"] and time.monotonic() < deadline:
             time.sleep(0.05)
         stats = client.get("/api/stats").json()["downloads"]
     assert stats["active_batches"] == 0 and stats["in_flight"] == 0
-    assert spool_files(service.settings.spool_dir) == 0
+    assert open_spool_files(service.settings.spool_dir) == 0
     assert list(service.settings.spool_dir.iterdir()) == []
     fetched = simulator.state.stats["enhanced"]
     time.sleep(0.6)

@@ -1,7 +1,8 @@
 """A full DATA_DIR, for real: a small tmpfs, filled to the last byte after the service started.
 
 The cache is optional and the download is not: the ZIP must still arrive whole, the log must say
-"disk full", and a job (which needs the disk) is refused with a 503 that says why.
+"disk full", and a job (which needs the disk) is refused with a 503 that says why. A file that
+cannot be spooled is a failed file in the report, whether a live batch or a resume was fetching it.
 """
 
 from __future__ import annotations
@@ -14,23 +15,29 @@ from pathlib import Path
 
 import pytest
 
-from simulator import SeedImage, SimulatorState
+from simulator import Fault, SeedImage, SimulatorState
 from tests.conftest import Service
 from tests.support.zipcheck import check_zip
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MiB tmpfs (mounting needs root: CI's container and this project's dev machines are)."""
-    mount = tmp_path / "disk"
+@contextlib.contextmanager
+def tmpfs(mount: Path, options: str) -> Iterator[Path]:
+    """A size-limited tmpfs (mounting needs root: CI's container and this project's dev machines are)."""
     mount.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a size-limited tmpfs needs root")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], check=True)
     try:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """16 MiB, to be filled byte by byte."""
+    with tmpfs(tmp_path / "disk", "size=16m") as mount:
+        yield mount
 
 
 def fill(directory: Path) -> None:
@@ -89,3 +96,49 @@ def test_an_image_that_must_wait_on_a_full_disk_is_reported_not_the_whole_zip(
     assert sorted(m for m in members if m.endswith(".jpg")) == [f"room-{n}.jpg" for n in range(4)]
     report = members["_download_report.txt"].decode()
     assert "panorama.jpg" in report and "disk is full" in report, report
+
+
+def test_a_resume_that_cannot_spool_a_file_on_a_full_disk_reports_it(
+    start_service: Callable[..., Service], sim_state: SimulatorState, small_disk: Path, redis_prefix: str
+) -> None:
+    """The file never sent before the cut is fetched by the resume; on a full disk it cannot wait there.
+
+    The layout is recorded in Redis (the full disk could not record its completion), so what is
+    tested is the resume's own download: the small files wait in memory, the large one is reported
+    in the completed archive's report, and a replay of the whole layout agrees byte for byte.
+    """
+    small = [SeedImage(name=f"room-{n}.jpg", size=50_000) for n in range(4)]
+    order = sim_state.seed_order(images=[*small, SeedImage(name="panorama.jpg", size=600_000)])
+    order_id, panorama = str(order["order_id"]), order["images"][-1]["image_id"]
+    service = start_service(
+        data_dir=small_disk / "data",
+        rate_limit="",
+        spool_memory_bytes=100_000,
+        retry_attempts=1,
+        cache_ttl_seconds=0,
+        redis_url="redis://127.0.0.1:6379",
+        redis_key_prefix=redis_prefix,
+    )
+    sim_state.add_fault(Fault(kind="latency", image_id=panorama, seconds=1.5, times=1))  # cut before it is sent
+    url = f"/v1/orders/{order_id}/images"
+    with service.client() as client:
+        with client.stream("GET", url) as response:
+            assert response.status_code == 200
+            etag, got = response.headers["etag"], bytearray()
+            for chunk in response.iter_raw(4096):
+                got += chunk
+                if len(got) >= 500:
+                    break
+        prefix = bytes(got[:500])
+        fill(small_disk)
+        rest = client.get(url, headers={"Range": f"bytes={len(prefix)}-", "If-Range": etag})
+        whole = client.get(url, headers={"Range": "bytes=0-", "If-Range": etag})
+    assert rest.status_code == 206, rest.text
+    assert rest.headers["x-downloaded"] == "4" and rest.headers["x-failed"] == "1"
+    members = check_zip(prefix + rest.content)
+    assert sorted(m for m in members if m.endswith(".jpg")) == [f"room-{n}.jpg" for n in range(4)]
+    report = members["_download_report.txt"].decode()
+    assert "panorama.jpg" in report, report
+    assert "Reason:  not stored: No space left on device" in report, report
+    assert "Recover: Retry the batch later" in report, report
+    assert whole.status_code == 206 and whole.content == prefix + rest.content

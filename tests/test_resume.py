@@ -20,6 +20,7 @@ import pytest
 
 from simulator import Fault, SeedImage
 from tests.conftest import Service, Sim
+from tests.support.spools import open_spool_files
 from tests.support.zipcheck import check_zip
 
 SIZES = (150_000, 90_000, 120_000, 60_000)
@@ -296,6 +297,39 @@ def test_a_caller_who_leaves_while_a_resume_prepares_cancels_its_downloads(
         while client.get("/api/stats").json()["downloads"]["in_flight"] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert client.get("/api/stats").json()["downloads"]["in_flight"] == 0  # well before the 5 s latency
+
+
+def test_a_resume_cancelled_while_it_downloads_closes_every_spool_it_opened(
+    simulator: Sim, start_service: Callable[..., Service]
+) -> None:
+    """On disk from the first byte (SPOOL_MEMORY_BYTES=0): a spool left open would hold its file's space."""
+    import threading
+    import time
+
+    service = start_service(cache_ttl_seconds=0, spool_memory_bytes=0)
+    order_id, ids = seed_order(simulator)
+    _, etag = cut_stream(service, order_id, 10**9)
+    for image_id in ids:
+        simulator.state.add_fault(Fault(kind="latency", image_id=image_id, seconds=5, times=1))
+    seen, left = [0], threading.Event()
+
+    def watch() -> None:  # the most spools open at once while the caller waits
+        while not left.wait(0.01):
+            seen[0] = max(seen[0], open_spool_files(service.settings.spool_dir))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with pytest.raises(httpx.ReadTimeout), service.client(timeout=1) as client:
+            client.get(f"/orders/{order_id}/images", headers={"Range": "bytes=10-", "If-Range": etag})
+    finally:
+        left.set()
+        watcher.join()
+    assert seen[0] == len(ids)  # every file the resume needs was being spooled when the caller left
+    deadline = time.monotonic() + 3
+    while open_spool_files(service.settings.spool_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert open_spool_files(service.settings.spool_dir) == 0  # well before the 5 s latency
 
 
 def test_a_resume_completes_the_report_of_what_failed(simulator: Sim, start_service: Callable[..., Service]) -> None:
