@@ -2,7 +2,8 @@
 
 The cache is optional and the download is not: the ZIP must still arrive whole, the log must say
 "disk full", and a job (which needs the disk) is refused with a 503 that says why. A file that
-cannot be spooled is a failed file in the report, whether a live batch or a resume was fetching it.
+cannot be spooled (not even begun, or not finished) is a failed file in the report, whether a
+live batch or a resume was fetching it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
 
 
+@pytest.fixture
+def few_inodes(tmp_path: Path) -> Iterator[Path]:
+    """Room for bytes but only 1000 files: once they are used, not even an empty spool file can be made."""
+    with tmpfs(tmp_path / "disk", "size=16m,nr_inodes=1000") as mount:
+        yield mount
+
+
 def fill(directory: Path) -> None:
     """Write zeros until the file system refuses (ENOSPC)."""
     with open(directory / "filler", "wb") as filler, contextlib.suppress(OSError):
@@ -51,6 +59,14 @@ def fill(directory: Path) -> None:
         while True:
             tail.write(b"\0" * 512)
             tail.flush()
+
+
+def use_every_inode(directory: Path) -> None:
+    """Create empty files until the file system refuses (ENOSPC: no inode left)."""
+    (directory / "inodes").mkdir()
+    with contextlib.suppress(OSError):
+        for n in range(1_000_000):
+            (directory / "inodes" / str(n)).touch()
 
 
 def test_a_full_data_dir_never_breaks_a_download(
@@ -96,6 +112,24 @@ def test_an_image_that_must_wait_on_a_full_disk_is_reported_not_the_whole_zip(
     assert sorted(m for m in members if m.endswith(".jpg")) == [f"room-{n}.jpg" for n in range(4)]
     report = members["_download_report.txt"].decode()
     assert "panorama.jpg" in report and "disk is full" in report, report
+
+
+def test_a_spool_file_that_cannot_even_be_created_is_reported_not_a_hung_archive(
+    start_service: Callable[..., Service], sim_state: SimulatorState, few_inodes: Path
+) -> None:
+    """With SPOOL_MEMORY_BYTES=0 every image waits on disk from its first byte: no inode, no spool."""
+    order = sim_state.seed_order(images=[SeedImage(name=f"room-{n}.jpg", size=50_000) for n in range(3)])
+    service = start_service(data_dir=few_inodes / "data", rate_limit="", spool_memory_bytes=0, retry_attempts=1)
+    use_every_inode(few_inodes)
+    with service.client(timeout=20) as client:
+        response = client.get(f"/v1/orders/{order['order_id']}/images")
+        in_flight = client.get("/api/stats").json()["downloads"]["in_flight"]
+    assert response.status_code == 422, response.text
+    failures = response.json()["failures"]
+    assert sorted(f["name"] for f in failures) == [f"room-{n}.jpg" for n in range(3)]
+    assert all("the service's disk is full" in f["reason"] for f in failures), failures
+    assert all("free space in DATA_DIR" in f["recovery"] for f in failures), failures
+    assert in_flight == 0
 
 
 def test_a_resume_that_cannot_spool_a_file_on_a_full_disk_reports_it(

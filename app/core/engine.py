@@ -14,7 +14,8 @@ import functools
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +41,18 @@ log = logging.getLogger("app.engine")
 
 RECOVER_WAIT = "Wait until the image shows status 'processed' on Autoenhance, then retry the batch"
 RECOVER_UPSTREAM = "Reprocess or re-upload the image on Autoenhance (POST /v3/images/{image_id}/process)"
+
+
+Obtain = Callable[[str, Rendition, Spool], Awaitable[None]]
+"""Fills a spool with one file: the client's `download_enhanced`, or a batch's own (saved copy first)."""
+
+
+@dataclass(frozen=True)
+class NotDownloaded:
+    """A file the upstream client could not get (refused, failing, too large): the report's two lines."""
+
+    reason: str
+    recovery: str
 
 
 @dataclass
@@ -78,6 +91,37 @@ class Engine:
         self.shared_budget = shared_budget
         """With REDIS_URL and SHARED_BUDGET: the budget across instances, taken after the local slot."""
         self.active_batches = 0
+
+    def order_slots(self, key: Hashable) -> OrderSlots:
+        """One order's share of the download budget: its own cap, the fair global one, the shared one if any."""
+        shared = self.shared_budget.slot if self.shared_budget is not None else None
+        return OrderSlots(self.limiter, key=key, per_order=self.limits.per_order, shared=shared)
+
+    @asynccontextmanager
+    async def download(
+        self, slots: OrderSlots, image_id: str, rendition: Rendition, obtain: Obtain | None = None
+    ) -> AsyncIterator[Spool | NotDownloaded]:
+        """Spool one file under a slot of `slots`, held until the block ends; yields the spool or why not.
+
+        A live batch and a resume fetch files alike; only how long they hold the slot differs (a
+        batch until the ZIP member is written: back-pressure). The spool is closed on a failure,
+        on cancellation and when the block raises; otherwise the caller owns it. Any other error
+        propagates (the spool's disk failing, above all): each caller words it for its own reader.
+        """
+        limits = self.limits
+        spool = Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes)
+        try:
+            async with slots.slot():
+                outcome: Spool | NotDownloaded = spool
+                try:
+                    await (obtain or self.client.download_enhanced)(image_id, rendition, spool)
+                except ImageDownloadFailed as exc:
+                    spool.close()
+                    outcome = NotDownloaded(exc.reason, exc.recovery)
+                yield outcome
+        except BaseException:
+            spool.close()
+            raise
 
     def check(self, order: OrderInfo) -> None:
         """Refuse an order no batch can serve (empty, or over MAX_IMAGES_PER_ORDER)."""
@@ -121,8 +165,7 @@ class Batch:
         self.layout_plan: list[tuple[str, str]] = []  # (image id, member name) of each file fetched
         self.plan_failures: list[ImageFailure] = []  # known before any download (skipped, unidentified)
         self.started_at = time.monotonic()
-        shared = engine.shared_budget.slot if engine.shared_budget is not None else None
-        self._slots = OrderSlots(engine.limiter, key=id(self), per_order=engine.limits.per_order, shared=shared)
+        self._slots = engine.order_slots(id(self))
         self._ready: asyncio.Queue[_Done | None] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._outstanding = 0
@@ -188,37 +231,34 @@ class Batch:
         )
         log.warning("image failed", extra={"order_id": self.order.order_id, "image_id": image_id, "reason": reason})
 
-    async def _obtain(self, image: ImageInfo, rendition: Rendition, spool: Spool) -> None:
+    async def _obtain(self, image_id: str, rendition: Rendition, spool: Spool) -> None:
         """The file from `keep` if an earlier run saved it, else from Autoenhance (then saved)."""
-        key = f"{rendition.set}/{image.image_id}"
+        key = f"{rendition.set}/{image_id}"
         if self.keep is not None and await asyncio.to_thread(self.keep.load, key, spool):
             self.reused += 1
             return
-        await self.engine.client.download_enhanced(image.image_id, rendition, spool)
+        await self.engine.client.download_enhanced(image_id, rendition, spool)
         if self.keep is not None:
             await asyncio.to_thread(self.keep.save, key, spool)
 
     async def _fetch(self, image: ImageInfo, rendition: Rendition, name: str) -> None:
-        limits = self.engine.limits
-        spool = Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes)
         handed_over = False
         try:
-            async with self._slots.slot():
-                try:
-                    await self._obtain(image, rendition, spool)
-                except ImageDownloadFailed as exc:
-                    self._fail(image.image_id, name, exc.reason, exc.recovery, rendition.set)
+            async with self.engine.download(self._slots, image.image_id, rendition, self._obtain) as got:
+                if isinstance(got, NotDownloaded):
+                    self._fail(image.image_id, name, got.reason, got.recovery, rendition.set)
                     return
                 self.downloaded += 1
                 log.info(
                     "image downloaded",
-                    extra={"order_id": self.order.order_id, "image_id": image.image_id, "bytes": spool.size},
+                    extra={"order_id": self.order.order_id, "image_id": image.image_id, "bytes": got.size},
                 )
-                done = _Done(image, name, rendition, spool, asyncio.Event())
+                done = _Done(image, name, rendition, got, asyncio.Event())
                 self._ready.put_nowait(done)
                 handed_over = True
                 self._settled.set()
                 await done.written.wait()  # hold the slot: back-pressure from the reader
+            done.spool.close()  # its member is written
         except Exception as exc:  # a bug, not an upstream failure: report it and keep the batch going
             if not handed_over and isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 log.error("disk full: an image could not be spooled", extra={"image_id": image.image_id})
@@ -238,7 +278,6 @@ class Batch:
                     rendition.set,
                 )
         finally:
-            spool.close()
             if not handed_over:
                 self._ready.put_nowait(None)
             self._outstanding -= 1

@@ -19,14 +19,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from app.core.archive import Member
-from app.core.budget import OrderSlots
 from app.core.engine import Batch, Engine
 from app.core.layout import Layout, LayoutMember, LayoutRecorder
 from app.core.models import BatchOptions, ImageInfo, OrderInfo
 from app.core.report import closing_files
 from app.core.sets import Rendition
 from app.core.spool import Spool
-from app.core.upstream import ImageDownloadFailed
 from app.errors import ImageFailure
 
 
@@ -85,31 +83,18 @@ def _planned(engine: Engine, order: OrderInfo, options: BatchOptions) -> Planned
 
 async def _fetch(engine: Engine, planned: Planned, names: list[str]) -> dict[str, Spool | str]:
     """Each file spooled (or the reason it failed, then its recovery), under the same fair budget as a batch."""
-    limits = engine.limits
-    shared = engine.shared_budget.slot if engine.shared_budget is not None else None
-    slots = OrderSlots(engine.limiter, key=id(names), per_order=limits.per_order, shared=shared)
+    slots = engine.order_slots(id(names))
     results: dict[str, Spool | str] = {}
 
     async def one(name: str) -> None:
         image, rendition = planned[name]
-        spool: Spool | None = None
         try:
-            spool = Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes)
-            async with slots.slot():
-                await engine.client.download_enhanced(image.image_id, rendition, spool)
-        except ImageDownloadFailed as exc:
-            results[name] = f"{exc.reason}\n{exc.recovery}"
-        except OSError as exc:  # the spool's disk (full, above all): reported, as the engine does
+            async with engine.download(slots, image.image_id, rendition) as got:
+                pass  # the slot goes back at once: the file waits in its spool for the first byte
+        except OSError as exc:  # the spool's disk (full, above all): a failed file, not a failed resume
             results[name] = f"not stored: {exc.strerror or type(exc).__name__}\nRetry the batch later"
-        except BaseException:
-            if spool is not None:
-                spool.close()
-            raise
-        else:
-            results[name] = spool
             return
-        if spool is not None:
-            spool.close()
+        results[name] = got if isinstance(got, Spool) else f"{got.reason}\n{got.recovery}"
 
     tasks = [asyncio.create_task(one(name), name=f"resume-{planned[name][0].image_id}") for name in names]
     try:
