@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bench.harness import Fetch, free_port, wait_http
 
-CONF = """
+PREAMBLE = """
 {user}
 worker_processes 1;
 daemon off;
@@ -39,11 +39,15 @@ error_log {root}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
+    client_body_temp_path {root}/tmp; proxy_temp_path {root}/tmp; fastcgi_temp_path {root}/tmp;
+    uwsgi_temp_path {root}/tmp; scgi_temp_path {root}/tmp;
+"""
+"""One worker (as the service is one process), temporary files inside the run's folder; `http {` left open."""
+
+CONF = PREAMBLE + """
     sendfile on;
     tcp_nopush on;
     keepalive_requests 100000;
-    client_body_temp_path {root}/tmp; proxy_temp_path {root}/tmp; fastcgi_temp_path {root}/tmp;
-    uwsgi_temp_path {root}/tmp; scgi_temp_path {root}/tmp;
     types {{ image/jpeg jpg; application/zip zip; application/json json; }}
     server {{
         listen 127.0.0.1:{port};
@@ -85,17 +89,7 @@ class Nginx:
         return f"{self.url}/files/{source.name}"
 
 
-PROXY_CONF = """
-{user}
-worker_processes 1;
-daemon off;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    proxy_temp_path {root}/tmp; client_body_temp_path {root}/tmp; fastcgi_temp_path {root}/tmp;
-    uwsgi_temp_path {root}/tmp; scgi_temp_path {root}/tmp;
+PROXY_CONF = PREAMBLE + """
     upstream origin {{ server {upstream}; keepalive 16; }}
     server {{
         listen 127.0.0.1:{port};
