@@ -173,6 +173,7 @@ def test_a_resume_that_cannot_spool_a_file_on_a_full_disk_reports_it(
     assert sorted(m for m in members if m.endswith(".jpg")) == [f"room-{n}.jpg" for n in range(4)]
     report = members["_download_report.txt"].decode()
     assert "panorama.jpg" in report, report
-    assert "Reason:  not stored: No space left on device" in report, report
-    assert "Recover: Retry the batch later" in report, report
+    # worded as a live batch words it: the same failure, the same words
+    assert "Reason:  not stored: the service's disk is full" in report, report
+    assert "Recover: Retry the batch later; the operator must free space in DATA_DIR" in report, report
     assert whole.status_code == 206 and whole.content == prefix + rest.content

@@ -55,6 +55,13 @@ class NotDownloaded:
     recovery: str
 
 
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL = NotDownloaded(
+    "not stored: the service's disk is full (images over SPOOL_MEMORY_BYTES wait on disk)",
+    "Retry the batch later; the operator must free space in DATA_DIR",
+)
+
+
 @dataclass
 class _Done:
     image: ImageInfo
@@ -104,12 +111,21 @@ class Engine:
         """Spool one file under a slot of `slots`, held until the block ends; yields the spool or why not.
 
         A live batch and a resume fetch files alike; only how long they hold the slot differs (a
-        batch until the ZIP member is written: back-pressure). The spool is closed on a failure,
-        on cancellation and when the block raises; otherwise the caller owns it. Any other error
-        propagates (the spool's disk failing, above all): each caller words it for its own reader.
+        batch until the ZIP member is written: back-pressure). A full spool disk is one file's
+        failure, worded alike for both (DISK_FULL). The spool is closed on a failure, on
+        cancellation and when the block raises; otherwise the caller owns it.
         """
         limits = self.limits
-        spool = Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes)
+        try:
+            spool: Spool | None = Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes)
+        except OSError as exc:  # SPOOL_MEMORY_BYTES=0: the spool file itself (an inode) is refused
+            if exc.errno not in DISK_FULL_ERRNOS:
+                raise
+            spool = None
+        if spool is None:
+            log.error("disk full: an image could not be spooled", extra={"image_id": image_id})
+            yield DISK_FULL
+            return
         try:
             async with slots.slot():
                 outcome: Spool | NotDownloaded = spool
@@ -118,6 +134,12 @@ class Engine:
                 except ImageDownloadFailed as exc:
                     spool.close()
                     outcome = NotDownloaded(exc.reason, exc.recovery)
+                except OSError as exc:
+                    if exc.errno not in DISK_FULL_ERRNOS:
+                        raise
+                    log.error("disk full: an image could not be spooled", extra={"image_id": image_id})
+                    spool.close()
+                    outcome = DISK_FULL
                 yield outcome
         except BaseException:
             spool.close()
@@ -260,15 +282,7 @@ class Batch:
                 await done.written.wait()  # hold the slot: back-pressure from the reader
             done.spool.close()  # its member is written
         except Exception as exc:  # a bug, not an upstream failure: report it and keep the batch going
-            if not handed_over and isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                log.error("disk full: an image could not be spooled", extra={"image_id": image.image_id})
-                self._fail(
-                    image.image_id,
-                    name,
-                    "not stored: the service's disk is full (images over SPOOL_MEMORY_BYTES wait on disk)",
-                    "Retry the batch later; the operator must free space in DATA_DIR",
-                )
-            elif not handed_over:
+            if not handed_over:
                 log.exception("unexpected error fetching image", extra={"image_id": image.image_id})
                 self._fail(
                     image.image_id,

@@ -91,7 +91,7 @@ async def _fetch(engine: Engine, planned: Planned, names: list[str]) -> dict[str
         try:
             async with engine.download(slots, image.image_id, rendition) as got:
                 pass  # the slot goes back at once: the file waits in its spool for the first byte
-        except OSError as exc:  # the spool's disk (full, above all): a failed file, not a failed resume
+        except OSError as exc:  # the spool's disk failing otherwise (full is DISK_FULL): a failed file, not a failed resume
             results[name] = f"not stored: {exc.strerror or type(exc).__name__}\nRetry the batch later"
             return
         results[name] = got if isinstance(got, Spool) else f"{got.reason}\n{got.recovery}"
