@@ -62,6 +62,14 @@ DISK_FULL = NotDownloaded(
 )
 
 
+def _disk_full(exc: OSError, image_id: str) -> NotDownloaded:
+    """DISK_FULL for ENOSPC/EDQUOT (logged for the operator); any other OSError is raised again."""
+    if exc.errno not in DISK_FULL_ERRNOS:
+        raise exc
+    log.error("disk full: an image could not be spooled", extra={"image_id": image_id})
+    return DISK_FULL
+
+
 @dataclass
 class _Done:
     image: ImageInfo
@@ -115,16 +123,9 @@ class Engine:
         failure, worded alike for both (DISK_FULL). The spool is closed on a failure, on
         cancellation and when the block raises; otherwise the caller owns it.
         """
-        limits = self.limits
-        try:
-            spool: Spool | None = Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes)
-        except OSError as exc:  # SPOOL_MEMORY_BYTES=0: the spool file itself (an inode) is refused
-            if exc.errno not in DISK_FULL_ERRNOS:
-                raise
-            spool = None
-        if spool is None:
-            log.error("disk full: an image could not be spooled", extra={"image_id": image_id})
-            yield DISK_FULL
+        spool = self._new_spool(image_id)
+        if isinstance(spool, NotDownloaded):
+            yield spool
             return
         try:
             async with slots.slot():
@@ -135,15 +136,19 @@ class Engine:
                     spool.close()
                     outcome = NotDownloaded(exc.reason, exc.recovery)
                 except OSError as exc:
-                    if exc.errno not in DISK_FULL_ERRNOS:
-                        raise
-                    log.error("disk full: an image could not be spooled", extra={"image_id": image_id})
+                    outcome = _disk_full(exc, image_id)
                     spool.close()
-                    outcome = DISK_FULL
                 yield outcome
         except BaseException:
             spool.close()
             raise
+
+    def _new_spool(self, image_id: str) -> Spool | NotDownloaded:
+        limits = self.limits
+        try:
+            return Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes)
+        except OSError as exc:  # SPOOL_MEMORY_BYTES=0: the spool file itself (an inode) is refused
+            return _disk_full(exc, image_id)
 
     def check(self, order: OrderInfo) -> None:
         """Refuse an order no batch can serve (empty, or over MAX_IMAGES_PER_ORDER)."""
