@@ -89,21 +89,12 @@ class ZipWriter:
 async def _in_worker_thread(pieces: Generator[list[bytes], None, None]) -> AsyncIterator[list[bytes]]:
     """Each step of `pieces` (blocking disk reads) in a worker thread; closed once no step is running."""
     loop = asyncio.get_running_loop()
-    done = False
+    step: asyncio.Future[list[bytes] | None] | None = None
     try:
-        while True:
-            step = loop.run_in_executor(None, next, pieces, None)
-            try:
-                batch = await asyncio.shield(step)
-            except asyncio.CancelledError:
-                # the thread cannot be interrupted: close the generator once its step has ended
-                step.add_done_callback(lambda _: pieces.close())
-                done = True
-                raise
-            if batch is None:
-                done = True
-                return
+        while (batch := await asyncio.shield(step := loop.run_in_executor(None, next, pieces, None))) is not None:
             yield batch
     finally:
-        if not done:
+        if step is not None and not step.done():  # cancelled mid-step: a thread cannot be interrupted
+            step.add_done_callback(lambda _: pieces.close())
+        else:
             pieces.close()
