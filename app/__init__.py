@@ -1,6 +1,7 @@
 """Autoenhance Batch: one streamed ZIP for a whole Autoenhance order.
 
-Importing the package loads nothing heavy: `app.app` (for `uvicorn app:app`) and `create_app` come
+Importing the package loads nothing heavy: `app.app` (the ASGI application `python -m app serve` runs)
+and `create_app` come
 from `app.main` on first access, so the command-line tool can import `app.cli` without FastAPI.
 """
 

@@ -131,8 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from app.api.routes import batch, docs, health, jobs, listing, metrics, orders, photos, ui, webhooks
 
-    # The API lives under /v1/; today's unversioned paths stay as aliases, served but left out of the
-    # OpenAPI document so generated clients and new callers pick the versioned path (ENGINEERING_LOG).
+    # The API lives under /v1/; the unversioned paths stay as aliases, served but left out of the
+    # OpenAPI document so generated clients and new callers pick the versioned path (docs/api.md).
     for module in (batch, jobs, webhooks, orders, listing, photos):
         app.include_router(module.router, prefix=API_PREFIX)
         app.include_router(module.router, include_in_schema=False)

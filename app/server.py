@@ -14,7 +14,7 @@ and `GuardedHttpToolsProtocol`: httptools, plus
 - `limit_concurrency` (connections plus tasks): over it, a new request gets a 503 at once.
 
 A slow *body* is the application's business (app/api/intake.py, BODY_TIMEOUT_SECONDS). What a
-front proxy should add is in README "Resilience".
+front proxy should add is in docs/operations.md, "Resilience".
 """
 
 from __future__ import annotations

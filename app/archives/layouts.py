@@ -85,8 +85,8 @@ class DiskLayouts:
     async def append(self, layout_id: str, lines: list[str], *, create: bool = False) -> None:
         """A member's line is appended on the event loop: a few hundred bytes into the page cache
         (as the archive cache writes every byte of an archive), where a worker thread per member
-        cost 0.2 CPU s per GB streamed in lock hand-offs (ENGINEERING_LOG, the byte path's third
-        round). The first append also sweeps expired files, a directory scan: that one goes to a thread."""
+        cost 0.2 CPU s per GB streamed in lock hand-offs (ENGINEERING_LOG.md, "Thread hops on the
+        byte path"). The first append also sweeps expired files, a directory scan: that one goes to a thread."""
         if create:
             await asyncio.to_thread(self._append, layout_id, lines, create)
         else:

@@ -9,7 +9,7 @@ archives with no failures are ever committed, as locally.
 
 Entries expire with CACHE_TTL_SECONDS (Redis TTL; the S3 objects are overwritten by the next
 publication of the same key, and a bucket lifecycle rule should delete `cache/` objects after the
-TTL: see README "Running at scale").
+TTL: see docs/operations.md, "Running at scale").
 """
 
 from __future__ import annotations

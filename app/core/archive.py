@@ -5,9 +5,9 @@ against what we declared), deterministically, so a resumed download can be repla
 offset. Here its encoder is driven member by member, pulled by the reader:
 
 - a member held in memory (nearly every image: the spool keeps what the HTTP client handed over)
-  is written on the event loop, since nothing in it blocks. An earlier version ran every member
-  through a writer thread; each hand-off made the two threads trade the interpreter lock, which
-  cost more CPU than the writing itself (ENGINEERING_LOG, the byte path's third round);
+  is written on the event loop, since nothing in it blocks: handing it to a writer thread would
+  make the two threads trade the interpreter lock, which costs more CPU than the writing itself
+  (docs/decisions/own-zip-writer.md);
 - a member on disk is read in a worker thread, one chunk (about CHUNK_SIZE) per trip, so a slow
   disk never stalls the loop and no thread is parked while the next member is awaited.
 

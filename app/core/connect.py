@@ -1,8 +1,8 @@
 """The upstream client and its image byte path, assembled one way for the service and the command.
 
 Both the service (app/wiring.py) and the command's direct mode (app/cli/direct.py) talk to
-Autoenhance. While each assembled the client itself, direct mode fell behind: it dropped
-ALLOWED_ASSET_HOSTS. Here the pieces that carry the guarantees are put together once: the key only
+Autoenhance, and both must keep the same guarantees (ALLOWED_ASSET_HOSTS included), so the pieces
+that carry them are put together here, once: the key only
 to the API's origin and redirects checked by hand (AutoenhanceClient), names checked on the
 addresses dialled, proxies and timeouts on the byte path (AiohttpFetcher), both trusting one parsed
 TrustedHosts. Callers pass plain values; what only the service has (metrics, tracing, the breaker)

@@ -1,4 +1,4 @@
-"""In-process counters behind GET /api/stats (Prometheus metrics come with the observability work)."""
+"""In-process counters behind GET /api/stats; the Prometheus metrics (app/ops/metrics.py) read them at scrape time."""
 
 from __future__ import annotations
 

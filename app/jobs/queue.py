@@ -6,7 +6,7 @@ runner claims the job with a conditional update (`queued` and that attempt) and 
 claim fails. A lost message (a worker killed between popping it and claiming the job) is the one gap
 the store cannot see; ENGINEERING_LOG.md says why it is accepted.
 
-In-memory: `kick` runs the task as a task of this same process (today's single-box behaviour).
+In-memory: `kick` runs the task as a task of this same process (the single box).
 Redis: API instances only push; `python -m app.worker` (and API instances when JOB_WORKERS_IN_API)
 consume with `taskiq.api.run_receiver_task`, taking at most as many messages as they have job slots.
 """

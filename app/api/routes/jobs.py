@@ -84,7 +84,7 @@ class JobView(BaseModel):
     expired: bool
     status_url: str
     download_url: str
-    attempt: int = Field(1, description="Run of the job: 2+ after a worker running it died (README 'Running at scale')")
+    attempt: int = Field(1, description="Run of the job: 2+ after a worker running it died (docs/operations.md, 'Running at scale')")
     webhook: JobWebhookView | None = None
 
 
