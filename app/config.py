@@ -93,7 +93,9 @@ class Settings(BaseSettings):
     webhook_retry_window_seconds: float = Field(
         default=6 * 3600.0, gt=0, description="Callbacks are retried this long after the first attempt, then dropped."
     )
-    webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="Time a callback receiver has to answer.")
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Total time a callback attempt may take (connect, send, response head)."
+    )
     autoenhance_webhook_token: SecretStr | None = Field(
         default=None,
         description="Authentication value Autoenhance sends to POST /webhooks/autoenhance. Unset: refused.",
