@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     service_api_key: SecretStr | None = Field(
         default=None, description="When set, batch and job routes need this value in X-API-Key."
     )
+    allow_anonymous_credits: bool = Field(
+        default=False,
+        description="Let callers without a valid X-API-Key ask for downloads that spend Autoenhance credits "
+        "(preview=false, the mls set). Unset: only SERVICE_API_KEY holders may; previews and dev mode stay open.",
+    )
     admin_token: SecretStr | None = Field(
         default=None, description="Guards the credit-spending create-order routes (X-Admin-Token)."
     )
