@@ -119,6 +119,13 @@ class Settings(BaseSettings):
         description="Inbound limit per caller (X-API-Key, else client address), e.g. '120/minute;10/second'. "
         "Empty disables.",
     )
+    trusted_proxy_hops: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="Proxies in front of the service that append to X-Forwarded-For (1 behind one load balancer). "
+        "The caller (rate limits, logs) is then the address the outermost of them saw. 0: the socket peer.",
+    )
 
     body_timeout_seconds: float = Field(
         default=20.0,
