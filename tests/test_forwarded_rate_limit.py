@@ -20,8 +20,11 @@ import yaml
 from app import create_app
 from app.api.forwarded import forwarded_client
 from bench.nginx import binary, forwarding_proxy
+from simulator import SeedImage
 from tests.conftest import Sim, service_settings
+from tests.support.jobs_helpers import seed
 from tests.support.servers import serve
+from tests.support.webhook_receiver import FAST_RETRIES, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMITED_PATH = "/orders/not-a-uuid/images"  # a limited route answered 400 before any upstream call
@@ -36,7 +39,9 @@ def balanced(request: pytest.FixtureRequest, simulator: Sim, tmp_path: Path) -> 
     """The service (RATE_LIMIT 5/minute, one trusted hop) behind nginx; nginx's URL."""
     if binary() is None:
         pytest.skip("nginx is not installed (make system-deps)")
-    settings = service_settings(simulator.url, tmp_path / "data", rate_limit="5/minute", trusted_proxy_hops=1)
+    settings = service_settings(
+        simulator.url, tmp_path / "data", rate_limit="5/minute", trusted_proxy_hops=1, **FAST_RETRIES
+    )
     with (
         serve(create_app(settings), forwarded_allow_ips=request.param, proxy_headers=True) as url,
         forwarding_proxy(tmp_path, url) as front,
@@ -54,6 +59,16 @@ def test_spoofed_forwarded_for_does_not_buy_fresh_rate_limit_buckets(balanced: s
     with client_from("127.0.0.3") as neighbour:  # another real address keeps its own allowance
         spoofing_the_attacker = neighbour.get(balanced + LIMITED_PATH, headers={"X-Forwarded-For": "127.0.0.2"})
         assert spoofing_the_attacker.status_code == 400
+
+
+def test_links_in_callbacks_use_the_scheme_the_balancer_was_reached_by(balanced: str, simulator: Sim) -> None:
+    """The balancer terminates TLS and says so in X-Forwarded-Proto: absolute links must be https."""
+    order_id = seed(simulator, SeedImage(name="front.jpg"))
+    with serving() as hooks, client_from("127.0.0.2") as client:
+        created = client.post(f"{balanced}/orders/{order_id}/jobs", json={"callback_url": f"{hooks.url}/h"})
+        assert created.status_code == 202, created.text
+        (call,) = hooks.wait_for(1)
+    assert call.verified()["download_url"].startswith("https://127.0.0.1:")
 
 
 def test_the_caller_is_the_entry_the_trusted_hops_wrote() -> None:
