@@ -13,6 +13,9 @@ from app.core.trusted_hosts import split_entries
 
 DEMO_ORDER_ID = "7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c"
 """The fixed order id seeded into the embedded simulator in demo mode."""
+DEMO_MAX_UPLOAD_PIXELS = 12_000_000
+"""Demo uploads are decoded and rendered in this process by the simulator (a full-size RGB copy
+and its enhanced twin each): 12 MP (a phone's photo) keeps one render near 100 MB."""
 
 
 class Settings(BaseSettings):
@@ -51,8 +54,25 @@ class Settings(BaseSettings):
     job_ttl_seconds: int = Field(default=24 * 3600, ge=60, description="How long a finished job's ZIP is kept.")
     max_upload_files: int = Field(default=20, ge=1, description="Photos per create-order upload.")
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024, description="Largest photo accepted for upload.")
+    max_upload_pixels: int = Field(
+        default=50_000_000,
+        ge=1,
+        description="Most pixels (width x height, read from the header before decoding) of an uploaded photo. "
+        f"Demo mode caps it at {DEMO_MAX_UPLOAD_PIXELS:,}: its simulator decodes every upload in this process.",
+    )
+    demo_upload_store_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Demo mode: the embedded simulator keeps at most this many bytes of uploaded photos; the "
+        "oldest uploads are dropped (their images then read `expired`).",
+    )
     service_api_key: SecretStr | None = Field(
         default=None, description="When set, batch and job routes need this value in X-API-Key."
+    )
+    allow_anonymous_credits: bool = Field(
+        default=False,
+        description="Let callers without a valid X-API-Key ask for downloads that spend Autoenhance credits "
+        "(preview=false, the mls set). Unset: only SERVICE_API_KEY holders may; previews and dev mode stay open.",
     )
     admin_token: SecretStr | None = Field(
         default=None, description="Guards the credit-spending create-order routes (X-Admin-Token)."
@@ -93,7 +113,9 @@ class Settings(BaseSettings):
     webhook_retry_window_seconds: float = Field(
         default=6 * 3600.0, gt=0, description="Callbacks are retried this long after the first attempt, then dropped."
     )
-    webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="Time a callback receiver has to answer.")
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Total time a callback attempt may take (connect, send, response head)."
+    )
     autoenhance_webhook_token: SecretStr | None = Field(
         default=None,
         description="Authentication value Autoenhance sends to POST /webhooks/autoenhance. Unset: refused.",
@@ -111,6 +133,13 @@ class Settings(BaseSettings):
         default="120/minute",
         description="Inbound limit per caller (X-API-Key, else client address), e.g. '120/minute;10/second'. "
         "Empty disables.",
+    )
+    trusted_proxy_hops: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="Proxies in front of the service that append to X-Forwarded-For (1 behind one load balancer). "
+        "The caller (rate limits, logs) is then the address the outermost of them saw. 0: the socket peer.",
     )
 
     body_timeout_seconds: float = Field(
@@ -179,6 +208,11 @@ class Settings(BaseSettings):
     def demo_mode(self) -> bool:
         """No API key: serve the embedded simulator and its demo order instead of the real API."""
         return self.autoenhance_api_key is None
+
+    @property
+    def upload_pixel_limit(self) -> int:
+        """MAX_UPLOAD_PIXELS, capped in demo mode (see DEMO_MAX_UPLOAD_PIXELS)."""
+        return min(self.max_upload_pixels, DEMO_MAX_UPLOAD_PIXELS) if self.demo_mode else self.max_upload_pixels
 
     @cached_property
     def spool_dir(self) -> Path:

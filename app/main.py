@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.api.forwarded import ForwardedClientMiddleware
 from app.api.intake import IntakeMiddleware
 from app.api.ratelimit import install_rate_limit
 from app.api.security import SecurityHeadersMiddleware
@@ -156,7 +157,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     if telemetry.tracer is not None:
         app.add_middleware(RequestTracing, tracer=telemetry.tracer)
-    app.add_middleware(RequestMetrics, metrics=telemetry.metrics)  # outermost: times everything
+    app.add_middleware(RequestMetrics, metrics=telemetry.metrics)  # times everything
+    if settings.trusted_proxy_hops:  # outermost: every layer (rate limit, logs, tracing) sees the same caller
+        app.add_middleware(ForwardedClientMiddleware, hops=settings.trusted_proxy_hops)
     return app
 
 

@@ -123,7 +123,12 @@ def _upstream(
         from simulator import SimulatorState, create_app
         from simulator.demo import seed_demo
 
-        simulator_state = SimulatorState(download_latency=settings.demo_latency_seconds)
+        simulator_state = SimulatorState(
+            download_latency=settings.demo_latency_seconds,
+            max_upload_bytes=settings.max_upload_bytes,
+            max_upload_pixels=settings.upload_pixel_limit,
+            upload_store_bytes=settings.demo_upload_store_bytes,
+        )
         seed_demo(simulator_state)
         transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=create_app(simulator_state))
         base_url, api_key = DEMO_BASE_URL, "demo-key"  # the embedded simulator accepts any key

@@ -123,6 +123,28 @@ def proxy(work: Path, upstream_url: str) -> Iterator[str]:
         yield url
 
 
+FORWARDING_CONF = PREAMBLE + """
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://{upstream};
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto https;
+        }}
+    }}
+}}
+"""
+
+
+@contextlib.contextmanager
+def forwarding_proxy(work: Path, upstream_url: str) -> Iterator[str]:
+    """nginx as a load balancer in front of `upstream_url`, appending the address it was reached from
+    to X-Forwarded-For (as hosted load balancers do); its URL."""
+    upstream = upstream_url.removeprefix("http://")
+    with _running(work / "nginx-forwarding", FORWARDING_CONF, "/health", upstream=upstream) as (url, _):
+        yield url
+
+
 @contextlib.contextmanager
 def _running(root: Path, conf: str, probe: str, **values: str) -> Iterator[tuple[str, int]]:
     exe = binary()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from dataclasses import dataclass
 from functools import cache
 
@@ -61,6 +62,19 @@ def sniff_format(data: bytes) -> str | None:
         with Image.open(io.BytesIO(data)) as img:
             return (img.format or "").lower() or None
     except Exception:  # any parse failure means "not an image"
+        return None
+
+
+def pixels(data: bytes) -> int | None:
+    """Width x height from the header alone (Pillow reads pixels only on load); None if unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                return int(img.width * img.height)
+    except Image.DecompressionBombError:
+        return 2**62  # over Pillow's own ceiling: more than any bound
+    except Exception:  # not an image: sniff_format says so
         return None
 
 

@@ -37,6 +37,7 @@ from simulator.renders import Renderer
 SEED_STATUSES = ("processed", "processing", "waiting", "error")
 DEFAULT_SYNTHETIC_SIZE = 64 * 1024
 UNSUPPORTED_REASON = "Unsupported image format"
+UPLOAD_DROPPED_REASON = "Dropped from memory to make room for newer uploads; upload it again"
 SEEDED_ERROR_REASON = "Enhancement failed"
 
 ROUTE_NAMES = (
@@ -107,6 +108,9 @@ class SimulatorState:
         max_concurrent_downloads: int | None = None,
         *,
         asset_ttl_seconds: float = 600.0,
+        max_upload_bytes: int | None = None,
+        max_upload_pixels: int | None = None,
+        upload_store_bytes: int | None = None,
     ) -> None:
         self.api_keys = set(api_keys) if api_keys is not None else None
         self.processing_seconds = processing_seconds
@@ -114,6 +118,13 @@ class SimulatorState:
         self.download_latency = download_latency
         self.max_concurrent_downloads = max_concurrent_downloads
         self.asset_ttl_seconds = asset_ttl_seconds
+        self.max_upload_bytes = max_upload_bytes
+        """A PUT to an upload URL over this many bytes is refused (S3's EntityTooLarge); None: any size."""
+        self.max_upload_pixels = max_upload_pixels
+        """An upload with more pixels (read from its header) is kept as an error, never decoded; None: any."""
+        self.upload_store_bytes = upload_store_bytes
+        """Uploaded photos held in memory at most; the oldest are dropped (`expired`) past it. None: all kept."""
+        self._uploaded: collections.OrderedDict[str, int] = collections.OrderedDict()
         self.orders: dict[str, OrderRecord] = {}
         self.images: dict[str, ImageRecord] = {}
         self.brackets: dict[str, BracketRecord] = {}
@@ -412,16 +423,44 @@ class SimulatorState:
         now = time.time()
         with self._lock:
             image = self.get_image(image_id)
-            image.data = data
             image.synthetic_size = None
             image.uploaded_content_type = content_type
             image.sniffed_format = imaging.sniff_format(data)
             image.fail_reason = None if image.sniffed_format else UNSUPPORTED_REASON
+            pixels = imaging.pixels(data) if self.max_upload_pixels is not None else None
+            if pixels is not None and self.max_upload_pixels is not None and pixels > self.max_upload_pixels:
+                image.fail_reason = f"Image has {pixels} pixels, over this service's {self.max_upload_pixels}"
+                data = b""  # never decoded, never kept
+            image.data = data
+            self._keep_upload(image_id, len(data))
             if image.settings.get("hdr"):
                 image.status, image.updated_at = "waiting", now
             else:
                 image.start_processing(now, self.processing_seconds)
             return image
+
+    def _keep_upload(self, image_id: str, size: int) -> None:
+        """Count an upload against `upload_store_bytes`; drop the oldest uploads' bytes past it (the
+        newest is always kept: its own size is bounded by max_upload_bytes). Caller holds the lock."""
+        self._uploaded.pop(image_id, None)
+        self._uploaded[image_id] = size
+        if self.upload_store_bytes is None:
+            return
+        held = sum(self._uploaded.values())
+        while held > self.upload_store_bytes and len(self._uploaded) > 1:
+            old_id, old_size = self._uploaded.popitem(last=False)
+            held -= old_size
+            old = self.images.get(old_id)
+            if old is not None:
+                old.data = None
+                old.status, old.status_reason, old.ready_at = "expired", UPLOAD_DROPPED_REASON, None
+                old.updated_at = time.time()
+
+    @property
+    def uploaded_bytes(self) -> int:
+        """Bytes of uploaded photos held now (what `upload_store_bytes` bounds)."""
+        with self._lock:
+            return sum(self._uploaded.values())
 
     def reprocess(self, image_id: str, fields: dict[str, Any]) -> ImageRecord:
         now = time.time()

@@ -35,7 +35,9 @@ async def _put_image(request: Request, *, token: str | None, check_type: bool) -
         and (sent_type or "").split(";")[0].strip().lower() != image.content_type.lower()
     ):
         return s3_error(403, "SignatureDoesNotMatch", _SIG_MESSAGE, request.url.path)
-    data = await request.body()
+    data = await _capped_body(request, state.max_upload_bytes)
+    if data is None:
+        return s3_error(400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size", request.url.path)
     state.upload(image.image_id, data, sent_type)
     return Response(b"", 200, headers={"ETag": f'"{hashlib.md5(data).hexdigest()}"'})  # noqa: S324 - S3's ETag
 
@@ -47,6 +49,21 @@ async def upload_bracket(request: Request) -> Response:
         return s3_error(403, "AccessDenied", "Access Denied", request.url.path)
     state.upload_bracket(bracket.bracket_id, await request.body())
     return Response(b"", 200)
+
+
+async def _capped_body(request: Request, limit: int | None) -> bytes | None:
+    """The body, or None once it passes `limit` (read no further: S3 refuses an oversized PUT too)."""
+    if limit is None:
+        return await request.body()
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 _SIG_MESSAGE = "The request signature we calculated does not match the signature you provided."

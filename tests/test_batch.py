@@ -76,9 +76,11 @@ def test_options_reach_upstream_and_real_images_are_encoded(simulator: Sim, serv
     assert simulator.state.stats["credits_spent"] == 0  # dev mode: x-dev-mode reached the API
 
 
-def test_full_resolution_without_dev_mode_spends_credits(simulator: Sim, service: Service) -> None:
+def test_full_resolution_without_dev_mode_spends_credits(simulator: Sim, start_service: Callable[..., Service]) -> None:
+    service = start_service(service_api_key="trusted")  # credits are spent for trusted callers only
     order_id = seed(simulator, SeedImage(name="a.jpg", size=1000), SeedImage(name="b.jpg", size=1000))
-    assert get_zip(service, order_id, preview="false").status_code == 200
+    with service.client(headers={"X-API-Key": "trusted"}) as client:
+        assert client.get(f"/orders/{order_id}/images", params={"preview": "false"}).status_code == 200
     assert simulator.state.stats["credits_spent"] == 2  # preview=false was sent explicitly
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
 import pillow_jxl  # noqa: F401  (JPEG XL decoding for the checks)
@@ -22,6 +23,12 @@ from simulator import SeedImage
 from tests.conftest import Service, Sim
 from tests.support.photos import photo
 from tests.support.zipcheck import check_zip
+
+
+@pytest.fixture
+def paying(start_service: Callable[..., Service]) -> Service:
+    """The service with full-resolution downloads open to these anonymous test callers."""
+    return start_service(allow_anonymous_credits=True)
 
 
 def seed_photos(sim: Sim) -> tuple[str, list[str]]:
@@ -45,9 +52,9 @@ def downloads(sim: Sim) -> list[tuple[str, dict[str, list[str]]]]:
     ]
 
 
-def test_four_sets_each_in_its_own_folder_with_the_right_renditions(simulator: Sim, service: Service) -> None:
+def test_four_sets_each_in_its_own_folder_with_the_right_renditions(simulator: Sim, paying: Service) -> None:
     order_id, image_ids = seed_photos(simulator)
-    with service.client() as client:
+    with paying.client() as client:
         response = client.get(
             f"/orders/{order_id}/images",
             params={"sets": "original,web,mls,full", "names": "sequence", "preview": "false", "format": "png"},
@@ -115,9 +122,9 @@ def test_default_archive_is_unchanged_flat_and_original_names(simulator: Sim, se
     assert names == {"front.jpg", "kitchen.jpg", "bath.jpg", "_manifest.json"}
 
 
-def test_max_width_and_scale_reach_autoenhance_and_shape_the_full_set(simulator: Sim, service: Service) -> None:
+def test_max_width_and_scale_reach_autoenhance_and_shape_the_full_set(simulator: Sim, paying: Service) -> None:
     order_id, _ = seed_photos(simulator)
-    with service.client() as client:
+    with paying.client() as client:
         narrow = client.get(f"/orders/{order_id}/images", params={"max_width": 500, "preview": "false"})
         half = client.get(f"/orders/{order_id}/images", params={"scale": 0.5, "preview": "false"})
     assert narrow.status_code == 200 and half.status_code == 200

@@ -11,6 +11,7 @@ from fastapi import Body, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.responses import FAILURES_SCHEMA, error
+from app.api.security import credit_refusal
 from app.core.models import BatchOptions, ImageFormat, NameStyle, OrderInfo, validate_order_id
 from app.core.sets import SET_HELP, parse_sets
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
@@ -75,6 +76,19 @@ def batch_options(
 OptionsDep = Annotated[BatchOptions, Depends(batch_options)]
 
 
+def spending_options(request: Request, options: OptionsDep) -> BatchOptions:
+    """The options of a door that downloads (ZIP, job, watch): 403 before any upstream call when
+    they would spend credits for a caller the operator does not trust (app/api/security.py)."""
+    refusal = credit_refusal(request.app.state.settings, options, request.headers.get("x-api-key"))
+    if refusal is not None:
+        raise refusal
+    return options
+
+
+SpendingOptionsDep = Annotated[BatchOptions, Depends(spending_options)]
+"""OptionsDep for the doors that download; the photos listing (free) keeps OptionsDep."""
+
+
 def wait_options(
     wait: Annotated[
         bool, Query(description="Poll the order until no image is still processing, then download (bounded by wait_timeout)")
@@ -111,6 +125,10 @@ async def load_order(order_id: str, services: Services) -> OrderInfo:
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     400: error("The order id is not a UUID (checked before any upstream call)"),
     401: error("SERVICE_API_KEY is set and X-API-Key is missing or wrong"),
+    403: error(
+        "The options spend Autoenhance credits (preview=false, the mls set) and the caller is not trusted: "
+        "no valid X-API-Key and ALLOW_ANONYMOUS_CREDITS is not true"
+    ),
     404: error("Autoenhance does not know this order"),
     422: error(
         "Bad format/quality, an empty or oversized order, or not one image could be downloaded "

@@ -16,6 +16,8 @@ from fastapi import Depends, Header, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
+from app.core.models import BatchOptions
+from app.core.sets import credit_cost
 from app.errors import Forbidden, ServiceError, Unauthorized
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -96,6 +98,32 @@ def admin_refusal(settings: Settings, x_admin_token: str | None) -> ServiceError
     if not _matches(x_admin_token, settings.admin_token.get_secret_value()):
         return Unauthorized("Missing or invalid X-Admin-Token")
     return None
+
+
+def credit_refusal(settings: Settings, options: BatchOptions, x_api_key: str | None) -> ServiceError | None:
+    """Options that spend the operator's Autoenhance credits need a caller the operator trusts.
+
+    Trusted: a caller presenting the SERVICE_API_KEY, or anyone when ALLOW_ANONYMOUS_CREDITS is
+    true. Demo mode is open too: its upstream is the embedded simulator, which charges no one.
+    Previews, the web and original sets and dev mode spend nothing and stay open to all.
+    """
+    paid = credit_cost(1, options).full_size_sets
+    if not paid or settings.demo_mode or settings.allow_anonymous_credits:
+        return None
+    expected = settings.service_api_key
+    if expected is not None and _matches(x_api_key, expected.get_secret_value()):
+        return None
+    asked = " and ".join(f"the {name} set" + (" with preview=false" if name == "full" else "") for name in paid)
+    how = (
+        "send the service key in X-API-Key"
+        if expected is not None
+        else "the operator must set SERVICE_API_KEY (and callers send it in X-API-Key) or ALLOW_ANONYMOUS_CREDITS=true"
+    )
+    return Forbidden(
+        f"Full-resolution downloads ({asked}) spend the operator's Autoenhance credits and are allowed "
+        f"only for trusted callers: {how}. Free without that: preview=true with the full, web or original "
+        "sets, or dev_mode=true (watermarked)."
+    )
 
 
 def autoenhance_refusal(settings: Settings, authorization: str | None) -> ServiceError | None:

@@ -3,6 +3,11 @@
 Every process that serves the API runs one dispatcher. With the Redis outbox several of them share
 the queue; the claim's lease keeps any one attempt to one sender. The signature is computed per
 attempt (fresh `webhook-timestamp`), over the same stored body and the same `webhook-id`.
+
+Receivers are strangers, so no receiver may hold up another's callback: each attempt runs in its
+own task (at most MAX_IN_FLIGHT at once), the loop claims more as soon as a slot frees, and each
+attempt has one total deadline (connect, response head, all of it). httpx's own timeouts are per
+phase and per read, so a receiver trickling its head a byte at a time would never trip them.
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ log = logging.getLogger("app.webhooks")
 IDLE_POLL_SECONDS = 1.0
 """Longest sleep between looks at the outbox (another instance may have queued something due)."""
 CLAIM_BATCH = 16
-"""Deliveries claimed (and attempted concurrently) per pass."""
+"""Most deliveries claimed per pass (the loop passes again as soon as one ends)."""
+MAX_IN_FLIGHT = 64
+"""Attempts one dispatcher runs at once. Each holds a socket and a task for at most its deadline;
+the callback client's connection pool is sized to match (app/webhooks/urls.py)."""
 LEASE_MARGIN_SECONDS = 30.0
 PURGE_INTERVAL_SECONDS = 600.0
 
@@ -65,42 +73,74 @@ class Dispatcher:
         policy: RetryPolicy,
         *,
         timeout: float,
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.outbox = outbox
         self.client = client
         self.hook = hook
         self.policy = policy
+        self.timeout = timeout
         self.lease_seconds = timeout + LEASE_MARGIN_SECONDS
+        self.max_in_flight = max_in_flight
         self._wake = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
         """A delivery was queued here: look now rather than at the next poll."""
         self._wake.set()
 
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
     async def run_forever(self) -> None:
         next_purge = 0.0
-        while True:
-            wait = IDLE_POLL_SECONDS
-            try:
-                await self.run_once()
-                due = await self.outbox.next_due()
-                if due is not None:
-                    wait = max(0.0, min(wait, due - time.time()))
-                if time.time() >= next_purge:
-                    await self.outbox.purge(time.time() - SETTLED_RETENTION_SECONDS)
-                    next_purge = time.time() + PURGE_INTERVAL_SECONDS
-            except Exception:  # a bad pass (database busy, Redis blip) must not stop the next one
-                log.exception("webhook dispatch pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
-            self._wake.clear()
+        try:
+            while True:
+                wait = IDLE_POLL_SECONDS
+                try:
+                    await self.start_due()
+                    due = await self.outbox.next_due()
+                    if due is not None and self.in_flight < self.max_in_flight:
+                        wait = max(0.0, min(wait, due - time.time()))  # full: an ending attempt wakes us
+                    if time.time() >= next_purge:
+                        await self.outbox.purge(time.time() - SETTLED_RETENTION_SECONDS)
+                        next_purge = time.time() + PURGE_INTERVAL_SECONDS
+                except Exception:  # a bad pass (database busy, Redis blip) must not stop the next one
+                    log.exception("webhook dispatch pass failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                self._wake.clear()
+        finally:  # stopping: attempts in flight hand their deliveries back (see _attempt_and_settle)
+            ending = list(self._in_flight)
+            for task in ending:
+                task.cancel()
+            await asyncio.gather(*ending, return_exceptions=True)
+
+    async def start_due(self) -> list[asyncio.Task[None]]:
+        """Claim what is due, as far as free slots allow, and start each attempt in its own task."""
+        free = self.max_in_flight - self.in_flight
+        if free <= 0:
+            return []
+        claimed = await self.outbox.claim(time.time(), min(free, CLAIM_BATCH), self.lease_seconds)
+        started = []
+        for delivery in claimed:
+            task = asyncio.create_task(self._attempt_and_settle(delivery), name=f"webhook {delivery.webhook_id}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._ended)
+            started.append(task)
+        return started
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wake.set()  # a slot is free: claim again now, not at the next poll
 
     async def run_once(self) -> int:
-        """Claim what is due and attempt it; the number of attempts made."""
-        claimed = await self.outbox.claim(time.time(), CLAIM_BATCH, self.lease_seconds)
-        if claimed:
-            await asyncio.gather(*(self._attempt_and_settle(d) for d in claimed))
-        return len(claimed)
+        """Claim what is due, attempt it and wait for those attempts; the number made (for one-off runs)."""
+        started = await self.start_due()
+        if started:
+            await asyncio.gather(*started)
+        return len(started)
 
     async def _attempt_and_settle(self, delivery: Delivery) -> None:
         try:
@@ -108,8 +148,14 @@ class Dispatcher:
         except asyncio.CancelledError:  # shutting down mid-attempt: hand it back now, not when the lease ends
             await self.outbox.settle(settled(delivery, next_attempt_at=time.time()))
             raise
-        if not await self.outbox.settle(outcome):
-            log.warning("webhook lease lost before settling", extra={"webhook_id": delivery.webhook_id})
+        except Exception:  # a bug in one attempt must not go unseen; its lease runs out and it is retried
+            log.exception("webhook attempt crashed", extra={"webhook_id": delivery.webhook_id})
+            return
+        try:
+            if not await self.outbox.settle(outcome):
+                log.warning("webhook lease lost before settling", extra={"webhook_id": delivery.webhook_id})
+        except Exception:  # the outbox is down: the lease runs out and another pass retries the delivery
+            log.exception("webhook outcome not saved", extra={"webhook_id": delivery.webhook_id})
 
     async def attempt(self, delivery: Delivery) -> Delivery:
         """POST once; the delivery with the outcome applied (delivered, rescheduled, or failed)."""
@@ -122,8 +168,12 @@ class Dispatcher:
                 raise _Unsigned()
             headers = signed_headers(self.hook, delivery.webhook_id, delivery.body, now)
             headers["content-type"] = "application/json"
-            async with self.client.stream("POST", delivery.url, content=delivery.body.encode(), headers=headers) as r:
-                code = r.status_code  # the body is never read: a receiver's answer is only its status
+            async with asyncio.timeout(self.timeout):  # the whole exchange, however its bytes trickle
+                body = delivery.body.encode()
+                async with self.client.stream("POST", delivery.url, content=body, headers=headers) as r:
+                    code = r.status_code  # the body is never read: a receiver's answer is only its status
+        except TimeoutError:
+            error = f"no answer within {self.timeout:g} s (WEBHOOK_TIMEOUT_SECONDS)"
         except UnsafeAddress as exc:
             error, final = f"refused: {exc}", True
         except _Unsigned:

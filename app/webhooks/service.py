@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from app.config import Settings
 from app.jobs.records import Job
-from app.webhooks.dispatcher import Dispatcher, RetryPolicy
+from app.webhooks.dispatcher import MAX_IN_FLIGHT, Dispatcher, RetryPolicy
 from app.webhooks.outbox import Delivery, Outbox, RedisOutbox, SqliteOutbox
 from app.webhooks.payload import JobCallback, job_callback
 from app.webhooks.signing import signer
@@ -70,7 +70,11 @@ class Webhooks:
         secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
         dispatcher = Dispatcher(
             outbox,
-            callback_client(allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout_seconds),
+            callback_client(
+                allow_private=settings.webhook_allow_private,
+                timeout=settings.webhook_timeout_seconds,
+                max_connections=MAX_IN_FLIGHT,
+            ),
             signer(secret) if secret else None,
             RetryPolicy(
                 base=settings.webhook_retry_base_seconds,

@@ -121,15 +121,25 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 def callback_client(
-    *, allow_private: bool, timeout: float, ssl_context: ssl.SSLContext | None = None
+    *,
+    allow_private: bool,
+    timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
+    max_connections: int = 64,
 ) -> httpx.AsyncClient:
     """The HTTP client deliveries go through: no redirects, no proxies from the environment, and
-    the connect-time address check above. `ssl_context` defaults to the certifi CA bundle."""
+    the connect-time address check above. `ssl_context` defaults to the certifi CA bundle.
+
+    `max_connections` matches the dispatcher's attempts in flight (httpcore's own default is 10:
+    the eleventh attempt would queue for a connection behind slow receivers)."""
     transport = httpx.AsyncHTTPTransport(retries=0, trust_env=False)
     # httpx has no public hook for the network backend; the pool is the documented httpcore API.
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=ssl_context or ssl.create_default_context(cafile=certifi.where()),
         network_backend=_GuardedBackend(allow_private=allow_private),
+        max_connections=max_connections,
+        max_keepalive_connections=min(max_connections, 20),
+        keepalive_expiry=5.0,
     )
     return httpx.AsyncClient(
         transport=transport,

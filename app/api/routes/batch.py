@@ -11,7 +11,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.api.deps import COMMON_ERRORS, OptionsDep, OrderIdPath, ServicesDep, WaitDep, load_order
+from app.api.deps import COMMON_ERRORS, OrderIdPath, ServicesDep, SpendingOptionsDep, WaitDep, load_order
 from app.api.ranges import conditional
 from app.api.responses import ZIP_CONTENT, ArchiveResponse, archive_headers, finished_response, unless_hangup
 from app.api.security import ServiceKey
@@ -56,7 +56,7 @@ router = APIRouter(tags=["batch"])
     },
 )
 async def download_order_images(
-    order_id: OrderIdPath, options: OptionsDep, services: ServicesDep, request: Request, wait: WaitDep
+    order_id: OrderIdPath, options: SpendingOptionsDep, services: ServicesDep, request: Request, wait: WaitDep
 ) -> Response:
     order = await load_order(order_id, services)
     if request.method != "HEAD":  # HEAD never downloads an image, nor waits for one

@@ -19,9 +19,9 @@ from app.api.deps import (
     CALLBACK_ERRORS,
     COMMON_ERRORS,
     CallbackDep,
-    OptionsDep,
     OrderIdPath,
     ServicesDep,
+    SpendingOptionsDep,
     WaitDep,
     load_order,
     public_base_url,
@@ -110,7 +110,7 @@ class JobView(BaseModel):
 )
 async def create_job(
     order_id: OrderIdPath,
-    options: OptionsDep,
+    options: SpendingOptionsDep,
     callback: CallbackDep,
     request: Request,
     services: ServicesDep,

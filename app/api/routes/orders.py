@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import warnings
+import weakref
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,9 +32,37 @@ ORDER_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-MAX_DECODE_PIXELS = 60_000_000
-"""Above this (larger than any camera's photo) a PNG/WebP/TIFF is refused rather than decoded:
-decoding costs about 3 bytes a pixel. JPEGs are decoded at 1/8 scale, so their size costs little."""
+_DECODE_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _decode_slot() -> asyncio.Semaphore:
+    """One upload decoded at a time per process (per event loop): a PNG at the pixel limit costs
+    about 4 bytes a pixel while it is checked, and concurrent uploads must not multiply that."""
+    loop = asyncio.get_running_loop()
+    slot = _DECODE_SLOTS.get(loop)
+    if slot is None:
+        slot = _DECODE_SLOTS[loop] = asyncio.Semaphore(1)
+    return slot
+
+
+def pixel_refusal(data: bytes, limit: int, label: str) -> str | None:
+    """Why a photo is too large, judged from its header alone (Pillow reads the size on open and
+    the pixels only on load), or None. Cheap: call it before anything decodes the image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+    except Image.DecompressionBombError:  # Pillow's own ceiling (far above ours): refused on open
+        return f"'{label}' has far more than {limit:,} pixels (MAX_UPLOAD_PIXELS)"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None  # not an image at all: sniff() says so
+    if width * height > limit:
+        return (
+            f"'{label}' is {width} x {height} pixels ({width * height / 1e6:.1f} megapixels); "
+            f"photos may have at most {limit:,} pixels (MAX_UPLOAD_PIXELS)"
+        )
+    return None
 
 
 def sniff(data: bytes) -> str | None:
@@ -42,7 +72,8 @@ def sniff(data: bytes) -> str | None:
     for. So the whole image is decoded (a JPEG at 1/8 scale: every scan is still read, in a fraction
     of the memory), and a JPEG must end its scans with the end-of-image marker: libjpeg decodes
     junk scan data without complaint (Pillow does not surface its warnings), so decoding alone
-    would pass a header followed by any bytes. CPU-bound: call it in a thread.
+    would pass a header followed by any bytes. CPU-bound: call it in a thread, after pixel_refusal
+    and under _decode_slot (its size is not checked here).
     """
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -51,8 +82,6 @@ def sniff(data: bytes) -> str | None:
                 return None
             if img.format == "JPEG" and data.rfind(b"\xff\xd9") < data.find(b"\xff\xda"):
                 return None  # no end-of-image marker after the first scan: cut short or padded with junk
-            if img.format != "JPEG" and img.width * img.height > MAX_DECODE_PIXELS:
-                return None
             img.verify()  # the container's own checks (PNG chunk checksums); the image must be reopened after
         with Image.open(io.BytesIO(data)) as img:
             if img.format == "JPEG":
@@ -95,7 +124,10 @@ async def create_sample_order(services: ServicesDep) -> dict[str, Any]:
     responses={
         **ORDER_ERRORS,
         413: error("A photo is over MAX_UPLOAD_BYTES"),
-        422: error("No photos, too many photos, or a file that is not a JPEG/PNG/WebP/TIFF image"),
+        422: error(
+            "No photos, too many photos, a photo over MAX_UPLOAD_PIXELS (read from its header, before decoding), "
+            "or a file that is not a JPEG/PNG/WebP/TIFF image"
+        ),
     },
 )
 async def create_order(
@@ -116,7 +148,11 @@ async def create_order(
         label = (upload.filename or "photo")[:100]
         if len(data) > settings.max_upload_bytes:
             raise PayloadTooLarge(f"'{label}' is over the {settings.max_upload_bytes} byte limit (MAX_UPLOAD_BYTES)")
-        content_type = await asyncio.to_thread(sniff, data)
+        too_large = pixel_refusal(data, settings.upload_pixel_limit, label)
+        if too_large is not None:
+            raise InvalidUpload(too_large)
+        async with _decode_slot():
+            content_type = await asyncio.to_thread(sniff, data)
         if content_type is None:
             raise InvalidUpload(f"'{label}' is not a complete, readable JPEG, PNG, WebP or TIFF image")
         photos.append((Path(label).name or "photo", data, content_type))

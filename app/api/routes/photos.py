@@ -13,12 +13,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from app.api.deps import COMMON_ERRORS, OptionsDep, OrderIdPath, ServicesDep, load_order
 from app.api.responses import error
-from app.api.security import ServiceKey
+from app.api.security import ServiceKey, credit_refusal
 from app.core.models import ImageFormat
 from app.core.sets import Rendition, credit_cost
 from app.core.spool import Spool
@@ -42,8 +42,11 @@ _IMAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
     summary="The order's photos and what a download with these options would cost",
     responses={k: v for k, v in COMMON_ERRORS.items() if k != 422} | {422: error("Bad options (an unknown set, say)")},
 )
-async def order_photos(order_id: OrderIdPath, options: OptionsDep, services: ServicesDep) -> dict[str, Any]:
+async def order_photos(
+    order_id: OrderIdPath, options: OptionsDep, services: ServicesDep, request: Request
+) -> dict[str, Any]:
     order = await load_order(order_id, services)
+    refusal = credit_refusal(services.settings, options, request.headers.get("x-api-key"))
     photos = [
         {
             "image_id": image.image_id,
@@ -63,7 +66,8 @@ async def order_photos(order_id: OrderIdPath, options: OptionsDep, services: Ser
         "total": len(photos) + order.unidentified,
         "ready": sum(p["ready"] is True for p in photos),
         "sets": list(options.sets),
-        "cost": credit_cost(len(order.images), options).as_dict(),
+        # `refused`: why the download with these options would be a 403 (None: it is allowed)
+        "cost": credit_cost(len(order.images), options).as_dict() | {"refused": refusal and refusal.message},
     }
 
 

@@ -20,9 +20,9 @@ from app.api.deps import (
     CALLBACK_ERRORS,
     COMMON_ERRORS,
     CallbackDep,
-    OptionsDep,
     OrderIdPath,
     ServicesDep,
+    SpendingOptionsDep,
     load_order,
     public_base_url,
 )
@@ -72,7 +72,7 @@ class WatchView(BaseModel):
     },
 )
 async def watch_order(
-    order_id: OrderIdPath, options: OptionsDep, callback: CallbackDep, request: Request, services: ServicesDep
+    order_id: OrderIdPath, options: SpendingOptionsDep, callback: CallbackDep, request: Request, services: ServicesDep
 ) -> JSONResponse:
     if services.settings.autoenhance_webhook_token is None:
         raise NotConfigured("Watching needs Autoenhance's webhook: the operator must set AUTOENHANCE_WEBHOOK_TOKEN")

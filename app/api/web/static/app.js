@@ -323,6 +323,7 @@ async function startDownload() {
     return;
   }
   const order = looked.data;
+  if (fullSizeSets().length && (await creditRefusal(id))) return;
   if (order.ready === 0) {
     setStatus(el.downloadMsg, order.photos.length
       ? "Not started: none of the photos is ready yet. Autoenhance is still enhancing them; try again in a few minutes."
@@ -333,6 +334,16 @@ async function startDownload() {
   const waiting = order.photos.length - order.ready;
   const note = waiting ? ` ${plural(waiting, "photo")} not ready yet will be listed in the ZIP's report.` : "";
   setStatus(el.downloadMsg, `Download started: your browser saves the ZIP as the photos arrive.${note}`, "ok");
+}
+
+/** A paid download may be refused (403) for callers the operator does not trust: ask first, since a
+ *  refused navigation only shows as a failed download. True when refused (the reason is shown). */
+async function creditRefusal(id) {
+  let priced;
+  try { priced = await getJSON(orderPath("photos", id), { headers: keyHeaders() }); } catch { return false; }
+  const refused = priced && priced.cost && priced.cost.refused;
+  if (refused && orderId() === id) setStatus(el.downloadMsg, `Not started: ${refused}`, "error");
+  return Boolean(refused);
 }
 
 // ---------- jobs ----------
