@@ -47,8 +47,10 @@ def free_port() -> int:
     each checked free before it is handed out.
     """
     global _port_cycle
-    if _port_cycle is None:
-        _port_cycle = itertools.cycle(_port_block())
+    if _port_cycle is None:  # from a point of the block that depends on the pid: two processes given the
+        block = _port_block()  # same block (two suites, or a bench beside a suite) do not walk it in step
+        start = (os.getpid() * 7919) % len(block)
+        _port_cycle = itertools.cycle([*block[start:], *block[:start]])
     for _ in range(len(_port_block())):
         port = next(_port_cycle)
         with socket.socket() as sock:
