@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from app.webhooks.watcher import OrderWatcher
 
 if TYPE_CHECKING:
     from simulator import SimulatorState
+
+log = logging.getLogger("app.wiring")
 
 DEMO_BASE_URL = "http://simulator.demo"
 
@@ -138,6 +141,12 @@ def _upstream(
     timeout = httpx.Timeout(connect=10.0, read=read_timeout, write=30.0, pool=None)
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=settings.max_global_downloads + 10)
     if settings.demo_mode:
+        if settings.web_concurrency > 1:
+            log.warning(
+                "demo mode with %d processes: each runs its own simulator, so an order made with "
+                "create-order exists only in the process that made it; use one process to try uploads",
+                settings.web_concurrency,
+            )
         from simulator import SimulatorState, create_app
         from simulator.demo import seed_demo
 

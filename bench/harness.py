@@ -88,8 +88,13 @@ class Proc:
         return int(psutil.Process(self.pid).memory_info().rss)
 
     def cpu_seconds(self) -> float:
-        times = psutil.Process(self.pid).cpu_times()
-        return float(times.user + times.system)
+        """User + system CPU of the process and its children (`serve --workers N` serves from children)."""
+        main = psutil.Process(self.pid)
+        total = 0.0
+        for process in (main, *main.children(recursive=True)):
+            times = process.cpu_times()
+            total += times.user + times.system
+        return total
 
     def cpu_split(self) -> tuple[float, float]:
         """(user, system) CPU seconds so far: system is mostly the kernel copying socket bytes."""
