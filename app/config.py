@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
@@ -36,7 +37,17 @@ class Settings(BaseSettings):
     )
     max_concurrent_downloads: int = Field(default=5, ge=1, le=64, description="Downloads in flight per order.")
     max_global_downloads: int = Field(
-        default=20, ge=1, le=1024, description="Downloads in flight across the whole process, shared fairly."
+        default=20,
+        ge=1,
+        le=1024,
+        description="Downloads in flight across the whole box (all its WEB_CONCURRENCY processes), shared fairly.",
+    )
+    web_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes serving one DATA_DIR (`python -m app serve --workers N` sets it for its processes); "
+        "each takes its share of MAX_GLOBAL_DOWNLOADS.",
     )
     image_timeout_seconds: float = Field(default=60.0, gt=0, description="Budget for one image, retries included.")
     order_timeout_seconds: float = Field(
@@ -214,9 +225,16 @@ class Settings(BaseSettings):
         """MAX_UPLOAD_PIXELS, capped in demo mode (see DEMO_MAX_UPLOAD_PIXELS)."""
         return min(self.max_upload_pixels, DEMO_MAX_UPLOAD_PIXELS) if self.demo_mode else self.max_upload_pixels
 
+    @property
+    def process_downloads(self) -> tuple[int, int]:
+        """This process's share of the box's download budget: (most, floor), each at least 1."""
+        share = -(-self.max_global_downloads // self.web_concurrency)
+        return share, max(1, min(share, -(-self.min_global_downloads // self.web_concurrency)))
+
     @cached_property
     def spool_dir(self) -> Path:
-        return self.data_dir / "spool"
+        """This process's own spool folder (`spool/<pid>`): processes sharing a data_dir clear only their own."""
+        return self.data_dir / "spool" / str(os.getpid())
 
     @cached_property
     def cache_dir(self) -> Path:

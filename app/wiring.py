@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -23,6 +25,7 @@ from app.archives.flights import Flights
 from app.archives.layouts import LayoutStore
 from app.archives.service import Archives
 from app.config import Settings
+from app.core import owner
 from app.core.breaker import UpstreamGuard
 from app.core.budget import FairLimiter
 from app.core.connect import build_client
@@ -39,6 +42,8 @@ from app.webhooks.watcher import OrderWatcher
 
 if TYPE_CHECKING:
     from simulator import SimulatorState
+
+log = logging.getLogger("app.wiring")
 
 DEMO_BASE_URL = "http://simulator.demo"
 
@@ -64,7 +69,7 @@ class Services:
         """Build and start everything. `consume`: run jobs from the shared queue (None: JOB_WORKERS_IN_API)."""
         for directory in (settings.data_dir, settings.cache_dir, settings.jobs_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(settings.spool_dir, ignore_errors=True)  # spool files of a process that died
+        clear_dead_spools(settings.spool_dir)
         settings.spool_dir.mkdir(parents=True, exist_ok=True)
 
         async with contextlib.AsyncExitStack() as opened:  # a failed start closes what it opened, in reverse
@@ -109,6 +114,22 @@ class Services:
         await self.client.aclose()
 
 
+def clear_dead_spools(own: Path) -> None:
+    """Delete the spool files of processes that died (and of an earlier process with this pid);
+    a live neighbour on the same data_dir keeps its own. Files of the older shared layout (before
+    per-process folders) sit directly under spool/ and go too."""
+    root = own.parent
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        if entry.is_dir() and entry.name.isdigit() and entry != own and owner.alive(int(entry.name)):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
 def _upstream(
     settings: Settings, telemetry: Telemetry
 ) -> tuple[SimulatorState | None, httpx.AsyncClient, AutoenhanceClient, FairLimiter]:
@@ -120,6 +141,12 @@ def _upstream(
     timeout = httpx.Timeout(connect=10.0, read=read_timeout, write=30.0, pool=None)
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=settings.max_global_downloads + 10)
     if settings.demo_mode:
+        if settings.web_concurrency > 1:
+            log.warning(
+                "demo mode with %d processes: each runs its own simulator, so an order made with "
+                "create-order exists only in the process that made it; use one process to try uploads",
+                settings.web_concurrency,
+            )
         from simulator import SimulatorState, create_app
         from simulator.demo import seed_demo
 
@@ -140,7 +167,8 @@ def _upstream(
         api_key = settings.autoenhance_api_key.get_secret_value() if settings.autoenhance_api_key else None
     http = httpx.AsyncClient(transport=telemetry.meter(transport, base_url), timeout=timeout, follow_redirects=False)
 
-    limiter = FairLimiter(settings.max_global_downloads, minimum=settings.min_global_downloads)
+    most, floor = settings.process_downloads  # N processes on one box share MAX_GLOBAL_DOWNLOADS
+    limiter = FairLimiter(most, minimum=floor)
     guard = UpstreamGuard(limiter, threshold=settings.breaker_threshold, reset_seconds=settings.breaker_reset_seconds)
     make: Callable[..., AutoenhanceClient] = AutoenhanceClient
     if telemetry.tracer is not None:
@@ -167,10 +195,13 @@ def _upstream(
 
 
 def _archives(settings: Settings, engine: Engine, stats: Stats, redis_url: str | None) -> Archives:
-    """The archive policy with its stores: the disk cache, single-flight (across instances only with S3,
-    since a follower elsewhere could not read a disk result) and, with Redis + S3, the shared cache."""
+    """The archive policy with its stores: the disk cache, single-flight (across the processes of this
+    box through DATA_DIR; across instances only with S3, since a follower elsewhere could not read a
+    disk result) and, with Redis + S3, the shared cache."""
     cache = ArchiveCache(settings.cache_dir, settings.cache_max_bytes, settings.cache_ttl_seconds)
-    flights = Flights.from_url(redis_url if settings.s3_bucket else None, settings.redis_key_prefix)
+    flights = Flights.from_url(
+        redis_url if settings.s3_bucket else None, settings.redis_key_prefix, box_dir=settings.data_dir / "flights"
+    )
     shared = None
     if redis_url and settings.s3_bucket and cache.enabled:
         import redis.asyncio as aioredis

@@ -47,8 +47,10 @@ def free_port() -> int:
     each checked free before it is handed out.
     """
     global _port_cycle
-    if _port_cycle is None:
-        _port_cycle = itertools.cycle(_port_block())
+    if _port_cycle is None:  # from a point of the block that depends on the pid: two processes given the
+        block = _port_block()  # same block (two suites, or a bench beside a suite) do not walk it in step
+        start = (os.getpid() * 7919) % len(block)
+        _port_cycle = itertools.cycle([*block[start:], *block[:start]])
     for _ in range(len(_port_block())):
         port = next(_port_cycle)
         with socket.socket() as sock:
@@ -86,8 +88,13 @@ class Proc:
         return int(psutil.Process(self.pid).memory_info().rss)
 
     def cpu_seconds(self) -> float:
-        times = psutil.Process(self.pid).cpu_times()
-        return float(times.user + times.system)
+        """User + system CPU of the process and its children (`serve --workers N` serves from children)."""
+        main = psutil.Process(self.pid)
+        total = 0.0
+        for process in (main, *main.children(recursive=True)):
+            times = process.cpu_times()
+            total += times.user + times.system
+        return total
 
     def cpu_split(self) -> tuple[float, float]:
         """(user, system) CPU seconds so far: system is mostly the kernel copying socket bytes."""

@@ -116,11 +116,29 @@ def nginx(work: Path) -> Iterator[Nginx]:
         yield Nginx(url, root, pid)
 
 
+@dataclass
+class Proxy:
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the proxy's master and its worker so far (the worker does the copying)."""
+        import psutil
+
+        master = psutil.Process(self.pid)
+        total = 0.0
+        for process in (master, *master.children(recursive=True)):
+            times = process.cpu_times()
+            total += times.user + times.system
+        return total
+
+
 @contextlib.contextmanager
-def proxy(work: Path, upstream_url: str) -> Iterator[str]:
-    """nginx as a reverse proxy in front of `upstream_url`; its URL."""
-    with _running(work / "nginx-proxy", PROXY_CONF, "/v3/", upstream=upstream_url.removeprefix("http://")) as (url, _):
-        yield url
+def proxy(work: Path, upstream_url: str) -> Iterator[Proxy]:
+    """nginx as a reverse proxy in front of `upstream_url`."""
+    upstream = upstream_url.removeprefix("http://")
+    with _running(work / "nginx-proxy", PROXY_CONF, "/v3/", upstream=upstream) as (url, pid):
+        yield Proxy(url, pid)
 
 
 FORWARDING_CONF = PREAMBLE + """

@@ -29,6 +29,7 @@ import app.jobs.runner as jobs_runner
 import app.jobs.supervisor as jobs_supervisor
 from app import create_app
 from app.jobs.supervisor import RESTART_REASON, SHUTDOWN_REASON
+from bench.harness import wait_http
 from simulator import Fault, SeedImage
 from tests.conftest import TEST_KEY, Service, Sim, service_settings
 from tests.support.jobs_helpers import image_id, poll, seed
@@ -294,14 +295,8 @@ def test_a_crash_leaves_no_job_running_after_the_next_start(simulator: Sim, tmp_
         env=os.environ | {"PYTHONPATH": str(ROOT)},
     )
     try:
+        wait_http(f"http://127.0.0.1:{port}/health", proc=process)  # the harness's start-up wait (60 s, load-proof)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            deadline = time.monotonic() + 20
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get("/health").status_code == 200:
-                        break
-                assert time.monotonic() < deadline and process.poll() is None, "crashable service did not start"
-                time.sleep(0.1)
             job_id = create_job(client, order_id)["job_id"]
             poll(client, job_id, lambda s: s["downloaded"] == 1)  # fast.jpg is in; slow.jpg is held upstream
         part = data_dir / "jobs" / f"{job_id}.zip.part"

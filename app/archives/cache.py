@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from app.core import owner
 from app.core.models import BatchOptions
 
 log = logging.getLogger("app.cache")
@@ -101,8 +102,10 @@ class ArchiveCache:
         self.misses = 0
         self.paused_until = 0.0  # time.monotonic() before which no entry is written (a write failed)
         directory.mkdir(parents=True, exist_ok=True)
-        for stale in directory.glob("*.tmp"):  # left by a process that died mid-write
-            stale.unlink(missing_ok=True)
+        for stale in directory.glob("*.tmp"):  # `<key>.<pid>.<n>.tmp`: a dead process's half-written entry
+            pid = stale.name.split(".")[1]
+            if not (pid.isdigit() and int(pid) != os.getpid() and owner.alive(int(pid))):
+                stale.unlink(missing_ok=True)
 
     @property
     def enabled(self) -> bool:

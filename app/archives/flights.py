@@ -5,7 +5,8 @@ published. Everyone else gets None from `claim`, the leader's tag (say, its job 
 and `wait`s until the leader lands; then it reads the leader's result instead of fetching again
 (or, if the leader produced nothing reusable, claims the key itself).
 
-In one process the claims are a dict; with REDIS_URL they are Redis keys (`SET NX` with a lease
+In one process the claims are a dict; the processes of one box (several on one DATA_DIR) share
+them as file locks (app/archives/box_claims.py); with REDIS_URL they are Redis keys (`SET NX` with a lease
 renewed every third of FLIGHT_LEASE_SECONDS, deleted on landing only by their owner), so instances
 and workers share them. A leader that crashes stops renewing and its claim lapses: followers then
 take over rather than waiting forever.
@@ -17,9 +18,12 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from app.archives.box_claims import BoxClaims
 
 log = logging.getLogger("app.single_flight")
 
@@ -66,8 +70,15 @@ class Flight:
 
 
 class Flights:
-    def __init__(self, redis: aioredis.Redis | None, prefix: str, lease: float = FLIGHT_LEASE_SECONDS) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis | None,
+        prefix: str,
+        lease: float = FLIGHT_LEASE_SECONDS,
+        box: BoxClaims | None = None,
+    ) -> None:
         self._redis = redis
+        self._box = box if redis is None else None
         self._prefix = f"{prefix}flight:"
         self.lease = lease
         self._local: dict[str, tuple[str, asyncio.Event]] = {}
@@ -76,10 +87,15 @@ class Flights:
         self._renew_script = redis.register_script(_RENEW) if redis is not None else None
 
     @classmethod
-    def from_url(cls, url: str | None, prefix: str) -> Flights:
-        return cls(aioredis.from_url(url, decode_responses=True) if url else None, prefix)
+    def from_url(cls, url: str | None, prefix: str, box_dir: Path | None = None) -> Flights:
+        """Redis claims with `url`; else claims shared through `box_dir` by the processes of this box."""
+        if url:
+            return cls(aioredis.from_url(url, decode_responses=True), prefix)
+        return cls(None, prefix, box=BoxClaims(box_dir) if box_dir is not None else None)
 
     async def aclose(self) -> None:
+        if self._box is not None:
+            self._box.close()
         if self._redis is not None:
             await self._redis.aclose()
 
@@ -100,6 +116,8 @@ class Flights:
                 taken = True
             if not taken:
                 return None
+        elif self._box is not None and not self._box.claim(key, value):
+            return None
         previous = self._local.get(key)
         if previous is not None and not (succeed and previous[0].startswith(f"{tag}|")):
             await self._land(Flight(self, key, value))  # another task here claimed it while we awaited Redis
@@ -116,6 +134,9 @@ class Flights:
         """The tag of whoever leads `key` now, if anyone."""
         if key in self._local:
             return self._local[key][0].split("|", 1)[0]
+        if self._box is not None:
+            held = self._box.holder(key)
+            return None if held is None else held.split("|", 1)[0]
         if self._redis is None:
             return None
         with contextlib.suppress(RedisError):
@@ -131,13 +152,17 @@ class Flights:
             if local is not None:
                 await local[1].wait()
                 continue
-            if self._redis is None:
-                return
-            try:
-                if not await self._redis.exists(self._prefix + key):
+            if self._box is not None:
+                if self._box.holder(key) is None:
                     return
-            except RedisError:
+            elif self._redis is None:
                 return
+            else:
+                try:
+                    if not await self._redis.exists(self._prefix + key):
+                        return
+                except RedisError:
+                    return
             await asyncio.sleep(delay)
             delay = min(delay * 2, POLL_MAX_SECONDS)
 
@@ -146,6 +171,8 @@ class Flights:
         if local is not None and local[0] == flight.value:
             del self._local[flight.key]
             local[1].set()
+        if self._box is not None:
+            self._box.release(flight.key, flight.value)
         if self._land_script is not None:
             with contextlib.suppress(RedisError):
                 await self._land_script(keys=[self._prefix + flight.key], args=[flight.value])

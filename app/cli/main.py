@@ -294,8 +294,15 @@ def serve(
         int,
         typer.Option(envvar="LIMIT_CONCURRENCY", min=1, help="Connections plus tasks; over it a request gets 503."),
     ] = 1000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", envvar="WEB_CONCURRENCY", min=1, max=64,
+            help="Processes sharing the port and DATA_DIR (one per core pays while streams are CPU-bound).",
+        ),
+    ] = 1,
 ) -> None:
-    """Run the service (uvicorn, one worker). Settings come from the environment and .env.
+    """Run the service (uvicorn; --workers N processes share the port and DATA_DIR). Settings come from the environment and .env.
 
     Without AUTOENHANCE_API_KEY it runs in demo mode against its built-in simulator. uvicorn runs
     with the limits of app/server.py (header size and time, keep-alive, concurrency; the default of
@@ -312,10 +319,12 @@ def serve(
 
     from app.server import server_options
 
+    os.environ["WEB_CONCURRENCY"] = str(workers)  # each process reads its share of the budgets from it
     uvicorn.run(
         "app:app",
         host=host,
         port=port,
+        workers=workers,
         proxy_headers=True,
         timeout_graceful_shutdown=timeout_graceful_shutdown,
         **server_options(limit_concurrency=limit_concurrency),

@@ -1,7 +1,12 @@
 """Opening the service's SQLite files (jobs, webhook outbox, watches) the same way.
 
 WAL, so readers never wait for the writer; synchronous=NORMAL, which is crash-safe under WAL and
-spares an fsync per commit; a busy timeout, since a file may have more than one connection.
+spares an fsync per commit; a busy timeout, set first, since a file may have more than one
+connection (several processes share a DATA_DIR with `serve --workers N`). Opening (journal mode,
+schema, migrations, the integrity check, a caller's start-up fix-ups) runs under an exclusive lock
+on `<name>.lock`, so processes starting together take turns there: before WAL is set, SQLite's
+rollback journal answers two connections that both read then write with "database is locked" at
+once, without waiting.
 
 A damaged file must neither stop the service nor pass unnoticed. A file that is not a database or
 fails SQLite's quick_check is moved aside (`<name>.corrupt-<UTC time>`, with its -wal/-shm) and a
@@ -13,22 +18,58 @@ process whose start-up had failed from ever exiting.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import sqlite3
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiosqlite
 
 log = logging.getLogger("app.sqlite")
 
-PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000")
+BUSY_TIMEOUT_MS = 10_000
+"""How long a statement waits for another process's write to finish before \"database is locked\"."""
+PRAGMAS = (f"busy_timeout={BUSY_TIMEOUT_MS}", "journal_mode=WAL", "synchronous=NORMAL")
 SIDECARS = ("-wal", "-shm")
 
 
-async def connect(path: Path, schema: str) -> aiosqlite.Connection:
-    """A connection to `path` with the pragmas set and `schema` (idempotent DDL) applied."""
+async def connect(
+    path: Path, schema: str, then: Callable[[aiosqlite.Connection], Awaitable[None]] | None = None
+) -> aiosqlite.Connection:
+    """A connection to `path` with the pragmas set and `schema` (idempotent DDL) applied.
+
+    `then` runs on the new connection while the opening lock is still held (migrations, start-up
+    fix-ups), so no other process sees the file half set up."""
+    async with _opening(path):
+        db = await _connect(path, schema)
+        if then is not None:
+            try:
+                await then(db)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await db.close()
+                raise
+        return db
+
+
+@contextlib.asynccontextmanager
+async def _opening(path: Path) -> AsyncIterator[None]:
+    """An exclusive lock on `<path>.lock` for as long as a process sets the database up."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)  # released by close()
+        yield
+    finally:
+        os.close(lock)
+
+
+async def _connect(path: Path, schema: str) -> aiosqlite.Connection:
     if _truncated(path):
         log.error(
             "database %s is empty (0 bytes): it was truncated, and every record it held is lost; "
@@ -50,7 +91,7 @@ async def connect(path: Path, schema: str) -> aiosqlite.Connection:
 
 
 async def _open(path: Path, schema: str) -> aiosqlite.Connection:
-    db = await aiosqlite.connect(path)
+    db = await aiosqlite.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
     try:
         for pragma in PRAGMAS:
             await db.execute(f"PRAGMA {pragma}")

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from app.archives.service import Archives
 from app.config import Settings
+from app.core import owner
 from app.core.models import BatchOptions, OrderInfo
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient
@@ -116,6 +117,7 @@ class JobManager:
             manager.runner.pending.update(await manager.supervisor.recover())
             await manager.supervisor.cleanup()
             manager.supervisor.start_cleanup()
+            manager.supervisor.start_box_sweeping()  # neighbours on this data_dir may die
             return manager
         try:
             await manager._start_shared(consume)
@@ -184,6 +186,7 @@ class JobManager:
             callback_url=callback_url,
             public_base_url=public_base_url,
             lease_until=now + QUEUED_RESEND_SECONDS if self.distributed else None,
+            runner=None if self.distributed else owner.PROCESS,  # single box: it waits in this process's queue
             wait_seconds=wait.timeout if wait is not None and wait.wait else None,
         )
         await self.store.insert(job)

@@ -96,7 +96,8 @@ class Job:
     """Running: the runner's heartbeat promise; past it, the runner is presumed dead. Queued (REDIS_URL): when
     the job's message is sent again if no runner has claimed it (app/jobs/supervisor.py)."""
     runner: str | None = None
-    """`<host>:<pid>` of the process running (or that last ran) the job: for operators and the logs."""
+    """`<host>:<pid>` of the process running (or that last ran) the job; on a single box also of the
+    process whose queue holds a queued job, so a neighbour can take it over if that process dies."""
     wait_seconds: float | None = None
     """wait=true: the run first polls the order up to this long until no image is processing (app/core/wait.py)."""
 

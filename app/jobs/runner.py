@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 import shutil
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ import structlog
 
 from app.archives.service import JOB_PATIENCE_SECONDS, Archives, Build, Finished
 from app.config import Settings
+from app.core import owner
 from app.core.engine import Batch
 from app.core.models import OrderInfo
 from app.core.stats import Stats
@@ -38,7 +38,7 @@ log = logging.getLogger("app.jobs")
 MAX_RUNNING_JOBS = 4
 """Jobs producing archives at once in one process; others wait queued."""
 PROGRESS_INTERVAL_SECONDS = 0.5
-RUNNER = f"{socket.gethostname()}:{os.getpid()}"
+RUNNER = owner.PROCESS
 
 Outcome = dict[str, Any]
 """The record fields a run ends with (status, error, counts, failures, size)."""

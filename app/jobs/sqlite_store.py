@@ -96,6 +96,7 @@ async def _migrate(db: aiosqlite.Connection) -> None:
     for column, ddl in _MIGRATIONS:
         if column not in present:
             await db.execute(ddl)
+    await db.commit()
 
 
 class SqliteJobStore:
@@ -107,10 +108,7 @@ class SqliteJobStore:
 
     @classmethod
     async def open(cls, path: Path) -> SqliteJobStore:
-        db = await sqlite.connect(path, _SCHEMA)
-        await _migrate(db)
-        await db.commit()
-        return cls(db)
+        return cls(await sqlite.connect(path, _SCHEMA, then=_migrate))
 
     async def close(self) -> None:
         await self._db.close()

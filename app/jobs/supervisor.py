@@ -1,7 +1,11 @@
 """Supervision: no job record is ever left stuck `running`, and finished archives expire.
 
-- single box (SQLite): one process owns a data_dir; at start it fails the jobs a previous process
-  left `running` (their work is lost) and starts the `queued` ones again;
+- single box (SQLite): one or more processes share a data_dir (`serve --workers N`). Each job
+  names the process that queued or runs it (`runner`, "host:pid"). At start a process fails the
+  jobs that a process now gone left `running` (their work is lost) and starts the `queued` ones
+  again; while it runs it sweeps every JOB_LEASE_SECONDS/3 for jobs whose process died (killed,
+  crashed) and takes them over as the shared mode does (attempt + 1), never touching the jobs of a
+  live neighbour;
 - shared (Redis): a runner renews its job's lease every JOB_LEASE_SECONDS/3; every manager sweeps
   `running` jobs whose lease lapsed (the runner died or hung) and runs them again as attempt + 1, up
   to JOB_MAX_ATTEMPTS, then fails them with the reason;
@@ -18,6 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from app.config import Settings
+from app.core import owner
 from app.jobs.queue import JobQueue
 from app.jobs.records import RECORD_RETENTION_SECONDS, Job, JobStatus
 from app.jobs.results import ResultStore
@@ -80,23 +85,32 @@ class Supervisor:
     def start_sweeping(self) -> None:
         self.loop(self.sweep, self.settings.job_lease_seconds / 3, "jobs-sweep")
 
+    def start_box_sweeping(self) -> None:
+        self.loop(self.sweep_box, self.settings.job_lease_seconds / 3, "jobs-box-sweep")
+
     async def stop(self) -> None:
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
 
     async def recover(self) -> list[str]:
-        """Single box: this process owns the data_dir, so whatever is `running` was lost with the last
-        one; the ids of the `queued` jobs, queued again."""
+        """Single box, at start: whatever a process now gone left `running` was lost with it; the ids
+        of the `queued` jobs, queued again (a neighbour's too: the runner's conditional claim lets
+        only one process run each)."""
         interrupted = 0
+        live: set[str] = set()
         for job in await self.store.with_status(JobStatus.running):
+            if not _lost_at_start(job):
+                live.add(job.job_id)
+                continue
             failed = await self.store.update(
                 job.job_id, only_if=JobStatus.running, status=JobStatus.failed, error=RESTART_REASON, finished_at=time.time()
             )
             interrupted += int(failed)
             await self.announce(job.job_id)
-        for part in self.directory.glob("*.zip.part"):  # nothing runs yet, so every .part is a leftover
-            part.unlink(missing_ok=True)
+        for part in self.directory.glob("*.zip.part"):  # nothing of ours runs yet: a live neighbour's stay
+            if part.name.removesuffix(".zip.part") not in live:
+                part.unlink(missing_ok=True)
         queued = await self.store.with_status(JobStatus.queued)
         for job in queued:
             await self.queue.kick(job.job_id, job.attempt)
@@ -125,6 +139,24 @@ class Supervisor:
                 lease_until=now + QUEUED_RESEND_SECONDS,
             ):
                 log.warning("queued job's message sent again", extra={"job_id": job.job_id, "attempt": job.attempt})
+                await self.queue.kick(job.job_id, job.attempt)
+                swept += 1
+        return swept
+
+    async def sweep_box(self) -> int:
+        """Single box, several processes: take over the jobs of a neighbour that died. Its `running`
+        jobs run again (attempt + 1, or fail past JOB_MAX_ATTEMPTS); its `queued` jobs, which lived
+        in its memory only, are queued here."""
+        swept = 0
+        for job in await self.store.with_status(JobStatus.running):
+            if job.job_id not in self._running and owner.gone(job.runner):
+                log.warning("job's process died", extra={"job_id": job.job_id, "runner": job.runner})
+                swept += await self.retry_or_fail(job, WORKER_LOST_REASON)
+        for job in await self.store.with_status(JobStatus.queued):
+            if owner.gone(job.runner) and await self.store.update(
+                job.job_id, only_if=JobStatus.queued, only_attempt=job.attempt, runner=owner.PROCESS
+            ):
+                log.warning("queued job of a process that died queued here", extra={"job_id": job.job_id})
                 await self.queue.kick(job.job_id, job.attempt)
                 swept += 1
         return swept
@@ -187,3 +219,16 @@ class Supervisor:
             await self.results.delete(job_id)
         if due or gone:
             log.info("jobs expired", extra={"expired": len(due), "deleted": len(gone)})
+
+
+def _lost_at_start(job: Job) -> bool:
+    """A `running` job found by a process starting on a single box: lost unless its process lives.
+
+    This process runs nothing yet, so a job naming its own host:pid is an earlier process's (a
+    container restarted as pid 1); one naming another host (a container's new hostname) has only
+    its lease to go by.
+    """
+    if job.runner is None or job.runner == owner.PROCESS or owner.gone(job.runner):
+        return True
+    host = job.runner.rpartition(":")[0]
+    return host != owner.HOST and (job.lease_until is None or job.lease_until < time.time())

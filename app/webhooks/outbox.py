@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import aiosqlite
 import redis.asyncio as aioredis
 
-from app.core import sqlite
+from app.core import owner, sqlite
 
 SETTLED_RETENTION_SECONDS = 7 * 24 * 3600
 """Delivered and failed deliveries are kept this long (for GET /jobs/{id} and debugging), then purged."""
@@ -102,7 +102,13 @@ class Outbox(Protocol):
 
 
 def new_lease() -> str:
-    return uuid.uuid4().hex
+    """A claim's token, naming the process that holds it ("host:pid|random"), so that a process
+    opening the outbox can tell a dead holder's lease from a live neighbour's."""
+    return f"{owner.PROCESS}|{uuid.uuid4().hex}"
+
+
+def lease_holder(lease: str) -> str | None:
+    return lease.split("|", 1)[0] if "|" in lease else None
 
 
 # -- SQLite -----------------------------------------------------------------------------------------
@@ -122,24 +128,17 @@ CREATE INDEX IF NOT EXISTS deliveries_job ON deliveries (job_id);
 
 
 class SqliteOutbox:
-    """The single-box outbox. Claims are one UPDATE ... RETURNING, so two connections can never lease
-    the same delivery twice. Opening it releases leases left by a process that died mid-attempt
-    (one process per DATA_DIR), so a crash does not delay the retry by a lease."""
+    """The single-box outbox. Claims are one UPDATE ... RETURNING, so two connections (or two
+    processes on one DATA_DIR) can never lease the same delivery twice. Opening it releases the
+    leases of processes that died mid-attempt, so a crash does not delay the retry by a lease; a
+    live neighbour's leases are left alone."""
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
     @classmethod
     async def open(cls, path: Path) -> SqliteOutbox:
-        db = await sqlite.connect(path, _SCHEMA)
-        # One process owns a DATA_DIR (as for jobs): leases still held were a dead process's; due now.
-        await db.execute(
-            "UPDATE deliveries SET lease = NULL, next_attempt_at = MIN(next_attempt_at, ?)"
-            " WHERE status = 'pending' AND lease IS NOT NULL",
-            (time.time(),),
-        )
-        await db.commit()
-        return cls(db)
+        return cls(await sqlite.connect(path, _SCHEMA, then=_release_dead_leases))
 
     async def add(self, delivery: Delivery) -> bool:
         cursor = await self._db.execute(
@@ -200,6 +199,23 @@ class SqliteOutbox:
 
     async def close(self) -> None:
         await self._db.close()
+
+
+async def _release_dead_leases(db: aiosqlite.Connection) -> None:
+    """Leases held by processes of this host that are gone (or by an earlier process that had this
+    pid, since this one holds none yet) are due now; a lease without a holder predates holders."""
+    rows = await db.execute_fetchall("SELECT webhook_id, lease FROM deliveries WHERE status = 'pending' AND lease IS NOT NULL")
+    dead = [
+        webhook_id
+        for webhook_id, lease in rows
+        if (holder := lease_holder(lease)) is None or holder == owner.PROCESS or owner.gone(holder)
+    ]
+    for webhook_id in dead:
+        await db.execute(
+            "UPDATE deliveries SET lease = NULL, next_attempt_at = MIN(next_attempt_at, ?) WHERE webhook_id = ?",
+            (time.time(), webhook_id),
+        )
+    await db.commit()
 
 
 # -- Redis ------------------------------------------------------------------------------------------

@@ -146,6 +146,19 @@ class Api(Node):
         return self
 
 
+@dataclass
+class Served(Api):
+    """`python -m app serve` (the documented start command), with `workers` processes on its port."""
+
+    workers: int = 1
+
+    def start(self) -> Served:
+        command = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.spawn([*command, "--workers", str(self.workers)])
+        wait_http(f"{self.url}/health", proc=self.process)
+        return self
+
+
 def node_env(settings: dict[str, Any]) -> dict[str, str]:
     """The environment of a service or worker process: these settings and nothing else of ours.
 
