@@ -157,6 +157,7 @@ def _upstream(
         image_timeout=settings.image_timeout_seconds,
         guard=guard,
         max_json_bytes=settings.max_upstream_json_bytes,
+        api_version=settings.autoenhance_api_version,
     )
     return simulator_state, http, client, limiter
 

@@ -12,6 +12,8 @@ Imports nothing from the web server (no FastAPI, no uvicorn): the base install i
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from app.core.proxies import env_proxies
 from app.core.sets import credit_cost
 from app.core.stats import Stats
 from app.core.trusted_hosts import env_entries
-from app.core.upstream import AutoenhanceClient
+from app.core.upstream import DEFAULT_API_VERSION, AutoenhanceClient
 from app.core.wait import WaitOptions, wait_until_ready
 from app.errors import ServiceError, UpstreamAuthError
 
@@ -59,6 +61,21 @@ class DirectRun:
     concurrency: int = CONCURRENCY
     asset_hosts: list[str] = field(default_factory=env_entries)
     """ALLOWED_ASSET_HOSTS, as the service reads it: an operator's private asset store works here too."""
+    api_version: str = field(default_factory=lambda: api_version_from_env())
+    """AUTOENHANCE_API_VERSION, as the service reads it: the same answers as the service is tested against."""
+
+
+API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def api_version_from_env() -> str:
+    """AUTOENHANCE_API_VERSION when it is a YYYY-MM-DD date, else the version this release pins."""
+    value = os.environ.get("AUTOENHANCE_API_VERSION", "").strip()
+    if not value:
+        return DEFAULT_API_VERSION
+    if not API_VERSION.match(value):
+        raise TransferError(f"AUTOENHANCE_API_VERSION must be a date such as {DEFAULT_API_VERSION}, not {value[:40]!r}")
+    return value
 
 
 def _engine(client: AutoenhanceClient, spool_dir: Path, concurrency: int) -> Engine:
@@ -101,6 +118,7 @@ async def download_direct(run: DirectRun, progress: Progress, say: Callable[[str
             proxies=env_proxies(),
             image_timeout=run.timeout,
             order_timeout=30.0,
+            api_version=run.api_version,
         )
         try:
             return await _download(client, run, progress, say)

@@ -266,8 +266,8 @@ def _direct(
     """
     from app.cli.direct import DirectRun, download_direct, parts_path
 
-    run = DirectRun(order_id, options, out, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
     try:
+        run = DirectRun(order_id, options, out, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
         with progress_bars(err) as progress:
             return asyncio.run(download_direct(run, progress, progress.console.print))
     except TransferError as exc:

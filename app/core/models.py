@@ -7,7 +7,7 @@ Upstream JSON is parsed tolerantly: the v3 API has renamed fields across version
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -137,6 +137,8 @@ class ImageInfo:
     name: str | None
     status: str | None
     status_reason: str | None
+    date_added: float | None = None
+    """When it was added (Autoenhance sends epoch milliseconds); sorts `date_added`."""
 
     def skip_reason(self) -> str | None:
         """Why the order says this image cannot be downloaded now, or None to try it."""
@@ -156,6 +158,23 @@ class OrderInfo:
     images: list[ImageInfo]
     unidentified: int = 0
     """Entries of the order's image list that carry no id: reported, never fetched."""
+    default_sort: str | None = None
+    """The order's `default_image_sort_order` (how the photographer arranged it), when Autoenhance says."""
+    sort: str | None = None
+    """The sort `images` follows (None: as Autoenhance listed them, its default)."""
+    api_version: str | None = None
+    """The Autoenhance API version asked for when the order was read (None: the account's own)."""
+
+    def sorted_by(self, sort: str | None, *, api_version: str | None = None) -> OrderInfo:
+        """This order with its images in `sort`. Name and date sorts are applied here as well, so an
+        API version that ignores `sort_images_by` still gives them; `custom` is Autoenhance's to know,
+        so its listing order is kept. Ties keep Autoenhance's order (a stable sort)."""
+        images = list(self.images)
+        if sort in ("name", "-name"):
+            images.sort(key=lambda i: ((i.name or "").casefold(), i.name or ""), reverse=sort == "-name")
+        elif sort in ("date_added", "-date_added"):
+            images.sort(key=lambda i: i.date_added if i.date_added is not None else 0.0, reverse=sort == "-date_added")
+        return replace(self, images=images, sort=sort, api_version=api_version)
 
     @property
     def is_processing(self) -> bool:
@@ -179,11 +198,13 @@ def parse_image(raw: Any) -> ImageInfo | None:
     status = _text(raw.get("status"))
     if status is None and raw.get("error") is True:
         status = "error"
+    added = raw.get("date_added")
     return ImageInfo(
         image_id=image_id,
         name=_text(raw.get("image_name")) or _text(raw.get("name")),
         status=status,
         status_reason=_text(raw.get("status_reason")) or _text(raw.get("error_reason")),
+        date_added=float(added) if isinstance(added, int | float) and not isinstance(added, bool) else None,
     )
 
 
@@ -206,4 +227,14 @@ def parse_order(order_id: str, raw: Any) -> OrderInfo:
         or _text(raw.get("created_at")),
         images=images,
         unidentified=len(parsed) - len(images),
+        default_sort=_known_sort(raw.get("default_image_sort_order")),
     )
+
+
+IMAGE_SORTS = ("name", "-name", "date_added", "-date_added", "custom")
+"""How an order's images can be ordered (`sort_images_by`, `default_image_sort_order`)."""
+
+
+def _known_sort(value: Any) -> str | None:
+    """A sort this service knows; an unknown value (a future one) is read as "not said"."""
+    return value if isinstance(value, str) and value in IMAGE_SORTS else None

@@ -14,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 from app.api.deps import ServicesDep
 from app.api.responses import error
 from app.api.security import AdminToken
+from app.core.upstream import upload_url_of
 from app.errors import InvalidUpload, PayloadTooLarge, ServiceError, UpstreamBadResponse
 
 log = logging.getLogger("app.orders")
@@ -71,10 +72,10 @@ async def _create(services: ServicesDep, name: str, photos: list[tuple[str, byte
         raise UpstreamBadResponse("Autoenhance created an order without an id")
     for filename, data, content_type in photos:
         image = await client.create_image(order_id, filename, content_type)
-        url = image.get("upload_url") or image.get("s3PutObjectUrl")
+        url = upload_url_of(image)  # its name depends on the API version served
         if not url:
             raise UpstreamBadResponse("Autoenhance returned no upload URL for an image")
-        await client.upload(str(url), data, content_type)
+        await client.upload(url, data, content_type)
     log.info("order created", extra={"order_id": order_id, "images": len(photos)})
     return {"order_id": order_id, "name": name, "images": len(photos)}
 
