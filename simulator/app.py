@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -90,16 +91,19 @@ class NormalizePath:
 
 
 class RequestLog:
-    """Remember each /v3/ request (method, path, query) in `state.request_log`; read at /_simulator/requests."""
+    """Remember each request to the API, uploads and assets (method, path, query, the `x-api-version`
+    header or None) in `state.request_log`; read at /_simulator/requests."""
 
     def __init__(self, app: ASGIApp, state: SimulatorState) -> None:
         self.app = app
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v3/"):
+        if scope["type"] == "http" and scope["path"].startswith(("/v3/", "/uploads/", "/s3/", "/assets/")):
             query = scope.get("query_string", b"").decode("latin-1")
-            self.state.request_log.append({"method": scope["method"], "path": scope["path"], "query": query})
+            version = Headers(scope=scope).get("x-api-version")
+            entry = {"method": scope["method"], "path": scope["path"], "query": query, "api_version": version}
+            self.state.request_log.append(entry)
         await self.app(scope, receive, send)
 
 

@@ -133,7 +133,7 @@ class SimulatorState:
         self._lock = threading.RLock()
         self.webhook: WebhookTarget | None = None
         self.webhook_log: list[dict[str, Any]] = []
-        self.request_log: collections.deque[dict[str, str]] = collections.deque(maxlen=REQUEST_LOG_SIZE)
+        self.request_log: collections.deque[dict[str, str | None]] = collections.deque(maxlen=REQUEST_LOG_SIZE)
         """The last API requests (method, path, query), for tests that check what a client asked."""
         self._webhook_queue: list[dict[str, Any]] = []
 
