@@ -21,6 +21,7 @@ import httpx
 from app.archives.cache import ArchiveCache
 from app.archives.flights import Flights
 from app.archives.layouts import LayoutStore
+from app.archives.numbering import Numbering
 from app.archives.service import Archives
 from app.config import Settings
 from app.core.breaker import UpstreamGuard
@@ -184,4 +185,5 @@ def _archives(settings: Settings, engine: Engine, stats: Stats, redis_url: str |
     layouts = LayoutStore.for_settings(
         settings.data_dir, redis_url, settings.redis_key_prefix, settings.cache_ttl_seconds
     )
-    return Archives(engine, cache, flights, shared, stats, layouts)
+    numbering = Numbering.for_settings(settings.data_dir, redis_url, settings.redis_key_prefix)
+    return Archives(engine, cache, flights, shared, stats, layouts, numbering)

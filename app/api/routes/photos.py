@@ -43,7 +43,7 @@ _IMAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
     responses={k: v for k, v in COMMON_ERRORS.items() if k != 422} | {422: error("Bad options (an unknown set, say)")},
 )
 async def order_photos(order_id: OrderIdPath, options: OptionsDep, services: ServicesDep) -> dict[str, Any]:
-    order = await load_order(order_id, services)
+    order = await load_order(order_id, services, options.sort)  # thumbnails in the photographer's order
     photos = [
         {
             "image_id": image.image_id,
