@@ -12,10 +12,11 @@ Imports nothing from the web server (no FastAPI, no uvicorn): the base install i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,13 @@ from typing import Any
 import httpx
 from rich.progress import Progress
 
+from app.cli.orders import resolve_order_name
 from app.cli.transfer import Outcome, TransferError, image_and_byte_tasks, part_path
 from app.core.budget import FairLimiter
 from app.core.connect import build_client
 from app.core.engine import Batch, Engine, EngineLimits
 from app.core.keep import FolderKeep
-from app.core.models import BatchOptions, OrderInfo
+from app.core.models import BatchOptions, OrderInfo, is_order_id
 from app.core.proxies import env_proxies
 from app.core.sets import credit_cost
 from app.core.stats import Stats
@@ -104,33 +106,44 @@ async def _archive(batch: Batch, part: Path, progress: Progress) -> int:
     return written
 
 
-async def download_direct(run: DirectRun, progress: Progress, say: Callable[[str], None]) -> Outcome:
-    """Fetch the order, warn about credits, and write the ZIP (resuming from `<out>.parts/`)."""
-    timeout = httpx.Timeout(connect=10.0, read=min(run.timeout, 60.0), write=30.0, pool=None)
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=True) as http:
-        # Built as the service builds it (app/core/connect.py), without its metrics, tracing and breaker.
+@contextlib.asynccontextmanager
+async def direct_client(
+    base_url: str, api_key: str, seconds: float, api_version: str, asset_hosts: list[str] | None = None
+) -> AsyncIterator[AutoenhanceClient]:
+    """The client to Autoenhance, built as the service builds it (app/core/connect.py), without its
+    metrics, tracing and breaker; the same pinned API version."""
+    http_timeout = httpx.Timeout(connect=10.0, read=min(seconds, 60.0), write=30.0, pool=None)
+    async with httpx.AsyncClient(timeout=http_timeout, follow_redirects=False, trust_env=True) as http:
         client = build_client(
-            base_url=run.base_url,
-            api_key=run.api_key,
+            base_url=base_url,
+            api_key=api_key,
             http=http,
-            read_timeout=min(run.timeout, 60.0),
-            asset_hosts=run.asset_hosts,
+            read_timeout=min(seconds, 60.0),
+            asset_hosts=asset_hosts if asset_hosts is not None else env_entries(),
             proxies=env_proxies(),
-            image_timeout=run.timeout,
+            image_timeout=seconds,
             order_timeout=30.0,
-            api_version=run.api_version,
+            api_version=api_version,
         )
         try:
-            return await _download(client, run, progress, say)
+            yield client
         finally:
             await client.aclose()
+
+
+async def download_direct(run: DirectRun, progress: Progress, say: Callable[[str], None]) -> Outcome:
+    """Fetch the order, warn about credits, and write the ZIP (resuming from `<out>.parts/`)."""
+    async with direct_client(run.base_url, run.api_key, run.timeout, run.api_version, run.asset_hosts) as client:
+        if not is_order_id(run.order_id):
+            run.order_id = await resolve_order_name(client, run.order_id, say)
+        return await _download(client, run, progress, say)
 
 
 async def _download(
     client: AutoenhanceClient, run: DirectRun, progress: Progress, say: Callable[[str], None]
 ) -> Outcome:
     try:
-        order = await client.get_order(run.order_id)
+        order = await client.get_order(run.order_id, run.options.sort)
         if run.wait.wait:
             say("Waiting for Autoenhance to finish enhancing the order...")
         order = await wait_until_ready(client, order, run.wait)

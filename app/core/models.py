@@ -18,6 +18,11 @@ from app.errors import InvalidOrderId, UpstreamBadResponse
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 
 
+def is_order_id(text: str) -> bool:
+    """Whether `text` is an order id (a UUID), not an order's name."""
+    return bool(_UUID.match(text.strip()))
+
+
 def validate_order_id(order_id: str) -> str:
     """Reject anything but a UUID before it reaches an upstream URL."""
     if not _UUID.match(order_id):
