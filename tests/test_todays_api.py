@@ -147,3 +147,30 @@ def test_page_photos_follow_the_order(simulator: Sim, start_service: Callable[..
         assert [p["name"] for p in photos] == ["front.jpg", "kitchen.png", "bath.jpg"]
         photos = client.get(f"/v1/orders/{order_id}/photos", params={"sort": "-date_added"}).json()["photos"]
         assert [p["name"] for p in photos] == ["front.jpg", "bath.jpg", "kitchen.png"]
+
+
+def test_uploads_carry_the_photographers_settings(simulator: Sim, start_service: Callable[..., Service]) -> None:
+    service = start_service(admin_token=ADMIN)
+    headers = {"X-Admin-Token": ADMIN}
+    chosen = {
+        "enhance_type": "neutral", "sky": "WHISPY_CLOUD", "grass": "GREEN", "tvs": "BLACK_OUT",
+        "photographer": "REMOVE", "vertical_correction": "false", "privacy": "true",
+    }  # fmt: skip
+    with service.client() as client:
+        for bad in ({"sky": "PURPLE"}, {"enhance_type": "vivid"}, {"privacy": "maybe"}, {"fire_in_fireplaces": "ON"}):
+            refused = client.post("/v1/api/create-order", files=UPLOADS[:1], data=bad, headers=headers)
+            assert refused.status_code == 422, refused.text
+            assert next(iter(bad)) in refused.text
+        assert simulator.state.stats["order_create"] == 0 and simulator.state.stats["upload"] == 0  # nothing sent
+
+        created = client.post("/v1/api/create-order", files=UPLOADS[:2], data=chosen, headers=headers)
+    assert created.status_code == 200, created.text
+    assert created.json()["settings"]["restage"] == {
+        "sky": "WHISPY_CLOUD", "grass": "GREEN", "tvs": "BLACK_OUT", "photographer": "REMOVE",
+    }  # fmt: skip
+    order = simulator.state.get_order(created.json()["order_id"])
+    for image_id in order.image_ids:
+        settings = simulator.state.images[image_id].settings
+        assert settings["enhance_type"] == "neutral"
+        assert settings["vertical_correction"] is False and settings["privacy"] is True
+        assert settings["restage"] == {"sky": "WHISPY_CLOUD", "grass": "GREEN", "tvs": "BLACK_OUT", "photographer": "REMOVE"}
