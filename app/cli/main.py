@@ -211,8 +211,9 @@ def download(
     """
     by_name = not looks_like_order_id(order_id)
     try:
-        if by_name and (url is not None or not api_key):
-            validate_order_id(order_id.strip())  # names need direct mode: say what an id looks like
+        text = order_id.strip()
+        if by_name and (url is not None or not api_key or not text.isprintable() or len(text) > 200):
+            validate_order_id(text)  # not a name direct mode can look up: say what an id looks like
         order_id = order_id.strip() if by_name else validate_order_id(order_id.strip())
         options = BatchOptions(
             format=format, quality=quality, preview=preview, dev_mode=dev_mode, sets=parse_sets(sets), names=names,
