@@ -97,3 +97,28 @@ def test_the_api_version_comes_from_the_environment(simulator: Sim, tmp_path: Pa
         simulator, "download", ids["3 Elm Road"], "-o", str(tmp_path / "b.zip"), env={"AUTOENHANCE_API_VERSION": "soon"}
     )
     assert code == 1 and "AUTOENHANCE_API_VERSION must be a date" in err
+
+
+def test_a_rerun_keeps_the_numbers_of_the_interrupted_run(simulator: Sim, tmp_path: Path) -> None:
+    """An interrupted run numbered bath 01 and kitchen 02; a photo added since ("garden", between them
+    by name) takes the next number on the rerun instead of renumbering the kitchen."""
+    from app.cli.direct import parts_path
+    from app.core.keep import FolderKeep
+    from app.core.models import BatchOptions, NameStyle
+
+    order = simulator.state.seed_order(
+        name="Rerun", images=[SeedImage(name="kitchen.jpg", size=300), SeedImage(name="bath.jpg", size=300)]
+    )
+    order_id = str(order["order_id"])
+    ids = {img["image_name"]: img["image_id"] for img in order["images"]}
+    out = tmp_path / "rerun.zip"
+    options = BatchOptions(names=NameStyle.sequence, sort="name")
+    kept = FolderKeep(parts_path(out), {"order_id": order_id, "options": options.key()})  # as the cut run left it
+    kept.keep_numbers({ids["bath.jpg"]: 1, ids["kitchen.jpg"]: 2})
+    simulator.state.seed_order(order_id=order_id, images=[SeedImage(name="garden.jpg", size=300)])
+
+    code, _, err = direct(simulator, "download", order_id, "-o", str(out), "--names", "sequence", "--sort", "name")
+    assert code == 0, err
+    names = sorted(m for m in check_zip(out.read_bytes()) if not m.startswith("_"))
+    assert names == ["01 - bath.jpg", "02 - kitchen.jpg", "03 - garden.jpg"]
+    assert not parts_path(out).exists()  # complete: the kept files and numbers are gone

@@ -17,7 +17,7 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from app.core.budget import FairLimiter
 from app.core.connect import build_client
 from app.core.engine import Batch, Engine, EngineLimits
 from app.core.keep import FolderKeep
-from app.core.models import BatchOptions, OrderInfo, is_order_id
+from app.core.models import BatchOptions, NameStyle, OrderInfo, assign_numbers, is_order_id
 from app.core.proxies import env_proxies
 from app.core.sets import credit_cost
 from app.core.stats import Stats
@@ -174,6 +174,9 @@ async def _run_batch(
     identity = {"order_id": order.order_id, "options": run.options.key()}
     keep = FolderKeep(parts_path(run.out), identity)
     kept = keep.saved()
+    if run.options.names is NameStyle.sequence:  # a rerun names its files as the interrupted run did
+        order = replace(order, numbers=assign_numbers(order.images, keep.numbers()))
+        keep.keep_numbers(order.numbers or {})
     if kept:
         say(f"Resuming: {kept} file{'s' * (kept != 1)} already downloaded by an earlier run are reused")
     part = part_path(run.out)
