@@ -218,10 +218,12 @@ class Batch:
         """
         folders = uses_folders(self.options)
         allocators = {r.set: NameAllocator() for r in self.renditions}
-        width = max(2, len(str(len(self.order.images))))
+        numbers = self.order.numbers or {}
+        width = max(2, len(str(max([len(self.order.images), *numbers.values()]))))
         planned = []
         for position, image in enumerate(self.order.images, start=1):
-            prefix = f"{position:0{width}d} - " if self.options.names is NameStyle.sequence else ""
+            number = numbers.get(image.image_id, position)  # kept numbers: a photo added later takes the next
+            prefix = f"{number:0{width}d} - " if self.options.names is NameStyle.sequence else ""
             for rendition in self.renditions:
                 name = allocators[rendition.set].allocate(image.name, image.image_id, rendition.extension(image), prefix)
                 planned.append((image, rendition, f"{rendition.set}/{name}" if folders else name))

@@ -58,9 +58,10 @@ router = APIRouter(tags=["batch"])
 async def download_order_images(
     order_id: OrderIdPath, options: SpendingOptionsDep, services: ServicesDep, request: Request, wait: WaitDep
 ) -> Response:
-    order = await load_order(order_id, services)
+    order = await load_order(order_id, services, options.sort)
     if request.method != "HEAD":  # HEAD never downloads an image, nor waits for one
         order = await wait_until_ready(services.client, order, wait, gone=request.is_disconnected)
+    order = await services.archives.numbered(order, options)  # before the key: numbers are part of it
     order_id = order.order_id
     log.info("order fetched", extra={"images": len(order.images), "options": options.key()})
 
