@@ -58,10 +58,14 @@ class ArchiveResponse(StreamingResponse):
                 group.start_soon(stream)
                 group.start_soon(watch)
         finally:
-            body: Any = self.body_iterator
-            if hasattr(body, "aclose"):
-                await body.aclose()
-            await self._on_close()  # also when the body never started: a generator closed unstarted runs no finally
+            # shielded: a cancelled request (server shutdown) must still release what the body holds
+            with anyio.CancelScope(shield=True):
+                body: Any = self.body_iterator
+                try:
+                    if hasattr(body, "aclose"):
+                        await body.aclose()
+                finally:
+                    await self._on_close()  # also when the body never started: a generator closed unstarted runs no finally
 
 
 class ArchiveFileResponse(FileResponse):
