@@ -28,6 +28,7 @@ from app.core import engine, report, upstream, zipformat
 from app.core.models import ImageInfo
 from simulator import SeedImage
 from tests.conftest import Service, Sim
+from tests.support.jobs_helpers import poll
 from tests.support.spools import open_spool_files
 from tests.support.zipcheck import check_zip
 
@@ -173,4 +174,30 @@ def test_a_failure_at_any_stage_releases_slots_spools_and_claims(
     assert sorted(check_zip(body)) == sorted(
         [f"room {n}.jpg" for n in range(1, IMAGES + 1)] + ["_download_report.txt", "_manifest.json"]
     )
+    assert settled(service) == {"in_flight": 0, "active_batches": 0, "claims": 0, "spool_files": 0}
+
+
+JOB_STAGES = [s for s in STAGES if s.name in ("member write", "report", "manifest")]
+
+
+@pytest.mark.parametrize("stage", JOB_STAGES, ids=[s.name for s in JOB_STAGES])
+def test_a_job_whose_archive_fails_ends_failed_and_releases_everything(
+    stage: Stage, simulator: Sim, start_service: Callable[..., Service], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job door writes the same archive to a file: a failure there ends the job (it waited forever
+    for a member when the report or manifest failed), and the next job completes."""
+    service = start_service(spool_memory_bytes=0, max_concurrent_downloads=4, rate_limit="")
+    order_id = seed_order(simulator)
+    monkeypatch.setattr(stage.target, stage.attribute, stage.wrap(getattr(stage.target, stage.attribute), stage.call))
+    with service.client() as client:
+        job_id = client.post(f"/orders/{order_id}/jobs").json()["job_id"]
+        status = poll(client, job_id, lambda s: s["status"] in ("complete", "failed"))
+        assert status["status"] == "failed" and "internal error" in status["error"]
+        assert settled(service) == {"in_flight": 0, "active_batches": 0, "claims": 0, "spool_files": 0}
+        monkeypatch.undo()
+        job_id = client.post(f"/orders/{order_id}/jobs").json()["job_id"]
+        status = poll(client, job_id, lambda s: s["status"] in ("complete", "failed"))
+        assert status["status"] == "complete" and status["downloaded"] == IMAGES
+        download = client.get(f"/jobs/{job_id}/download")
+        assert download.status_code == 200 and len(check_zip(download.content)) == IMAGES + 2
     assert settled(service) == {"in_flight": 0, "active_batches": 0, "claims": 0, "spool_files": 0}
