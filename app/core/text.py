@@ -22,13 +22,18 @@ log = logging.getLogger("app.text")
 
 REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_RAW_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
-"""In a JSON body: a `\\uD800`-`\\uDFFF` escape, or the bytes UTF-8 would give a surrogate (CESU-8)."""
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_CESU_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
 
 
 def may_hold_surrogates(body: bytes) -> bool:
-    """Whether a JSON body can parse to text holding surrogates (cheap: most answers are not walked)."""
-    return _RAW_SURROGATE.search(body) is not None
+    """Whether a JSON body can parse to text holding surrogates: a `\\uD800`-`\\uDFFF` escape, or
+    the bytes UTF-8 would give a surrogate (CESU-8). Cheap, so most answers are never walked: each
+    pattern is looked for only if its first bytes occur (a substring test, far faster than a regex)."""
+    return bool(
+        (b"\\u" in body and _ESCAPED_SURROGATE.search(body))
+        or (b"\xed" in body and _CESU_SURROGATE.search(body))
+    )
 
 
 def valid_text(text: str) -> str:
@@ -39,24 +44,29 @@ def valid_text(text: str) -> str:
 
 
 def valid_json(value: Any, *, what: str = "an answer") -> Any:
-    """A parsed JSON value with every string (keys too) made valid; logs once when anything changed."""
-    repaired = [0]
-    result = _repair(value, repaired)
-    if repaired[0]:
+    """A parsed JSON value with every string (keys too) made valid, repaired in place (the value is the
+    caller's own, fresh from the parser) and without recursion; logs once when anything changed."""
+    if isinstance(value, str):
+        return valid_text(value)
+    repaired = 0
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        entries = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+        for key, item in entries:
+            if isinstance(item, str):
+                fixed = valid_text(item)
+                if fixed is not item:
+                    node[key] = fixed
+                    repaired += 1
+            elif isinstance(item, dict | list):
+                stack.append(item)
+            if isinstance(key, str) and (fixed_key := valid_text(key)) is not key:
+                node[fixed_key] = node.pop(key)
+                repaired += 1
+    if repaired:
         log.warning(
             "Autoenhance sent text holding UTF-16 surrogates; pairs joined, lone ones replaced with U+FFFD",
-            extra={"what": what, "strings": repaired[0]},
+            extra={"what": what, "strings": repaired},
         )
-    return result
-
-
-def _repair(value: Any, repaired: list[int]) -> Any:
-    if isinstance(value, str):
-        fixed = valid_text(value)
-        repaired[0] += fixed is not value
-        return fixed
-    if isinstance(value, list):
-        return [_repair(item, repaired) for item in value]
-    if isinstance(value, dict):
-        return {_repair(key, repaired): _repair(item, repaired) for key, item in value.items()}
     return value
