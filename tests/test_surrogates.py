@@ -14,13 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pytest
 
+from app import create_app
 from app.cli.main import EXIT_PARTIAL
 from app.core.text import valid_json, valid_text
 from simulator import SeedImage
-from tests.conftest import TEST_KEY, Service, Sim
+from tests.conftest import TEST_KEY, Service, Sim, service_settings
 from tests.support.cli_runner import run
+from tests.support.hostile_upstream import ORDER_ID, RawNamesUpstream
+from tests.support.servers import serve
 from tests.support.zipcheck import check_zip
 
 HALF = "\ud83d"  # the high half of U+1F600's surrogate pair, alone
@@ -96,3 +100,20 @@ def test_direct_mode_downloads_an_order_with_surrogate_names(simulator: Sim, tmp
     assert code == EXIT_PARTIAL, err  # the porch photo is in error upstream, the rest saved
     assert "Saved" in err and f"{FFFD} Villa" in err and f"porch {FFFD}.jpg" in err
     assert set(check_zip(out.read_bytes())) == EXPECTED
+
+
+def test_surrogates_sent_as_raw_bytes_are_repaired_too(tmp_path: Path) -> None:
+    """The same halves as raw CESU-8 bytes in the body (a hostile upstream): joined or replaced alike."""
+    upstream = RawNamesUpstream({"a": f"{HALF} room 1.jpg", "b": f"{PAIR} pair.jpg"}, order_name=f"{HALF} Villa")
+    with serve(upstream) as upstream_url:
+        settings = service_settings(upstream_url, tmp_path, cache_ttl_seconds=0, rate_limit="")
+        with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=15) as client:
+            for _ in range(5):
+                response = client.get(f"/orders/{ORDER_ID}/images")
+                assert response.status_code == 200, response.text
+                assert set(check_zip(response.content)) == {f"{FFFD} room 1.jpg", f"{EMOJI} pair.jpg", "_manifest.json"}
+                assert quote(f"{FFFD} Villa.zip", safe="") in response.headers["content-disposition"]
+            deadline = time.monotonic() + 10
+            while (stats := client.get("/api/stats").json()["downloads"])["active_batches"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+    assert stats["in_flight"] == 0 and stats["active_batches"] == 0
