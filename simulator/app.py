@@ -23,12 +23,13 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from simulator import control, downloads, uploads
 from simulator.errors import ApiError
+from simulator.jsonbody import JSONResponse
 from simulator.plumbing import api_version, asset_base, json_body, route, seconds_header, sim
 from simulator.records import ImageRecord
 from simulator.state import SimulatorState, refuse_premium_restage

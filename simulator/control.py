@@ -11,12 +11,13 @@ import re
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from simulator.demo import sample_seeds
 from simulator.errors import ValidationFailed
 from simulator.faults import Fault
+from simulator.jsonbody import JSONResponse
 from simulator.records import WebhookTarget
 from simulator.state import SeedImage, SimulatorState
 from simulator.validation import IMAGE_SORTS, json_object

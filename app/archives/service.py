@@ -108,11 +108,14 @@ class Build:
         writer: CacheWriter | None = archives.cache.writer(self.key, meta)
         complete = False
         try:
-            async for chunk in batch.archive(self.recording):
-                if writer is not None:
-                    writer.write(chunk)
-                archives.stats.bytes_sent += len(chunk)
-                yield chunk
+            # aclosing: a caller who stops reading closes the archive (its feeder, downloads, spools) now,
+            # not whenever the garbage collector finalises an abandoned generator
+            async with contextlib.aclosing(batch.archive(self.recording)) as chunks:
+                async for chunk in chunks:
+                    if writer is not None:
+                        writer.write(chunk)
+                    archives.stats.bytes_sent += len(chunk)
+                    yield chunk
             complete = True
         finally:
             if writer is not None:
@@ -139,8 +142,11 @@ class Build:
             await self.flight.land()
 
     async def close(self) -> None:
-        await self.batch.aclose()
-        await self.release()
+        """Release everything the build holds (its downloads, spools, then its claim), whatever fails."""
+        try:
+            await self.batch.aclose()
+        finally:
+            await self.release()
 
 
 class Archives:

@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -168,7 +168,11 @@ class Engine:
         """
         self.check(order)
         batch = Batch(self, order, options, keep)
-        batch.start()
+        try:
+            batch.start()
+        except BaseException:  # planning failed part-way: what started must not hold its slots
+            await batch.aclose()
+            raise
         return batch
 
 
@@ -230,7 +234,9 @@ class Batch:
         return planned
 
     def start(self) -> None:
+        """Plan every file, then start the downloads (planning first: a failure there starts nothing)."""
         self.engine.active_batches += 1
+        planned = self.plan()
         for index in range(self.order.unidentified):
             self._fail(
                 "(unknown)",
@@ -238,7 +244,7 @@ class Batch:
                 "the order lists this image without an id",
                 "Check the order on Autoenhance; this entry cannot be downloaded",
             )
-        for image, rendition, name in self.plan():
+        for image, rendition, name in planned:
             skip = image.skip_reason() if rendition.endpoint == "enhanced" else None
             if skip is not None:
                 recovery = RECOVER_UPSTREAM if (image.status or "").lower() in ("error", "expired") else RECOVER_WAIT
@@ -316,7 +322,7 @@ class Batch:
 
     # -- archive ---------------------------------------------------------------------------------
 
-    async def archive(self, recorder: LayoutRecorder | None = None) -> AsyncIterator[bytes]:
+    async def archive(self, recorder: LayoutRecorder | None = None) -> AsyncGenerator[bytes, None]:
         """The ZIP: images in completion order, then the report (if anything failed) and manifest.
 
         With a `recorder`, each member is on record before its first byte is written, and every
@@ -329,9 +335,19 @@ class Batch:
             await feeder
         finally:
             feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)  # its failure was raised through the writer
             await self.aclose()
 
     async def _feed(self, writer: ZipWriter, recorder: LayoutRecorder | None) -> None:
+        """Hand members to the writer; a failure here (the layout record, the report, the manifest)
+        fails the writer, so the archive ends with the error instead of waiting for a member forever."""
+        try:
+            await self._feed_members(writer, recorder)
+        except BaseException as exc:
+            writer.fail(exc)
+            raise
+
+    async def _feed_members(self, writer: ZipWriter, recorder: LayoutRecorder | None) -> None:
         now = recorder.layout.modified if recorder is not None else datetime.now(UTC)
         for _ in range(self._fetching):
             done = await self._ready.get()

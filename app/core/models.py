@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from app.core.text import valid_text
 from app.errors import InvalidOrderId, UpstreamBadResponse
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
@@ -204,9 +205,10 @@ class OrderInfo:
 
 
 def _text(value: Any) -> str | None:
+    """A field as text, valid Unicode (a lone surrogate could reach no file name or header), or None."""
     if value is None:
         return None
-    text = str(value).strip()
+    text = valid_text(str(value)).strip()
     return text or None
 
 

@@ -35,6 +35,7 @@ from app.core.fetch import Fetcher, HttpxFetcher, Reply, TargetRefused
 from app.core.models import OrderInfo, parse_order
 from app.core.sets import Rendition
 from app.core.spool import ImageTooLarge, Spool
+from app.core.text import may_hold_surrogates, valid_json
 from app.core.trusted_hosts import TrustedHosts
 from app.errors import (
     InvalidPageOffset,
@@ -232,9 +233,11 @@ class AutoenhanceClient:
 
     @staticmethod
     def _json(response: httpx.Response, what: str) -> Any:
+        """The parsed body, its text made valid Unicode (app/core/text.py) before anything else sees it."""
         try:
-            return response.json()
-        except ValueError as exc:
+            data = response.json()
+            return valid_json(data, what=what) if may_hold_surrogates(response.content) else data
+        except (ValueError, RecursionError) as exc:
             log.error("upstream %s returned non-JSON (%s): %.300s", what, response.status_code, response.text)
             raise UpstreamBadResponse(f"Autoenhance returned a response this service cannot read ({what})") from exc
 
