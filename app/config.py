@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     max_streams_per_caller: int = Field(
         default=4,
         ge=1,
-        description="Archive downloads (GET/HEAD of an order's images) one caller may have in flight on this "
+        description="Archive downloads (GET of an order's images) one caller may have in flight on this "
         "instance; over it, 429.",
     )
     max_resumes_per_caller: int = Field(
