@@ -21,6 +21,7 @@ from app import create_app
 from app.server import server_options
 from simulator import SeedImage
 from tests.conftest import Service, Sim, service_settings
+from tests.support.cluster import REDIS_URL
 from tests.support.servers import serve
 from tests.support.slow_client import SlowClient
 from tests.support.spools import open_spool_files
@@ -35,7 +36,8 @@ def start(simulator: Sim, tmp_path: Path) -> Iterator[Callable[..., Service]]:
     stack = contextlib.ExitStack()
 
     def start_one(**overrides: Any) -> Service:
-        settings = service_settings(simulator.url, tmp_path / "data", rate_limit="", **overrides)
+        data_dir = overrides.pop("data_dir", tmp_path / "data")
+        settings = service_settings(simulator.url, data_dir, rate_limit="", **overrides)
         app = create_app(settings)
         url = stack.enter_context(serve(app, **server_options()))
         return Service(url, settings, app)
@@ -77,23 +79,33 @@ def slow_readers(service: Service, path: str, rates: list[int], source: str = "1
             client.close()
 
 
-def test_four_slow_readers_leave_the_budget_to_another_callers_order(simulator: Sim, start: Callable[..., Service]) -> None:
+@pytest.mark.parametrize("scale", ["one instance", "two instances, one budget in Redis"])
+def test_four_slow_readers_leave_the_budget_to_another_callers_order(
+    simulator: Sim, start: Callable[..., Service], request: pytest.FixtureRequest, tmp_path: Path, scale: str
+) -> None:
     # a budget of 4 slots, 2 per order: before, four slow readers held every slot until they read on
-    service = start(
-        cache_ttl_seconds=0,
-        max_global_downloads=4,
-        min_global_downloads=4,
-        max_concurrent_downloads=2,
-        spool_ahead_bytes=4 * 1024 * 1024,
-        stream_stall_timeout_seconds=600,  # no reader is cut here: the slots must come back by themselves
-        max_streams_per_caller=8,
-    )
+    settings: dict[str, Any] = {
+        "cache_ttl_seconds": 0,
+        "max_global_downloads": 4,
+        "min_global_downloads": 4,
+        "max_concurrent_downloads": 2,
+        "spool_ahead_bytes": 4 * 1024 * 1024,
+        "stream_stall_timeout_seconds": 600,  # no reader is cut here: the slots must come back by themselves
+        "max_streams_per_caller": 8,
+    }
+    if scale == "one instance":
+        service = other = start(**settings)
+    else:  # the slow readers on one instance, the other caller on another: the budget is cluster-wide
+        prefix = request.getfixturevalue("redis_prefix")
+        settings |= {"redis_url": REDIS_URL, "redis_key_prefix": prefix, "shared_budget": True}
+        service = start(data_dir=tmp_path / "a", **settings)
+        other = start(data_dir=tmp_path / "b", **settings)
     big, small = big_order(simulator), small_order(simulator)
     with slow_readers(service, f"/orders/{big}/images", [0, 0, 5, 5]):
         # the four batches have downloaded what they could (before: until all four slots were held)
         until(lambda: sum(simulator.state.assets_served.values()) >= 8, what="the slow readers' downloads")
         started = time.monotonic()
-        with httpx.Client(base_url=service.url, timeout=20) as client:
+        with httpx.Client(base_url=other.url, timeout=20) as client:
             response = client.get(f"/orders/{small}/images")
         took = time.monotonic() - started
         assert response.status_code == 200
