@@ -31,6 +31,7 @@ from app.core.models import BatchOptions, ImageInfo, NameStyle, OrderInfo
 from app.core.naming import NameAllocator
 from app.core.report import closing_files
 from app.core.sets import Rendition, renditions, uses_folders
+from app.core.shared_files import SharedFiles
 from app.core.spool import MemoryAccount, MemoryGauge, Spool
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient, ImageDownloadFailed
@@ -115,6 +116,8 @@ class Engine:
         self.active_batches = 0
         self.spool_memory = MemoryGauge()
         """Bytes every spool of the process holds in memory (GET /api/stats, /metrics)."""
+        self.shared_files = SharedFiles()
+        """Files resumes are fetching or holding, shared by resumes of the same layout (app/core/resume.py)."""
 
     def memory_account(self) -> MemoryAccount:
         """One request's share of spool memory (SPOOL_REQUEST_MEMORY_BYTES), counted in `spool_memory`."""
