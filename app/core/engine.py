@@ -295,8 +295,9 @@ class Batch:
             await asyncio.to_thread(self.keep.save, key, spool)
 
     async def _room(self) -> None:
-        """Wait until less than SPOOL_AHEAD_BYTES wait for the reader (a download may then overshoot by one file)."""
-        while self._ahead >= self.engine.limits.ahead_bytes:
+        """Wait until less than SPOOL_AHEAD_BYTES wait for the reader (a download may then overshoot by one
+        file); with nothing waiting a download always starts, so a bound of 0 means one file ahead."""
+        while self._ahead and self._ahead >= self.engine.limits.ahead_bytes:
             self._taken.clear()
             await self._taken.wait()
 
