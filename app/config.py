@@ -46,7 +46,7 @@ class Settings(BaseSettings):
         default=4 * 1024 * 1024, ge=0, description="An image is held in memory up to this size, then spilled to disk."
     )
     spool_request_memory_bytes: int = Field(
-        default=32 * 1024 * 1024,
+        default=16 * 1024 * 1024,
         ge=0,
         description="The images one streamed archive or resume holds in memory together, at most; the rest wait on disk.",
     )

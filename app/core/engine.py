@@ -90,7 +90,7 @@ class EngineLimits:
     spool_dir: Path
     spool_memory_bytes: int
     max_image_bytes: int
-    request_memory_bytes: int = 32 * 1024 * 1024
+    request_memory_bytes: int = 16 * 1024 * 1024
     """SPOOL_REQUEST_MEMORY_BYTES: one batch's (or resume's) spools together, in memory."""
     ahead_bytes: int = 64 * 1024 * 1024
     """SPOOL_AHEAD_BYTES: a batch's downloads wait for its reader once this much is spooled, unwritten."""
