@@ -32,14 +32,15 @@ def seed(sim: Sim) -> str:
     return str(sim.state.seed_order(name="Resume Court", images=images)["order_id"])
 
 
-def cut(service: Service, order_id: str, keep: int = 200_000) -> tuple[bytes, str]:
-    """The first `keep` bytes of a streamed archive, then a hang-up; its ETag."""
+def cut(service: Service, order_id: str, keep: int = 200_000, before: Callable[[], None] = lambda: None) -> tuple[bytes, str]:
+    """The first `keep` bytes of a streamed archive, then (after `before()`) a hang-up; its ETag."""
     got = bytearray()
     with service.client() as client, client.stream("GET", f"/orders/{order_id}/images") as response:
         assert response.status_code == 200
         for chunk in response.iter_raw(65536):
             got += chunk
             if len(got) >= keep:
+                before()  # still connected: leaving the loop hangs up
                 break
     return bytes(got[:keep]), response.headers["etag"]
 
@@ -78,7 +79,7 @@ def test_three_resumes_hold_at_most_their_memory_bound_and_wait_on_disk(
         assert services.engine.spool_memory.held == held
         with service.client() as client:
             assert client.get("/api/stats").json()["spools"]["memory_bytes"] == held
-        assert open_spool_files(service.settings.spool_dir) >= 3 * (IMAGES - 1) - 3 * (bound // SIZE)  # the rest on disk
+        assert open_spool_files(service.settings.spool_dir) >= 3 * (IMAGES // 2)  # most of them wait on disk
     finally:
         for resume in resumes:
             resume.close()
@@ -90,7 +91,13 @@ def test_two_racing_resumes_of_one_layout_download_each_image_once(
 ) -> None:
     service = start_service(rate_limit="")
     order_id = seed(simulator)
-    prefix, etag = cut(service, order_id)
+
+    def all_downloaded() -> None:  # so no download of the cut stream is in flight when the counting starts
+        until(lambda: sum(simulator.state.assets_served.values()) == IMAGES, what="the stream's downloads")
+
+    prefix, etag = cut(service, order_id, before=all_downloaded)
+    services = service.app.state.services
+    until(lambda: services.engine.active_batches == 0, what="the cut stream to close")
     simulator.state.assets_served.clear()
     simulator.state.configure(download_latency=0.3)  # the two resumes overlap for seconds
 
@@ -107,7 +114,6 @@ def test_two_racing_resumes_of_one_layout_download_each_image_once(
     # every image the rest of the archive needed was downloaded once, for both (before: twice each)
     served = dict(simulator.state.assets_served)
     assert len(served) >= IMAGES - 1 and set(served.values()) == {1}, served
-    services = service.app.state.services
     until(lambda: services.engine.shared_files.files == 0 and services.engine.spool_memory.held == 0, what="release")
 
 

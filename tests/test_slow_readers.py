@@ -114,8 +114,8 @@ def test_four_slow_readers_leave_the_budget_to_another_callers_order(
         services = services_of(service)
         # the stalled streams hold no slot, and stopped downloading a bounded distance ahead of their readers
         until(lambda: services.engine.limiter.in_use == 0, what="the slots to come back")
-        served = sum(n for image_id, n in simulator.state.assets_served.items())
-        assert served < 4 * 10, served  # 4 MiB ahead + 2 in flight per stream, not the whole 30-image order each
+        served = sum(simulator.state.assets_served.values())
+        assert served <= 4 * 30 // 2, served  # 4 MiB ahead of what the socket took, not the whole order (120)
 
 
 def open_files_under(directory: Path) -> int:
