@@ -66,6 +66,34 @@ class Settings(BaseSettings):
     spool_memory_bytes: int = Field(
         default=4 * 1024 * 1024, ge=0, description="An image is held in memory up to this size, then spilled to disk."
     )
+    spool_request_memory_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="The images one streamed archive or resume holds in memory together, at most; the rest wait on disk.",
+    )
+    spool_ahead_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="How far a streamed archive's downloads may run ahead of its reader (images downloaded, not yet "
+        "sent); past it they wait for the reader, holding no download slot.",
+    )
+    stream_stall_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="An archive response whose reader takes no piece (up to 1 MiB) for this long is cut, and "
+        "everything it held released.",
+    )
+    max_streams_per_caller: int = Field(
+        default=4,
+        ge=1,
+        description="Archive downloads (GET of an order's images) one caller may have in flight on this "
+        "instance; over it, 429.",
+    )
+    max_resumes_per_caller: int = Field(
+        default=2,
+        ge=1,
+        description="Of those, resumes (a Range request) one caller may have in flight on this instance; over it, 429.",
+    )
     data_dir: Path = Field(default=Path("data"), description="Cache, job results, job database, spool files.")
     cache_ttl_seconds: int = Field(default=3600, ge=0, description="How long a cached archive is served. 0 disables.")
     cache_max_bytes: int = Field(default=2 * 1024**3, ge=0, description="Disk budget of the archive cache. 0 disables.")

@@ -24,6 +24,7 @@ from app.api.forwarded import ForwardedClientMiddleware
 from app.api.intake import IntakeMiddleware
 from app.api.ratelimit import install_rate_limit
 from app.api.security import SecurityHeadersMiddleware
+from app.api.streams import install_stream_caps
 from app.config import Settings
 from app.errors import ServiceError
 from app.ops.logs import configure_logging, configure_sentry
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ui.mount_static(app)
     docs.mount_docs_assets(app)
 
+    install_stream_caps(app, settings)  # innermost: a request the rate limit refuses holds no download
     app.add_middleware(IntakeMiddleware, settings=settings)  # credentials and sizes before any body is read
     install_rate_limit(app, settings)  # outside the intake checks, so refused credentials count; inside CORS and the security headers: a 429 carries both
     if settings.allowed_origins:

@@ -89,6 +89,8 @@ class Services:
                 spool_dir=settings.spool_dir,
                 spool_memory_bytes=settings.spool_memory_bytes,
                 max_image_bytes=settings.max_image_bytes,
+                request_memory_bytes=settings.spool_request_memory_bytes,
+                ahead_bytes=settings.spool_ahead_bytes,
             )
             engine = Engine(client, limiter, limits, stats, shared_budget)
             archives = _archives(settings, engine, stats, redis_url)

@@ -130,7 +130,7 @@ async def _resume(
 
 def _replay_response(replay: Replay, services: Services, order: OrderInfo, layout: Layout, start: int) -> Response:
     if start >= replay.total:
-        replay.close()
+        await replay.aclose()
         return Response(status_code=416, headers={"Content-Range": f"bytes */{replay.total}", "ETag": layout.etag})
     downloaded = sum(1 for m in layout.members if m.image_id)
     headers = archive_headers(order.name, order.order_id, layout.total_images, downloaded, layout.failed)
@@ -142,11 +142,8 @@ def _replay_response(replay: Replay, services: Services, order: OrderInfo, layou
         "X-Cache": "resume",
     }
 
-    async def close() -> None:
-        replay.close()
-
     log.info("resuming an archive", extra={"layout_id": layout.layout_id, "start": start, "refetched": replay.fetched})
-    return ArchiveResponse(_replay_bytes(replay, services.stats), headers=headers, on_close=close, status_code=206)
+    return ArchiveResponse(_replay_bytes(replay, services.stats), headers=headers, on_close=replay.aclose, status_code=206)
 
 
 async def _replay_bytes(replay: Replay, stats: Stats) -> AsyncIterator[bytes]:

@@ -12,7 +12,8 @@ offset. Here its encoder is driven member by member, pulled by the reader:
   disk never stalls the loop and no thread is parked while the next member is awaited.
 
 Nothing runs ahead of the reader: the next chunk is made when the last one has been taken, so a
-slow reader slows the writer (and, through `written`, the downloads) instead of filling memory.
+slow reader slows the writer instead of filling memory; through `written` the batch learns what the
+reader took, and its downloads wait once SPOOL_AHEAD_BYTES wait for it (app/core/engine.py).
 """
 
 from __future__ import annotations

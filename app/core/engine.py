@@ -2,8 +2,11 @@
 
 Every door (the streaming route, jobs, the CLI through them) opens a `Batch` here and only decides
 where its bytes go. A batch downloads images concurrently under the fair budget, spools each one,
-and hands it to the archive as it completes. An image keeps its download slot until its ZIP member
-is written, so a slow reader slows the downloads instead of filling memory or disk.
+and hands it to the archive as it completes. An image gives its download slot back as soon as it is
+spooled: the budget is shared by every caller, and a slow reader must wait on its own spool, never
+on slots others need. Back-pressure is per batch instead: its spools hold at most
+SPOOL_REQUEST_MEMORY_BYTES in memory (the rest on disk), and once SPOOL_AHEAD_BYTES are downloaded
+ahead of the reader its next downloads wait for the reader before they take a slot.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from app.core.models import BatchOptions, ImageInfo, NameStyle, OrderInfo
 from app.core.naming import NameAllocator
 from app.core.report import closing_files
 from app.core.sets import Rendition, renditions, uses_folders
-from app.core.spool import Spool
+from app.core.shared_files import SharedFiles
+from app.core.spool import MemoryAccount, MemoryGauge, Spool
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient, ImageDownloadFailed
 from app.errors import EmptyOrder, ImageFailure, OrderTooLarge
@@ -86,6 +90,10 @@ class EngineLimits:
     spool_dir: Path
     spool_memory_bytes: int
     max_image_bytes: int
+    request_memory_bytes: int = 16 * 1024 * 1024
+    """SPOOL_REQUEST_MEMORY_BYTES: one batch's (or resume's) spools together, in memory."""
+    ahead_bytes: int = 64 * 1024 * 1024
+    """SPOOL_AHEAD_BYTES: a batch's downloads wait for its reader once this much is spooled, unwritten."""
 
 
 class Engine:
@@ -106,6 +114,14 @@ class Engine:
         self.shared_budget = shared_budget
         """With REDIS_URL and SHARED_BUDGET: the budget across instances, taken after the local slot."""
         self.active_batches = 0
+        self.spool_memory = MemoryGauge()
+        """Bytes every spool of the process holds in memory (GET /api/stats, /metrics)."""
+        self.shared_files = SharedFiles()
+        """Files resumes are fetching or holding, shared by resumes of the same layout (app/core/resume.py)."""
+
+    def memory_account(self) -> MemoryAccount:
+        """One request's share of spool memory (SPOOL_REQUEST_MEMORY_BYTES), counted in `spool_memory`."""
+        return MemoryAccount(self.limits.request_memory_bytes, self.spool_memory)
 
     def order_slots(self, key: Hashable) -> OrderSlots:
         """One order's share of the download budget: its own cap, the fair global one, the shared one if any."""
@@ -114,16 +130,22 @@ class Engine:
 
     @asynccontextmanager
     async def download(
-        self, slots: OrderSlots, image_id: str, rendition: Rendition, obtain: Obtain | None = None
+        self,
+        slots: OrderSlots,
+        image_id: str,
+        rendition: Rendition,
+        obtain: Obtain | None = None,
+        memory: MemoryAccount | None = None,
     ) -> AsyncIterator[Spool | NotDownloaded]:
         """Spool one file under a slot of `slots`, held until the block ends; yields the spool or why not.
 
-        A live batch and a resume fetch files alike; only how long they hold the slot differs (a
-        batch until the ZIP member is written: back-pressure). A full spool disk is one file's
-        failure, worded alike for both (DISK_FULL). The spool is closed on a failure, on
-        cancellation and when the block raises; otherwise the caller owns it.
+        A live batch and a resume fetch files alike, and both leave the block at once, so the slot
+        goes back as soon as the file is spooled. `memory`: the request's account the spool keeps
+        its bytes in (past it, disk). A full spool disk is one file's failure, worded alike for both
+        (DISK_FULL). The spool is closed on a failure, on cancellation and when the block raises;
+        otherwise the caller owns it.
         """
-        spool = self._new_spool(image_id)
+        spool = self._new_spool(image_id, memory)
         if isinstance(spool, NotDownloaded):
             yield spool
             return
@@ -143,10 +165,10 @@ class Engine:
             spool.close()
             raise
 
-    def _new_spool(self, image_id: str) -> Spool | NotDownloaded:
+    def _new_spool(self, image_id: str, memory: MemoryAccount | None) -> Spool | NotDownloaded:
         limits = self.limits
         try:
-            return Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes)
+            return Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes, memory)
         except OSError as exc:  # SPOOL_MEMORY_BYTES=0: the spool file itself (an inode) is refused
             return _disk_full(exc, image_id)
 
@@ -197,6 +219,10 @@ class Batch:
         self.plan_failures: list[ImageFailure] = []  # known before any download (skipped, unidentified)
         self.started_at = time.monotonic()
         self._slots = engine.order_slots(id(self))
+        self.memory = engine.memory_account()
+        self._gate = asyncio.Semaphore(engine.limits.per_order)  # files waiting for room: a handful, not the order
+        self._ahead = 0  # bytes spooled and not yet written into the archive
+        self._taken = asyncio.Event()  # the reader took a member: room ahead may have come back
         self._ready: asyncio.Queue[_Done | None] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._outstanding = 0
@@ -276,24 +302,39 @@ class Batch:
         if self.keep is not None:
             await asyncio.to_thread(self.keep.save, key, spool)
 
+    async def _room(self) -> None:
+        """Wait until less than SPOOL_AHEAD_BYTES wait for the reader (a download may then overshoot by one
+        file); with nothing waiting a download always starts, so a bound of 0 means one file ahead."""
+        while self._ahead and self._ahead >= self.engine.limits.ahead_bytes:
+            self._taken.clear()
+            await self._taken.wait()
+
     async def _fetch(self, image: ImageInfo, rendition: Rendition, name: str) -> None:
         handed_over = False
         try:
-            async with self.engine.download(self._slots, image.image_id, rendition, self._obtain) as got:
-                if isinstance(got, NotDownloaded):
-                    self._fail(image.image_id, name, got.reason, got.recovery, rendition.set)
-                    return
-                self.downloaded += 1
-                log.info(
-                    "image downloaded",
-                    extra={"order_id": self.order.order_id, "image_id": image.image_id, "bytes": got.size},
-                )
-                done = _Done(image, name, rendition, got, asyncio.Event())
-                self._ready.put_nowait(done)
-                handed_over = True
-                self._settled.set()
-                await done.written.wait()  # hold the slot: back-pressure from the reader
-            done.spool.close()  # its member is written
+            async with self._gate:
+                await self._room()
+                async with self.engine.download(self._slots, image.image_id, rendition, self._obtain, self.memory) as got:
+                    pass  # the slot goes back now: the file waits in its spool, not in the budget
+            if isinstance(got, NotDownloaded):
+                self._fail(image.image_id, name, got.reason, got.recovery, rendition.set)
+                return
+            self.downloaded += 1
+            log.info(
+                "image downloaded",
+                extra={"order_id": self.order.order_id, "image_id": image.image_id, "bytes": got.size},
+            )
+            done = _Done(image, name, rendition, got, asyncio.Event())
+            self._ready.put_nowait(done)
+            handed_over = True
+            self._settled.set()
+            self._ahead += got.size
+            try:
+                await done.written.wait()  # the spool waits for the reader; the budget does not
+            finally:
+                self._ahead -= got.size
+                self._taken.set()
+                got.close()  # its member is written (or the batch is closing)
         except Exception as exc:  # a bug, not an upstream failure: report it and keep the batch going
             if not handed_over:
                 log.exception("unexpected error fetching image", extra={"image_id": image.image_id})

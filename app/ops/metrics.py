@@ -238,6 +238,7 @@ class ServiceCollector(Collector):
             "download_budget": ("Current process-wide download budget (slots)", limiter.capacity),
             "active_batches": ("Orders being turned into archives now", self.engine.active_batches),
             "cache_bytes": ("Bytes held by the archive cache", cache.size_bytes()),
+            "spool_memory_bytes": ("Image bytes held in memory by spools now", self.engine.spool_memory.held),
         }
         for name, (documentation, value) in gauges.items():
             yield GaugeMetricFamily(f"{PREFIX}_{name}", documentation, value=value)

@@ -159,6 +159,8 @@ async def stats(services: ServicesDep) -> dict[str, Any]:
         "budget": services.engine.limiter.capacity,
         "active_batches": services.engine.active_batches,
     }
+    memory = services.engine.spool_memory
+    snapshot["spools"] = {"memory_bytes": memory.held, "memory_peak_bytes": memory.peak}
     snapshot["tasks"] = len(asyncio.all_tasks())  # flat when idle: the soak checks nothing leaks
     snapshot["breaker"] = await services.client.guard.state()  # closed, opened or half-opened
     return snapshot
