@@ -13,6 +13,7 @@ whole archive, which RFC 9110 allows a server to send instead of a range.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -122,13 +123,13 @@ async def _resume(
     if replay is None:
         return Response(status_code=499)
     try:  # the replay holds spools: released if the response cannot be made
-        return _replay_response(replay, services, order, layout, start)
+        return await _replay_response(replay, services, order, layout, start)
     except BaseException:
-        replay.close()
+        await asyncio.shield(replay.aclose())
         raise
 
 
-def _replay_response(replay: Replay, services: Services, order: OrderInfo, layout: Layout, start: int) -> Response:
+async def _replay_response(replay: Replay, services: Services, order: OrderInfo, layout: Layout, start: int) -> Response:
     if start >= replay.total:
         await replay.aclose()
         return Response(status_code=416, headers={"Content-Range": f"bytes */{replay.total}", "ETag": layout.etag})
