@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.allowed_origins,
-            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+            allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
             allow_headers=["X-API-Key", "X-Admin-Token", "Range", "Content-Type"],
             expose_headers=["Content-Disposition", "X-Total-Images", "X-Downloaded", "X-Failed", "X-Request-ID"],
         )

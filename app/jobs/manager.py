@@ -33,6 +33,7 @@ from app.core.wait import WaitOptions
 from app.jobs.queue import JobQueue
 from app.jobs.records import (
     Job,
+    JobCancelled,
     JobExpired,
     JobFailed,
     JobListener,
@@ -51,6 +52,9 @@ log = logging.getLogger("app.jobs")
 
 MAX_PENDING_JOBS = 200
 """Queued + running jobs this process accepts; beyond that POST answers 503 (a cheap flood guard)."""
+CANCEL_REASON = "cancelled by a DELETE of the job"
+CANCEL_TRIES = 5
+"""A cancel re-reads the record when it raced a status change; each race is one status step, so a few suffice."""
 MAX_SHARED_QUEUED_JOBS = 1000
 """With REDIS_URL: queued jobs across all instances beyond which POST answers 503."""
 
@@ -219,6 +223,8 @@ class JobManager:
                 f"poll {job.status_url} until its status is 'complete'",
                 headers={"Retry-After": "2"},
             )
+        if job.status is JobStatus.cancelled:
+            raise JobCancelled()
         if job.status is JobStatus.failed:
             raise JobFailed(f"The job failed: {job.error}", list(job.failures))
         location = None if job.is_expired(self.ttl_seconds) else await self.results.locate(job.job_id)
@@ -233,6 +239,38 @@ class JobManager:
                 "deleted; create a new job"
             )
         return job, location
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel a job, whatever its status; the record after it (idempotent).
+
+        Queued or running: marked `cancelled` first (so no runner can claim or settle it), then a run
+        in this process is stopped and waited for (its downloads end, its slot frees, its `.part`
+        goes); a run in another process sees the status at its next heartbeat and does the same.
+        The job's webhook says `cancelled`. Finished: its archive is deleted (the record stays, as
+        `cancelled`, so a download answers 410).
+        """
+        for _ in range(CANCEL_TRIES):
+            job = await self.get(job_id)
+            if job.status is JobStatus.cancelled:
+                return job
+            now = time.time()
+            if job.status in (JobStatus.queued, JobStatus.running):
+                if not await self.store.update(
+                    job_id, only_if=job.status, status=JobStatus.cancelled, error=CANCEL_REASON,
+                    finished_at=now, lease_until=None,
+                ):
+                    continue  # it moved on meanwhile (claimed, finished): look again
+                await self.runner.stop(job_id)
+                await self.results.delete(job_id)
+                await asyncio.to_thread((self.settings.jobs_dir / f"{job_id}.zip.part").unlink, missing_ok=True)
+                await self.runner.announce(job_id)
+                log.info("job cancelled", extra={"job_id": job_id, "was": job.status.value})
+                return await self.get(job_id)
+            if await self.store.update(job_id, only_if=job.status, status=JobStatus.cancelled, expired_at=now):
+                await self.results.delete(job_id)
+                log.info("finished job cancelled; its archive deleted", extra={"job_id": job_id})
+                return await self.get(job_id)
+        raise JobNotReady("The job changed status while being cancelled; try again", headers={"Retry-After": "1"})
 
     async def aclose(self) -> None:
         """Stop consuming, stop this process's runs and settle their records, close the store.

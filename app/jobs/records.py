@@ -19,6 +19,11 @@ class JobStatus(StrEnum):
     running = "running"
     complete = "complete"
     failed = "failed"
+    cancelled = "cancelled"
+    """Stopped by DELETE /jobs/{id}: its downloads stopped, its partial or finished archive deleted."""
+
+
+FINAL_STATUSES = (JobStatus.complete, JobStatus.failed, JobStatus.cancelled)
 
 
 # -- errors (mapped to JSON by the app's ServiceError handler) -------------------------------------
@@ -34,6 +39,10 @@ class JobNotReady(Conflict):
 
 class JobExpired(Gone):
     pass
+
+
+class JobCancelled(Gone):
+    message = "The job was cancelled and its archive deleted; create a new job"
 
 
 class JobFailed(Unprocessable):

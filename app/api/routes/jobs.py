@@ -42,9 +42,12 @@ UNKNOWN_JOB: dict[int | str, dict[str, Any]] = {
 AUTH_ERROR: dict[int | str, dict[str, Any]] = {401: COMMON_ERRORS[401]}
 
 
+JobStatusText = Literal["queued", "running", "complete", "failed", "cancelled"]
+
+
 class JobAccepted(BaseModel):
     job_id: str
-    status: Literal["queued", "running", "complete", "failed"]
+    status: JobStatusText
     status_url: str
     download_url: str
 
@@ -69,7 +72,7 @@ class JobView(BaseModel):
     job_id: str
     order_id: str
     order_name: str | None
-    status: Literal["queued", "running", "complete", "failed"]
+    status: JobStatusText
     options: dict[str, Any]
     total: int
     downloaded: int
@@ -145,6 +148,26 @@ async def job_status(job_id: JobIdPath, services: ServicesDep) -> dict[str, Any]
     return job.view(manager.ttl_seconds) | {"webhook": await services.webhooks.job_webhook_view(job)}
 
 
+@router.delete(
+    "/jobs/{job_id}",
+    summary="Cancel a job (or delete a finished job's archive)",
+    description="A queued or running job stops: its downloads end, its slot frees for other jobs, its partial "
+    "file is removed, and its status becomes `cancelled` (its callback, if any, says `cancelled`). A finished "
+    "job's archive is deleted and its status becomes `cancelled` (a download then answers 410). Repeating the "
+    "DELETE answers the same record.",
+    response_model=JobView,
+    responses={
+        **AUTH_ERROR,
+        **UNKNOWN_JOB,
+        409: error("The job changed status while being cancelled several times over; try again"),
+    },
+)
+async def cancel_job(job_id: JobIdPath, services: ServicesDep) -> dict[str, Any]:
+    manager = services.jobs
+    job = await manager.cancel(job_id)
+    return job.view(manager.ttl_seconds) | {"webhook": await services.webhooks.job_webhook_view(job)}
+
+
 @router.head("/jobs/{job_id}/download", include_in_schema=False, response_class=FileResponse)
 @router.get(
     "/jobs/{job_id}/download",
@@ -170,7 +193,9 @@ async def job_status(job_id: JobIdPath, services: ServicesDep) -> dict[str, Any]
         **AUTH_ERROR,
         **UNKNOWN_JOB,
         409: error("The job is still queued or running (Retry-After says when to look again)"),
-        410: error("The archive expired (JOB_TTL_SECONDS after the job finished) and was deleted"),
+        410: error(
+            "The archive expired (JOB_TTL_SECONDS after the job finished) and was deleted, or the job was cancelled"
+        ),
         422: error(
             "The job failed: `detail` says why; `failures` lists each image that could not be downloaded",
             FAILURES_SCHEMA,
