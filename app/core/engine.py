@@ -31,6 +31,7 @@ from app.core.sets import Rendition, renditions, uses_folders
 from app.core.spool import Spool
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient, ImageDownloadFailed
+from app.core.zipformat import ZIP32_LIMIT, listing_ranks
 from app.errors import EmptyOrder, ImageFailure, OrderTooLarge
 
 if TYPE_CHECKING:
@@ -315,11 +316,14 @@ class Batch:
     # -- archive ---------------------------------------------------------------------------------
 
     async def archive(self, recorder: LayoutRecorder | None = None) -> AsyncIterator[bytes]:
-        """The ZIP: images in completion order, then the report (if anything failed) and manifest.
+        """The ZIP: images in completion order, then the report (if anything failed) and manifest;
+        its central directory lists them in plan order (set, then photo), see zipformat.listing_ranks.
 
         With a `recorder`, each member is on record before its first byte is written, and every
         member carries the layout's time, so the archive can be replayed from any offset."""
-        writer = ZipWriter(zip32_limit=recorder.layout.zip32_limit) if recorder is not None else ZipWriter()
+        ranks = listing_ranks(name for _, name in self.layout_plan)
+        limit = recorder.layout.zip32_limit if recorder is not None else ZIP32_LIMIT
+        writer = ZipWriter(zip32_limit=limit, ranks=ranks)
         feeder = asyncio.create_task(self._feed(writer, recorder), name=f"feed-{self.order.order_id}")
         try:
             async for chunk in writer.chunks():
