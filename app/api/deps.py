@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.responses import FAILURES_SCHEMA, error
 from app.core.models import BatchOptions, ImageFormat, NameStyle, OrderInfo, validate_order_id
+from app.core.selection import parse_images
 from app.core.sets import SET_HELP, parse_sets
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.webhooks.urls import InvalidCallbackUrl
@@ -59,6 +60,15 @@ def batch_options(
         int | None, Query(ge=1, le=20000, description="The full set: at most this many pixels wide")
     ] = None,
     scale: Annotated[float | None, Query(gt=0, le=1, description="The full set: scale factor 0-1")] = None,
+    images: Annotated[
+        str | None,
+        Query(
+            max_length=100_000,
+            description="Only these photos: a comma list of image ids or exact image names (default: every "
+            "photo). A name that matches no photo is a 422 before any download; numbers (names=sequence) stay "
+            "the photos' places in the whole order",
+        ),
+    ] = None,
 ) -> BatchOptions:
     return BatchOptions(
         format=format,
@@ -69,6 +79,7 @@ def batch_options(
         names=names,
         max_width=max_width,
         scale=scale,
+        images=parse_images(images),
     )
 
 

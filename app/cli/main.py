@@ -26,7 +26,8 @@ from app.cli.transfer import (
     progress_bars,
     stream_archive,
 )
-from app.core.models import BatchOptions, ImageFormat, NameStyle, validate_order_id
+from app.core.models import BatchOptions, ImageFormat, ImageInfo, NameStyle, OrderInfo, validate_order_id
+from app.core.selection import pick
 from app.core.sets import SET_HELP, credit_cost, parse_sets
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.errors import InvalidOption, InvalidOrderId
@@ -171,6 +172,21 @@ def download(
     wait_timeout: Annotated[
         float, typer.Option("--wait-timeout", min=1, max=MAX_WAIT_SECONDS, help="With --wait: seconds at most.")
     ] = 60.0,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Only these photos: image ids, exact names or shell patterns ('*kitchen*'); repeat or comma-separate.",
+            show_default=False,
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude", help="Leave these photos out: ids, names or shell patterns; repeat or comma-separate.",
+            show_default=False,
+        ),
+    ] = None,
     job: Annotated[
         bool,
         typer.Option(
@@ -203,6 +219,7 @@ def download(
         )
     except (InvalidOrderId, InvalidOption) as exc:
         raise _usage(exc.message) from None
+    chosen_only, chosen_out = _items(only), _items(exclude)
     out = output or Path(f"autoenhance-{order_id[:8]}.zip")
     if not out.parent.is_dir():
         raise _usage(f"The folder {out.parent} does not exist; create it or choose another -o")
@@ -214,7 +231,8 @@ def download(
     if url is None and api_key and job:
         raise _usage("--job prepares the ZIP on a service: give its --url, or leave --job out to download directly")
     if url is None and api_key:
-        raise typer.Exit(_summary(_direct(order_id, options, out, api_key, base_url, wait, wait_timeout, timeout), unit))
+        run = _direct(order_id, options, out, api_key, base_url, wait, wait_timeout, timeout, (chosen_only, chosen_out))
+        raise typer.Exit(_summary(run, unit))
     url = url or DEFAULT_URL
     params = {"format": format.value, "preview": str(preview).lower(), "dev_mode": str(dev_mode).lower()}
     params |= {"sets": ",".join(options.sets), "names": names.value}
@@ -225,6 +243,8 @@ def download(
         params |= {"wait": "true", "wait_timeout": f"{wait_timeout:g}"}
     try:
         with _client(url, key, timeout) as client, progress_bars(err) as progress:
+            if chosen_only or chosen_out:
+                params["images"] = ",".join(_choose_remote(client, order_id, chosen_only, chosen_out))
             _warn_credits(client, order_id, params, options)
             if job:
                 outcome = job_archive(client, order_id, params, out, progress, retries=retries, say=progress.console.print)
@@ -237,6 +257,24 @@ def download(
     except httpx.TransportError as exc:
         raise _fail(f"Could not reach the service at {url} ({type(exc).__name__})") from None
     raise typer.Exit(_summary(outcome, unit))
+
+
+def _items(values: list[str] | None) -> tuple[str, ...]:
+    """Repeated and comma-separated flag values, as one tuple."""
+    return tuple(p.strip() for value in values or () for p in value.split(",") if p.strip())
+
+
+def _choose_remote(client: httpx.Client, order_id: str, only: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
+    """--only/--exclude resolved against the order's photos as the service lists them (ids and names)."""
+    response = client.get(f"v1/orders/{order_id}/photos")
+    if response.status_code != 200:
+        raise TransferError(error_detail(response))
+    photos = [p for p in response.json().get("photos", []) if isinstance(p, dict) and p.get("image_id")]
+    order = OrderInfo(order_id, None, None, [ImageInfo(str(p["image_id"]), p.get("name"), None, None) for p in photos])
+    try:
+        return pick(order, only, exclude)
+    except InvalidOption as exc:
+        raise TransferError(exc.message) from None
 
 
 def _warn_credits(client: httpx.Client, order_id: str, params: dict[str, str], options: BatchOptions) -> None:
@@ -258,7 +296,7 @@ def _warn_credits(client: httpx.Client, order_id: str, params: dict[str, str], o
 
 def _direct(
     order_id: str, options: BatchOptions, out: Path, api_key: str, base_url: str, wait: bool, wait_timeout: float,
-    timeout: float,
+    timeout: float, choice: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
 ) -> Outcome:
     """Direct mode: the engine in this process, straight against Autoenhance.
 
@@ -267,6 +305,7 @@ def _direct(
     from app.cli.direct import DirectRun, download_direct, parts_path
 
     run = DirectRun(order_id, options, out, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
+    run.only, run.exclude = choice
     try:
         with progress_bars(err) as progress:
             return asyncio.run(download_direct(run, progress, progress.console.print))

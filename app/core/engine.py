@@ -27,6 +27,7 @@ from app.core.layout import LayoutMember, LayoutRecorder
 from app.core.models import BatchOptions, ImageInfo, NameStyle, OrderInfo
 from app.core.naming import NameAllocator
 from app.core.report import closing_files
+from app.core.selection import selected
 from app.core.sets import Rendition, renditions, uses_folders
 from app.core.spool import Spool
 from app.core.stats import Stats
@@ -167,7 +168,7 @@ class Engine:
 
         `keep` (the CLI's direct mode) saves each downloaded file and serves it again on a rerun.
         """
-        self.check(order)
+        self.check(selected(order, options))
         batch = Batch(self, order, options, keep)
         batch.start()
         return batch
@@ -178,7 +179,7 @@ class Batch:
 
     def __init__(self, engine: Engine, order: OrderInfo, options: BatchOptions, keep: Keep | None = None) -> None:
         self.engine = engine
-        self.order = order
+        self.order = order = selected(order, options)  # the chosen photos only, each keeping its number
         self.options = options
         self.keep = keep
         self.renditions = renditions(options)
@@ -219,9 +220,10 @@ class Batch:
         """
         folders = uses_folders(self.options)
         allocators = {r.set: NameAllocator() for r in self.renditions}
-        width = max(2, len(str(len(self.order.images))))
+        width = max(2, len(str(self.order.listed or len(self.order.images))))
         planned = []
-        for position, image in enumerate(self.order.images, start=1):
+        for index, image in enumerate(self.order.images, start=1):
+            position = image.position or index
             prefix = f"{position:0{width}d} - " if self.options.names is NameStyle.sequence else ""
             for rendition in self.renditions:
                 name = allocators[rendition.set].allocate(image.name, image.image_id, rendition.extension(image), prefix)

@@ -6,6 +6,7 @@ Upstream JSON is parsed tolerantly: the v3 API has renamed fields across version
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -84,6 +85,8 @@ class BatchOptions:
     names: NameStyle = NameStyle.original
     max_width: int | None = None
     scale: float | None = None
+    images: tuple[str, ...] = ()
+    """The chosen photos (image ids once resolved by app/core/selection.py); empty: every photo."""
 
     def key(self) -> str:
         q = "auto" if self.quality is None else str(self.quality)
@@ -92,6 +95,8 @@ class BatchOptions:
             key += f"-sets{'+'.join(self.sets)}-names{self.names.value}"
         if self.max_width is not None or self.scale is not None:
             key += f"-w{self.max_width or 0}-s{self.scale if self.scale is not None else 0:g}"
+        if self.images:
+            key += "-images" + hashlib.sha256("\n".join(self.images).encode()).hexdigest()[:16]
         return key
 
     def as_dict(self) -> dict[str, Any]:
@@ -104,6 +109,7 @@ class BatchOptions:
             "names": self.names.value,
             "max_width": self.max_width,
             "scale": self.scale,
+            "images": list(self.images),
         }
 
     @classmethod
@@ -117,6 +123,7 @@ class BatchOptions:
             names=NameStyle(data.get("names") or "original"),
             max_width=data.get("max_width"),
             scale=data.get("scale"),
+            images=tuple(data.get("images") or ()),
         )
 
 
@@ -137,6 +144,8 @@ class ImageInfo:
     name: str | None
     status: str | None
     status_reason: str | None
+    position: int | None = None
+    """Its place (from 1) in the whole order, kept when photos are chosen (app/core/selection.py)."""
 
     def skip_reason(self) -> str | None:
         """Why the order says this image cannot be downloaded now, or None to try it."""
@@ -156,6 +165,8 @@ class OrderInfo:
     images: list[ImageInfo]
     unidentified: int = 0
     """Entries of the order's image list that carry no id: reported, never fetched."""
+    listed: int | None = None
+    """Images in the whole order when `images` holds only the chosen ones (numbers are padded to it)."""
 
     @property
     def is_processing(self) -> bool:

@@ -39,6 +39,8 @@ def _retry_url(batch: Batch) -> str:
         query += f"&sets={','.join(o.sets)}"
     if o.names.value != "original":
         query += f"&names={o.names.value}"
+    if o.images:
+        query += f"&images={','.join(o.images)}"
     return f"GET /orders/{batch.order.order_id}/images?{query}"
 
 
@@ -52,7 +54,8 @@ def report_text(batch: Batch) -> str:
         f"Generated:  {datetime.now(UTC).isoformat(timespec='seconds')}",
         f"Options:    {json.dumps(batch.options.as_dict())}",
         "",
-        f"Photos in order: {batch.photos}",
+        f"Photos in order: {batch.photos}"
+        + (f" (chosen with images=, of {batch.order.listed})" if batch.order.listed is not None else ""),
         f"Sets:            {', '.join(batch.options.sets)}",
         f"Files planned:   {batch.total}",
         f"Downloaded:      {batch.downloaded}",

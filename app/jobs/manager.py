@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from app.archives.service import Archives
 from app.config import Settings
 from app.core.models import BatchOptions, OrderInfo
+from app.core.selection import selected
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient
 from app.core.wait import WaitOptions
@@ -175,6 +176,7 @@ class JobManager:
             self.distributed and await self.store.count(JobStatus.queued) >= MAX_SHARED_QUEUED_JOBS
         ):
             raise TooManyJobs(headers={"Retry-After": "30"})
+        order = selected(order, options)  # the chosen photos: the job's total counts them
         self.engine.check(order)  # 422 now rather than a failed job later
         now = time.time()
         job = Job(

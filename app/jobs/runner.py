@@ -25,6 +25,7 @@ from app.archives.service import JOB_PATIENCE_SECONDS, Archives, Build, Finished
 from app.config import Settings
 from app.core.engine import Batch
 from app.core.models import OrderInfo
+from app.core.selection import selected
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient
 from app.core.wait import WaitOptions, wait_until_ready
@@ -255,11 +256,12 @@ class JobRunner:
         """Copy a finished identical archive, or run the engine into the job's file; the record fields of the end."""
         if order is None:  # queued by another process, or resumed: the order may have changed (open re-checks)
             order = await self.client.get_order(job.order_id)
+            chosen = selected(order, job.options)  # the chosen photos (a 422 if one is gone from the order)
             await self.store.update(
                 job.job_id,
                 only_attempt=job.attempt,
                 order_name=order.name,
-                total=len(order.images) + order.unidentified,
+                total=len(chosen.images) + chosen.unidentified,
             )
         if job.wait_seconds:
             order = await wait_until_ready(self.client, order, WaitOptions(True, job.wait_seconds))

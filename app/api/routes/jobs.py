@@ -29,6 +29,7 @@ from app.api.deps import (
 from app.api.ranges import not_modified
 from app.api.responses import FAILURES_SCHEMA, ZIP_CONTENT, ArchiveFileResponse, archive_headers, callbacks_for, error
 from app.api.security import ServiceKey
+from app.core.selection import choose
 from app.jobs.records import JobExpired
 
 log = logging.getLogger("app.jobs")
@@ -120,6 +121,7 @@ async def create_job(
     wait: WaitDep,
 ) -> JSONResponse:
     order = await load_order(order_id, services)
+    options = choose(order, options)  # images= resolved to ids (422 for an unknown one) before the job exists
     job = await services.jobs.create(
         order,
         options,

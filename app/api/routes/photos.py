@@ -20,6 +20,7 @@ from app.api.deps import COMMON_ERRORS, OptionsDep, OrderIdPath, ServicesDep, lo
 from app.api.responses import error
 from app.api.security import ServiceKey
 from app.core.models import ImageFormat
+from app.core.selection import choose, selected
 from app.core.sets import Rendition, credit_cost
 from app.core.spool import Spool
 from app.core.upstream import ImageDownloadFailed
@@ -44,6 +45,8 @@ _IMAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 )
 async def order_photos(order_id: OrderIdPath, options: OptionsDep, services: ServicesDep) -> dict[str, Any]:
     order = await load_order(order_id, services)
+    options = choose(order, options)  # images=: 422 for one that names no photo
+    chosen = set(options.images)
     photos = [
         {
             "image_id": image.image_id,
@@ -51,6 +54,7 @@ async def order_photos(order_id: OrderIdPath, options: OptionsDep, services: Ser
             "status": image.status,
             "ready": reason is None,
             "reason": reason,
+            "chosen": not chosen or image.image_id in chosen,
             "thumbnail_url": f"images/{image.image_id}/thumbnail",
         }
         for image in order.images
@@ -63,7 +67,8 @@ async def order_photos(order_id: OrderIdPath, options: OptionsDep, services: Ser
         "total": len(photos) + order.unidentified,
         "ready": sum(p["ready"] is True for p in photos),
         "sets": list(options.sets),
-        "cost": credit_cost(len(order.images), options).as_dict(),
+        "chosen": sum(p["chosen"] is True for p in photos),
+        "cost": credit_cost(len(selected(order, options).images), options).as_dict(),
     }
 
 

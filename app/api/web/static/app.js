@@ -26,12 +26,14 @@ const el = {
   orderView: $("order-view"), orderName: $("order-name"), orderCount: $("order-count"), thumbs: $("thumbs"),
   thumbsMore: $("thumbs-more"), orderStatus: $("order-status"), maxWidth: $("max-width"), maxWidthMsg: $("max-width-msg"),
   namesSequence: $("names-sequence"), setsMsg: $("sets-msg"),
+  chosenCount: $("chosen-count"), selectAll: $("select-all"), selectNone: $("select-none"),
 };
 
 const state = {
   demo: false, selected: [], jobRun: 0, recentNext: null, recentRun: 0, recentNeedsToken: false,
   // The order shown above the options: {id, data} once looked up, {id, error} when the lookup failed.
   order: null, lookup: null, lookupFor: "", lookupTimer: 0, thumbUrls: [], shownId: "",
+  left: new Set(), // image ids unticked on the thumbnails (every photo is chosen by default)
 };
 
 // ---------- helpers ----------
@@ -119,6 +121,31 @@ function validateMaxWidth() {
   return ok;
 }
 
+/** The photos ticked on the thumbnails, or null before the order is known. */
+function chosenPhotos() {
+  const order = state.order && state.order.id === orderId() ? state.order.data : null;
+  return order ? order.photos.filter((p) => !state.left.has(p.image_id)) : null;
+}
+
+function validatePhotos() {
+  const chosen = chosenPhotos();
+  const total = state.order && state.order.data ? state.order.data.photos.length : 0;
+  el.chosenCount.textContent = chosen && total ? `${chosen.length} of ${plural(total, "photo")} chosen` : "";
+  const ok = !chosen || total === 0 || chosen.length > 0;
+  if (!ok) setStatus(el.orderStatus, "Choose at least one photo (tick it), or Select all.", "error");
+  return ok;
+}
+
+function choosePhotos(ids, chosen) {
+  for (const id of ids) { if (chosen) state.left.delete(id); else state.left.add(id); }
+  for (const box of el.thumbs.querySelectorAll("input.thumb-pick")) {
+    box.checked = !state.left.has(box.value);
+    box.closest("li").dataset.chosen = String(box.checked);
+  }
+  if (chosen && state.order && state.order.data) renderOrderStatus(state.order.data);
+  refresh();
+}
+
 function chosenSets() { return [...document.querySelectorAll("input[name=set]:checked")].map((box) => box.value); }
 
 function validateSets() {
@@ -136,6 +163,8 @@ function options() {
   const sets = chosenSets();
   if (sets.length && sets.join(",") !== "full") params.set("sets", sets.join(","));
   if (el.namesSequence.checked) params.set("names", "sequence");
+  const chosen = chosenPhotos();
+  if (chosen && state.left.size) params.set("images", chosen.map((p) => p.image_id).join(","));
   return params;
 }
 
@@ -171,7 +200,7 @@ function renderCreditNote() {
     cost = "spend";
     const sets = `${plural(paid.length, "full-size set")} (${paid.join(", ")})`;
     if (order) {
-      const n = order.photos.length;
+      const n = (chosenPhotos() || order.photos).length;
       head = `Spends credits: up to ${plural(n, "Autoenhance credit")}`;
       detail = `. ${plural(n, "photo")} × ${sets} = ${plural(n * paid.length, "full-size download")}; ` +
         "Autoenhance charges each photo once, the first time it is downloaded at full size.";
@@ -198,6 +227,7 @@ function clearOrderView() {
   state.thumbUrls.forEach((url) => URL.revokeObjectURL(url));
   state.thumbUrls = [];
   el.thumbs.replaceChildren();
+  state.left.clear();
   el.orderView.hidden = true;
   setStatus(el.orderStatus, "");
 }
@@ -258,6 +288,14 @@ function renderOrder(order) {
   el.thumbsMore.hidden = more <= 0;
   el.thumbsMore.textContent = more > 0 ? `and ${plural(more, "more photo")}` : "";
   el.orderView.hidden = false;
+  el.selectAll.hidden = el.selectNone.hidden = photos.length === 0;
+  validatePhotos();
+  renderOrderStatus(order);
+}
+
+function renderOrderStatus(order) {
+  const photos = order.photos;
+  const waiting = photos.length - order.ready;
   if (photos.length === 0) setStatus(el.orderStatus, "This order has no photos yet.", "warn");
   else if (order.ready === 0) setStatus(el.orderStatus, "None of these photos is ready yet: Autoenhance is still enhancing them. Try again in a few minutes.", "warn");
   else if (waiting) setStatus(el.orderStatus, `${plural(waiting, "photo")} not ready yet: the ZIP will list ${waiting === 1 ? "it" : "them"} in its report.`, "warn");
@@ -275,7 +313,15 @@ function thumbItem(photo) {
   name.className = "preview-name";
   name.textContent = photo.name || photo.image_id;
   name.title = name.textContent;
-  li.append(img, name);
+  const pick = document.createElement("input");
+  pick.type = "checkbox";
+  pick.className = "thumb-pick";
+  pick.value = photo.image_id;
+  pick.checked = !state.left.has(photo.image_id);
+  pick.setAttribute("aria-label", `Include ${photo.name || photo.image_id}`);
+  pick.addEventListener("change", () => choosePhotos([photo.image_id], pick.checked));
+  li.dataset.chosen = String(pick.checked);
+  li.append(img, name, pick);
   if (!photo.ready) {
     li.dataset.ready = "false";
     const badge = document.createElement("span");
@@ -300,7 +346,7 @@ function refresh() {
   const idOk = validateOrderId();
   onOrderChanged();
   markChosen();
-  const valid = [validateQuality(), validateMaxWidth(), validateSets()].every(Boolean) && idOk;
+  const valid = [validateQuality(), validateMaxWidth(), validateSets(), validatePhotos()].every(Boolean) && idOk;
   el.downloadBtn.disabled = !valid;
   el.jobBtn.disabled = !valid;
   el.downloadLabel.textContent = serviceKey() ? "Download ZIP (prepared first)" : "Download ZIP";
@@ -687,6 +733,11 @@ for (const node of document.querySelectorAll("input[name=format], input[name=set
 for (const node of [el.orderId, el.quality, el.maxWidth]) {
   node.addEventListener("keydown", (e) => { if (e.key === "Enter") startDownload(); });
 }
+el.selectAll.addEventListener("click", () => choosePhotos([...state.left], true));
+el.selectNone.addEventListener("click", () => {
+  const order = state.order && state.order.data;
+  if (order) choosePhotos(order.photos.map((p) => p.image_id), false);
+});
 el.downloadBtn.addEventListener("click", startDownload);
 el.jobBtn.addEventListener("click", () => runJob());
 el.copyCurl.addEventListener("click", copyCurl);
