@@ -65,3 +65,22 @@ def test_thumbnails_have_checkboxes_and_the_download_follows_them(
         assert "images=" in download.url
         assert sorted(members) == ["_manifest.json", "exterior.jpg", "living-room.jpg"]
         assert v.errors == []
+
+
+def test_a_name_template_is_checked_on_the_page_and_names_the_files(
+    browser: Browser, service_url: str, tmp_path: Path
+) -> None:
+    with visit(browser, service_url) as v:
+        page = v.page
+        wait_for_demo_id(page)
+        page.fill("#name-template", "{n:1}-print-{address}")
+        expect(page.locator("#name-template-msg")).to_contain_text("{address} is not a field")
+        expect(page.locator("#download-btn")).to_be_disabled()
+        page.fill("#name-template", "{n:1}-print-{order:slug}")
+        expect(page.locator("#download-btn")).to_be_enabled()
+        expect(page.locator("#curl-cmd")).to_contain_text("template=")
+        v.screenshot("page-name-template.png")
+        download, members = v.download("#download-btn", tmp_path)
+        assert sorted(members) == [f"{n}-print-demo-order-3-sample-rooms.jpg" for n in (1, 2, 3)] + ["_manifest.json"]
+        assert "template=" in download.url
+        assert v.errors == []

@@ -14,6 +14,7 @@ from app.api.responses import FAILURES_SCHEMA, error
 from app.core.models import BatchOptions, ImageFormat, NameStyle, OrderInfo, validate_order_id
 from app.core.selection import parse_images
 from app.core.sets import SET_HELP, parse_sets
+from app.core.templates import MAX_TEMPLATE, checked_template
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.webhooks.urls import InvalidCallbackUrl
 from app.wiring import Services
@@ -69,6 +70,16 @@ def batch_options(
             "the photos' places in the whole order",
         ),
     ] = None,
+    template: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_TEMPLATE,
+            description="Name every file from a template: {n} (place in the order, zero-padded), {name} "
+            "(original name), {ext}, {order} (order name), {set}, {letter} (a, b, c...); modifiers {n:1}, "
+            "{order:slug}, {letter:upper}; {{ and }} are braces. '{n:1}-print-{order:slug}' gives "
+            "'1-print-123-main-st.jpg'. Overrides names=",
+        ),
+    ] = None,
 ) -> BatchOptions:
     return BatchOptions(
         format=format,
@@ -80,6 +91,7 @@ def batch_options(
         max_width=max_width,
         scale=scale,
         images=parse_images(images),
+        template=checked_template(template),
     )
 
 

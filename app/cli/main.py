@@ -29,6 +29,7 @@ from app.cli.transfer import (
 from app.core.models import BatchOptions, ImageFormat, ImageInfo, NameStyle, OrderInfo, validate_order_id
 from app.core.selection import pick
 from app.core.sets import SET_HELP, credit_cost, parse_sets
+from app.core.templates import checked_template
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.errors import InvalidOption, InvalidOrderId
 
@@ -172,6 +173,15 @@ def download(
     wait_timeout: Annotated[
         float, typer.Option("--wait-timeout", min=1, max=MAX_WAIT_SECONDS, help="With --wait: seconds at most.")
     ] = 60.0,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            "--template", "-t",
+            help="Name files from a template: {n} {name} {ext} {order} {set} {letter}, e.g. "
+            "'{n:1}-print-{order:slug}' (1-print-123-main-st.jpg) or 'MLS1234{letter}' (MLS1234a.jpg).",
+            show_default=False,
+        ),
+    ] = None,
     only: Annotated[
         list[str] | None,
         typer.Option(
@@ -215,7 +225,7 @@ def download(
         order_id = validate_order_id(order_id.strip())
         options = BatchOptions(
             format=format, quality=quality, preview=preview, dev_mode=dev_mode, sets=parse_sets(sets), names=names,
-            max_width=max_width, scale=scale,
+            max_width=max_width, scale=scale, template=checked_template(template),
         )
     except (InvalidOrderId, InvalidOption) as exc:
         raise _usage(exc.message) from None
@@ -236,6 +246,8 @@ def download(
     url = url or DEFAULT_URL
     params = {"format": format.value, "preview": str(preview).lower(), "dev_mode": str(dev_mode).lower()}
     params |= {"sets": ",".join(options.sets), "names": names.value}
+    if options.template is not None:
+        params["template"] = options.template
     for name, value in (("quality", quality), ("max_width", max_width), ("scale", scale)):
         if value is not None:
             params[name] = str(value)

@@ -25,12 +25,13 @@ from app.core.archive import Member, ZipWriter
 from app.core.budget import FairLimiter, OrderSlots
 from app.core.layout import LayoutMember, LayoutRecorder
 from app.core.models import BatchOptions, ImageInfo, NameStyle, OrderInfo
-from app.core.naming import NameAllocator
+from app.core.naming import NameAllocator, safe_stem
 from app.core.report import closing_files
 from app.core.selection import selected
 from app.core.sets import Rendition, renditions, uses_folders
 from app.core.spool import Spool
 from app.core.stats import Stats
+from app.core.templates import Template, Values, parse_template, render
 from app.core.upstream import AutoenhanceClient, ImageDownloadFailed
 from app.core.zipformat import ZIP32_LIMIT, listing_ranks
 from app.errors import EmptyOrder, ImageFailure, OrderTooLarge
@@ -221,14 +222,37 @@ class Batch:
         folders = uses_folders(self.options)
         allocators = {r.set: NameAllocator() for r in self.renditions}
         width = max(2, len(str(self.order.listed or len(self.order.images))))
+        template = parse_template(self.options.template) if self.options.template is not None else None
         planned = []
         for index, image in enumerate(self.order.images, start=1):
             position = image.position or index
             prefix = f"{position:0{width}d} - " if self.options.names is NameStyle.sequence else ""
             for rendition in self.renditions:
-                name = allocators[rendition.set].allocate(image.name, image.image_id, rendition.extension(image), prefix)
+                extension = rendition.extension(image)
+                allocator = allocators[rendition.set]
+                if template is None:
+                    name = allocator.allocate(image.name, image.image_id, extension, prefix)
+                else:
+                    stem = self._templated(template, image, position, width, rendition.set, extension)
+                    name = allocator.allocate(stem, image.image_id, extension)
                 planned.append((image, rendition, f"{rendition.set}/{name}" if folders else name))
         return planned
+
+    def _templated(self, template: Template, image: ImageInfo, position: int, width: int, set_name: str, extension: str) -> str:
+        """A template's stem for one file: path separators made plain characters (a name never makes a
+        folder), the extension taken off when the template wrote it (allocate adds it back)."""
+        values = Values(
+            n=position,
+            width=width,
+            name=safe_stem(image.name, image.image_id),
+            ext=extension.lstrip("."),
+            order=self.order.name or self.order.order_id,
+            set=set_name,
+        )
+        stem = render(template, values).replace("/", "_").replace("\\", "_")
+        if stem.casefold().endswith(extension.casefold()):
+            stem = stem[: -len(extension)]
+        return stem
 
     def start(self) -> None:
         self.engine.active_batches += 1

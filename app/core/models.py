@@ -87,6 +87,8 @@ class BatchOptions:
     scale: float | None = None
     images: tuple[str, ...] = ()
     """The chosen photos (image ids once resolved by app/core/selection.py); empty: every photo."""
+    template: str | None = None
+    """A name template (app/core/templates.py), checked when the options are made; None: `names` decides."""
 
     def key(self) -> str:
         q = "auto" if self.quality is None else str(self.quality)
@@ -97,6 +99,8 @@ class BatchOptions:
             key += f"-w{self.max_width or 0}-s{self.scale if self.scale is not None else 0:g}"
         if self.images:
             key += "-images" + hashlib.sha256("\n".join(self.images).encode()).hexdigest()[:16]
+        if self.template is not None:
+            key += "-template" + hashlib.sha256(self.template.encode()).hexdigest()[:16]
         return key
 
     def as_dict(self) -> dict[str, Any]:
@@ -110,6 +114,7 @@ class BatchOptions:
             "max_width": self.max_width,
             "scale": self.scale,
             "images": list(self.images),
+            "template": self.template,
         }
 
     @classmethod
@@ -124,6 +129,7 @@ class BatchOptions:
             max_width=data.get("max_width"),
             scale=data.get("scale"),
             images=tuple(data.get("images") or ()),
+            template=data.get("template"),
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from typing import Protocol
+from urllib.parse import quote
 
 from app.core.models import BatchOptions, OrderInfo
 from app.core.naming import MANIFEST_NAME, REPORT_NAME
@@ -41,6 +42,8 @@ def _retry_url(batch: Batch) -> str:
         query += f"&names={o.names.value}"
     if o.images:
         query += f"&images={','.join(o.images)}"
+    if o.template is not None:
+        query += f"&template={quote(o.template, safe='')}"
     return f"GET /orders/{batch.order.order_id}/images?{query}"
 
 

@@ -27,6 +27,7 @@ const el = {
   thumbsMore: $("thumbs-more"), orderStatus: $("order-status"), maxWidth: $("max-width"), maxWidthMsg: $("max-width-msg"),
   namesSequence: $("names-sequence"), setsMsg: $("sets-msg"),
   chosenCount: $("chosen-count"), selectAll: $("select-all"), selectNone: $("select-none"),
+  nameTemplate: $("name-template"), nameTemplateMsg: $("name-template-msg"),
 };
 
 const state = {
@@ -121,6 +122,23 @@ function validateMaxWidth() {
   return ok;
 }
 
+const TEMPLATE_HELP = "Fields: {n} {name} {ext} {order} {set} {letter}. Empty: the names above.";
+const TEMPLATE_FIELD = /^(n(:[1-6])?|(name|order|set)(:(slug|upper|lower))?|(ext|letter)(:(upper|lower))?)$/;
+
+/** The same rules as app/core/templates.py, so a bad template is said here rather than as a failed download. */
+function validateTemplate() {
+  const text = el.nameTemplate.value;
+  let problem = "";
+  for (const token of text.matchAll(/\{\{|\}\}|\{([^{}]*)\}|[{}]/g)) {
+    if (token[0] === "{{" || token[0] === "}}") continue;
+    if (token[1] === undefined) { problem = `A lone "${token[0]}": write ${token[0]}${token[0]} for a brace.`; break; }
+    if (!TEMPLATE_FIELD.test(token[1])) { problem = `{${token[1]}} is not a field. ${TEMPLATE_HELP}`; break; }
+  }
+  setStatus(el.nameTemplateMsg, problem || TEMPLATE_HELP, problem ? "error" : "");
+  el.nameTemplate.setAttribute("aria-invalid", String(Boolean(problem)));
+  return !problem;
+}
+
 /** The photos ticked on the thumbnails, or null before the order is known. */
 function chosenPhotos() {
   const order = state.order && state.order.id === orderId() ? state.order.data : null;
@@ -163,6 +181,7 @@ function options() {
   const sets = chosenSets();
   if (sets.length && sets.join(",") !== "full") params.set("sets", sets.join(","));
   if (el.namesSequence.checked) params.set("names", "sequence");
+  if (el.nameTemplate.value.trim()) params.set("template", el.nameTemplate.value);
   const chosen = chosenPhotos();
   if (chosen && state.left.size) params.set("images", chosen.map((p) => p.image_id).join(","));
   return params;
@@ -346,7 +365,7 @@ function refresh() {
   const idOk = validateOrderId();
   onOrderChanged();
   markChosen();
-  const valid = [validateQuality(), validateMaxWidth(), validateSets(), validatePhotos()].every(Boolean) && idOk;
+  const valid = [validateQuality(), validateMaxWidth(), validateSets(), validatePhotos(), validateTemplate()].every(Boolean) && idOk;
   el.downloadBtn.disabled = !valid;
   el.jobBtn.disabled = !valid;
   el.downloadLabel.textContent = serviceKey() ? "Download ZIP (prepared first)" : "Download ZIP";
@@ -712,7 +731,7 @@ async function loadHealth() {
   loadRecent();
 }
 
-for (const node of [el.orderId, el.quality, el.maxWidth, el.serviceKey]) node.addEventListener("input", refresh);
+for (const node of [el.orderId, el.quality, el.maxWidth, el.serviceKey, el.nameTemplate]) node.addEventListener("input", refresh);
 el.serviceKey.addEventListener("input", () => { // the lookup asked for a code: try again with it
   if (state.order && state.order.error && state.order.error.status === 401) {
     state.lookup = null;
