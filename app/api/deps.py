@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.api.responses import FAILURES_SCHEMA, error
 from app.core.models import BatchOptions, ImageFormat, NameStyle, OrderInfo, validate_order_id
 from app.core.selection import parse_images
-from app.core.sets import SET_HELP, parse_sets
+from app.core.sets import MAX_DPI, MIN_DPI, SET_HELP, parse_sets
 from app.core.templates import MAX_TEMPLATE, checked_template
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.webhooks.urls import InvalidCallbackUrl
@@ -70,6 +70,11 @@ def batch_options(
             "the photos' places in the whole order",
         ),
     ] = None,
+    dpi: Annotated[
+        int | None,
+        Query(ge=MIN_DPI, le=MAX_DPI, description="The full set: density in dots per inch written into each file "
+              "(Autoenhance's dpi, 72 or more); the print set is always 300"),
+    ] = None,
     template: Annotated[
         str | None,
         Query(
@@ -92,6 +97,7 @@ def batch_options(
         scale=scale,
         images=parse_images(images),
         template=checked_template(template),
+        dpi=dpi,
     )
 
 

@@ -28,7 +28,7 @@ from app.cli.transfer import (
 )
 from app.core.models import BatchOptions, ImageFormat, ImageInfo, NameStyle, OrderInfo, validate_order_id
 from app.core.selection import pick
-from app.core.sets import SET_HELP, credit_cost, parse_sets
+from app.core.sets import MAX_DPI, MIN_DPI, SET_HELP, catalogue, credit_cost, parse_sets
 from app.core.templates import checked_template
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.errors import InvalidOption, InvalidOrderId
@@ -173,6 +173,10 @@ def download(
     wait_timeout: Annotated[
         float, typer.Option("--wait-timeout", min=1, max=MAX_WAIT_SECONDS, help="With --wait: seconds at most.")
     ] = 60.0,
+    dpi: Annotated[
+        int | None,
+        typer.Option("--dpi", min=MIN_DPI, max=MAX_DPI, help="Full set: dots per inch written into each file (72+)."),
+    ] = None,
     template: Annotated[
         str | None,
         typer.Option(
@@ -225,7 +229,7 @@ def download(
         order_id = validate_order_id(order_id.strip())
         options = BatchOptions(
             format=format, quality=quality, preview=preview, dev_mode=dev_mode, sets=parse_sets(sets), names=names,
-            max_width=max_width, scale=scale, template=checked_template(template),
+            max_width=max_width, scale=scale, template=checked_template(template), dpi=dpi,
         )
     except (InvalidOrderId, InvalidOption) as exc:
         raise _usage(exc.message) from None
@@ -248,7 +252,7 @@ def download(
     params |= {"sets": ",".join(options.sets), "names": names.value}
     if options.template is not None:
         params["template"] = options.template
-    for name, value in (("quality", quality), ("max_width", max_width), ("scale", scale)):
+    for name, value in (("quality", quality), ("max_width", max_width), ("scale", scale), ("dpi", dpi)):
         if value is not None:
             params[name] = str(value)
     if wait:
@@ -371,6 +375,33 @@ def serve(
         timeout_graceful_shutdown=timeout_graceful_shutdown,
         **server_options(limit_concurrency=limit_concurrency),
     )
+
+
+@cli.command("sets")
+def list_sets(
+    url: Annotated[
+        str | None,
+        typer.Option("--url", "-u", envvar="AUTOENHANCE_BATCH_URL", show_default=False,
+                     help="Ask this running service which sets it offers (default: the sets built into this CLI)."),
+    ] = None,
+    key: KeyOption = None,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """List the delivery sets --sets takes: what each asks Autoenhance for, and which spend credits."""
+    if url is None:
+        listed = catalogue()
+    else:
+        try:
+            with _client(url, key, timeout) as client:
+                response = client.get("v1/api/sets")
+        except httpx.TransportError as exc:
+            raise _fail(f"Could not reach the service at {url} ({type(exc).__name__})") from None
+        if response.status_code != 200:
+            raise _fail(error_detail(response))
+        listed = response.json()["sets"]
+    for item in listed:
+        credits = "spends credits" if item.get("spends_credits") else "free"
+        typer.echo(f"{item['name']:<10} {item['description']} ({credits})")
 
 
 @cli.command("sample-order")

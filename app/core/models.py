@@ -89,6 +89,8 @@ class BatchOptions:
     """The chosen photos (image ids once resolved by app/core/selection.py); empty: every photo."""
     template: str | None = None
     """A name template (app/core/templates.py), checked when the options are made; None: `names` decides."""
+    dpi: int | None = None
+    """The full set's density in dots per inch (Autoenhance's `dpi`, at least 72); None: Autoenhance's."""
 
     def key(self) -> str:
         q = "auto" if self.quality is None else str(self.quality)
@@ -101,6 +103,8 @@ class BatchOptions:
             key += "-images" + hashlib.sha256("\n".join(self.images).encode()).hexdigest()[:16]
         if self.template is not None:
             key += "-template" + hashlib.sha256(self.template.encode()).hexdigest()[:16]
+        if self.dpi is not None:
+            key += f"-dpi{self.dpi}"
         return key
 
     def as_dict(self) -> dict[str, Any]:
@@ -115,6 +119,7 @@ class BatchOptions:
             "scale": self.scale,
             "images": list(self.images),
             "template": self.template,
+            "dpi": self.dpi,
         }
 
     @classmethod
@@ -130,6 +135,7 @@ class BatchOptions:
             scale=data.get("scale"),
             images=tuple(data.get("images") or ()),
             template=data.get("template"),
+            dpi=data.get("dpi"),
         )
 
 

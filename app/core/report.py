@@ -42,6 +42,8 @@ def _retry_url(batch: Batch) -> str:
         query += f"&names={o.names.value}"
     if o.images:
         query += f"&images={','.join(o.images)}"
+    if o.dpi is not None:
+        query += f"&dpi={o.dpi}"
     if o.template is not None:
         query += f"&template={quote(o.template, safe='')}"
     return f"GET /orders/{batch.order.order_id}/images?{query}"

@@ -8,6 +8,7 @@ Autoenhance's download endpoint already resizes and re-encodes (`max_width`, `sc
 - `full`:     the request's own format, quality, preview, max_width and scale (today's archive)
 - `mls`:      JPEG, max_width=2048, quality 80 (a 2048 px photo is then well under 4 MB), full size
 - `web`:      JPEG, max_width=1024, quality 80, from the free preview (previews are at most 1024 wide)
+- `print`:    JPEG at full resolution, quality 90 and 300 dpi, for print shops (full size: spends credits)
 - `original`: the uploaded photo, untouched (free)
 
 Credits: Autoenhance charges for full-resolution enhanced downloads (`preview=false`) unless dev mode.
@@ -22,13 +23,19 @@ from dataclasses import dataclass
 from app.core.models import DEFAULT_SETS, BatchOptions, ImageFormat, ImageInfo
 from app.errors import InvalidOption
 
-SET_ORDER: tuple[str, ...] = ("full", "mls", "web", "original")
+SET_ORDER: tuple[str, ...] = ("full", "mls", "web", "print", "original")
 SET_HELP: dict[str, str] = {
     "full": "the chosen format, quality and size",
     "mls": "JPEG, 2048 px wide, for listing services",
     "web": "JPEG, 1024 px wide, for websites",
+    "print": "JPEG, full resolution, quality 90, 300 dpi, for print shops",
     "original": "the uploaded photos, untouched",
 }
+PRINT_QUALITY = 90
+PRINT_DPI = 300
+MIN_DPI = 72
+"""Autoenhance refuses less; the service refuses it first."""
+MAX_DPI = 2400
 MLS_WIDTH = 2048
 WEB_WIDTH = 1024
 SET_QUALITY = 80
@@ -63,6 +70,7 @@ class Rendition:
     max_width: int | None
     scale: float | None
     dev_mode: bool
+    dpi: int | None = None
 
     def path(self, image_id: str) -> str:
         return f"images/{image_id}/{self.endpoint}"
@@ -79,6 +87,8 @@ class Rendition:
             query["max_width"] = str(self.max_width)
         if self.scale is not None:
             query["scale"] = f"{self.scale:g}"
+        if self.dpi is not None:
+            query["dpi"] = str(self.dpi)
         return query
 
     @property
@@ -98,8 +108,10 @@ def renditions(options: BatchOptions) -> list[Rendition]:
     dev = options.dev_mode
     table = {
         "full": Rendition(
-            "full", "enhanced", options.format, options.quality, options.preview, options.max_width, options.scale, dev
+            "full", "enhanced", options.format, options.quality, options.preview, options.max_width, options.scale, dev,
+            options.dpi,
         ),
+        "print": Rendition("print", "enhanced", ImageFormat.jpeg, PRINT_QUALITY, False, None, None, dev, PRINT_DPI),
         "mls": Rendition("mls", "enhanced", ImageFormat.jpeg, SET_QUALITY, False, MLS_WIDTH, None, dev),
         "web": Rendition("web", "enhanced", ImageFormat.jpeg, SET_QUALITY, True, WEB_WIDTH, None, dev),
         "original": Rendition("original", "original", None, None, False, None, None, dev),
@@ -150,3 +162,25 @@ class CreditCost:
 
 def credit_cost(photos: int, options: BatchOptions) -> CreditCost:
     return CreditCost(photos, tuple(r.set for r in renditions(options) if r.full_resolution))
+
+
+def catalogue() -> list[dict[str, object]]:
+    """Every set this service offers, as GET /api/sets, the page and the CLI list them: what each asks
+    Autoenhance for (the `full` set as its defaults: callers shape it with format, quality, size, dpi)."""
+    listed: list[dict[str, object]] = []
+    for rendition in renditions(BatchOptions(sets=SET_ORDER)):
+        listed.append(
+            {
+                "name": rendition.set,
+                "description": SET_HELP[rendition.set],
+                "source": rendition.endpoint,
+                "format": rendition.format.value if rendition.format is not None else None,
+                "quality": rendition.quality,
+                "max_width": rendition.max_width,
+                "dpi": rendition.dpi,
+                "full_resolution": rendition.endpoint == "enhanced" and not rendition.preview,
+                "spends_credits": rendition.full_resolution,
+                "shaped_by_options": rendition.set == "full",
+            }
+        )
+    return listed

@@ -21,7 +21,7 @@ from app.api.responses import error
 from app.api.security import ServiceKey
 from app.core.models import ImageFormat
 from app.core.selection import choose, selected
-from app.core.sets import Rendition, credit_cost
+from app.core.sets import Rendition, catalogue, credit_cost
 from app.core.spool import Spool
 from app.core.upstream import ImageDownloadFailed
 from app.errors import InvalidOption, NotFound
@@ -70,6 +70,18 @@ async def order_photos(order_id: OrderIdPath, options: OptionsDep, services: Ser
         "chosen": sum(p["chosen"] is True for p in photos),
         "cost": credit_cost(len(selected(order, options).images), options).as_dict(),
     }
+
+
+@router.get(
+    "/api/sets",
+    summary="The delivery sets this service offers (for sets=)",
+    description="Each set's name, what it asks Autoenhance for (format, quality, width, dpi) and whether it "
+    "downloads full resolution (then it spends a credit per photo unless dev_mode). `full` is shaped by the "
+    "request's own options.",
+    responses={401: COMMON_ERRORS[401]},
+)
+async def delivery_sets() -> dict[str, Any]:
+    return {"sets": catalogue()}
 
 
 @router.get(

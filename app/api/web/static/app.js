@@ -203,7 +203,7 @@ function renderCurl() {
 /** Sets that download full-resolution enhanced photos (the ones Autoenhance charges for); as app/core/sets.py. */
 function fullSizeSets() {
   if (el.devMode.checked) return [];
-  return chosenSets().filter((set) => set === "mls" || (set === "full" && !el.preview.checked));
+  return chosenSets().filter((set) => set === "mls" || set === "print" || (set === "full" && !el.preview.checked));
 }
 
 function renderCreditNote() {
