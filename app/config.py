@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         default=4 * 1024 * 1024, ge=0, description="An image is held in memory up to this size, then spilled to disk."
     )
     data_dir: Path = Field(default=Path("data"), description="Cache, job results, job database, spool files.")
+    delivery_sets: Path | None = Field(
+        default=None,
+        description="A TOML or JSON file of extra delivery sets (listing-board presets); read at start.",
+    )
     cache_ttl_seconds: int = Field(default=3600, ge=0, description="How long a cached archive is served. 0 disables.")
     cache_max_bytes: int = Field(default=2 * 1024**3, ge=0, description="Disk budget of the archive cache. 0 disables.")
     job_ttl_seconds: int = Field(default=24 * 3600, ge=60, description="How long a finished job's ZIP is kept.")

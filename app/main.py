@@ -24,6 +24,7 @@ from app.api.intake import IntakeMiddleware
 from app.api.ratelimit import install_rate_limit
 from app.api.security import SecurityHeadersMiddleware
 from app.config import Settings
+from app.core.setfile import load_sets
 from app.errors import ServiceError
 from app.ops.logs import configure_logging, configure_sentry
 from app.ops.metrics import RequestMetrics
@@ -90,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.telemetry = telemetry
+    # read now, so a wrong DELIVERY_SETS stops the start with the entry and field named
+    app.state.delivery_sets = load_sets(settings.delivery_sets) if settings.delivery_sets else {}
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:

@@ -84,3 +84,20 @@ def test_a_name_template_is_checked_on_the_page_and_names_the_files(
         assert sorted(members) == [f"{n}-print-demo-order-3-sample-rooms.jpg" for n in (1, 2, 3)] + ["_manifest.json"]
         assert "template=" in download.url
         assert v.errors == []
+
+
+def test_the_operators_sets_appear_on_the_page(browser: Browser, tmp_path: Path) -> None:
+    sets = tmp_path / "sets.json"
+    sets.write_text('{"sets": [{"name": "board", "description": "1280x960, under 125 KB", "max_width": 1280, '
+                    '"max_bytes": 125000}]}')  # fmt: skip
+    with serve(create_app(demo_settings(tmp_path / "data", delivery_sets=sets))) as url, visit(browser, url) as v:
+        page = v.page
+        wait_for_demo_id(page)
+        board = page.locator("input[name=set][value=board]")
+        expect(board).to_have_count(1)
+        expect(page.locator("label:has(input[value=board])")).to_contain_text("1280x960, under 125 KB")
+        page.click("label:has(input[value=board])")
+        expect(page.locator("#credit-note")).to_have_attribute("data-cost", "spend")  # full size, from its definition
+        expect(page.locator("#curl-cmd")).to_contain_text("board")
+        v.screenshot("page-operator-sets.png")
+        assert v.errors == []

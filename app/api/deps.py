@@ -11,9 +11,9 @@ from fastapi import Body, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.responses import FAILURES_SCHEMA, error
-from app.core.models import BatchOptions, ImageFormat, NameStyle, OrderInfo, validate_order_id
+from app.core.models import BatchOptions, ImageFormat, NameStyle, OrderInfo, SetDefinition, validate_order_id
 from app.core.selection import parse_images
-from app.core.sets import MAX_DPI, MIN_DPI, SET_HELP, parse_sets
+from app.core.sets import MAX_DPI, MIN_DPI, SET_HELP, definitions, parse_sets
 from app.core.templates import MAX_TEMPLATE, checked_template
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.webhooks.urls import InvalidCallbackUrl
@@ -42,7 +42,14 @@ SETS_HELP = "Comma list of delivery sets, each in its own folder: " + "; ".join(
 )
 
 
+def delivery_sets(request: Request) -> dict[str, SetDefinition]:
+    """The operator's sets (DELIVERY_SETS), read when the app was made."""
+    sets: dict[str, SetDefinition] = getattr(request.app.state, "delivery_sets", {})
+    return sets
+
+
 def batch_options(
+    request: Request,
     format: Annotated[ImageFormat, Query(description="Output format of every image")] = ImageFormat.jpeg,
     quality: Annotated[
         int | None, Query(ge=1, le=90, description="Image quality 1-90; omit for Autoenhance's default")
@@ -91,7 +98,8 @@ def batch_options(
         quality=quality,
         preview=preview,
         dev_mode=dev_mode,
-        sets=parse_sets(sets),
+        sets=(chosen := parse_sets(sets, delivery_sets(request))),
+        custom=definitions(chosen, delivery_sets(request)),
         names=names,
         max_width=max_width,
         scale=scale,

@@ -26,9 +26,18 @@ from app.cli.transfer import (
     progress_bars,
     stream_archive,
 )
-from app.core.models import BatchOptions, ImageFormat, ImageInfo, NameStyle, OrderInfo, validate_order_id
+from app.core.models import (
+    BatchOptions,
+    ImageFormat,
+    ImageInfo,
+    NameStyle,
+    OrderInfo,
+    SetDefinition,
+    validate_order_id,
+)
 from app.core.selection import pick
-from app.core.sets import MAX_DPI, MIN_DPI, SET_HELP, catalogue, credit_cost, parse_sets
+from app.core.setfile import SetFileError, load_sets
+from app.core.sets import MAX_DPI, MIN_DPI, SET_HELP, catalogue, credit_cost, definitions, parse_sets
 from app.core.templates import checked_template
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.errors import InvalidOption, InvalidOrderId
@@ -225,14 +234,18 @@ def download(
     Exit status: 0 all images saved; 3 saved, but some images are missing (listed, and in the ZIP's
     report); 1 nothing saved (the reason is printed); 2 the command line is wrong (nothing was asked).
     """
+    direct = url is None and bool(api_key)
     try:
         order_id = validate_order_id(order_id.strip())
+        operator_sets = _operator_sets() if direct else {}
+        chosen_sets = parse_sets(sets, operator_sets, lenient=not direct)  # a service knows its own sets
         options = BatchOptions(
-            format=format, quality=quality, preview=preview, dev_mode=dev_mode, sets=parse_sets(sets), names=names,
+            format=format, quality=quality, preview=preview, dev_mode=dev_mode, sets=chosen_sets, names=names,
+            custom=definitions(chosen_sets, operator_sets),
             max_width=max_width, scale=scale, template=checked_template(template), dpi=dpi,
         )
-    except (InvalidOrderId, InvalidOption) as exc:
-        raise _usage(exc.message) from None
+    except (InvalidOrderId, InvalidOption, SetFileError) as exc:
+        raise _usage(str(exc)) from None
     chosen_only, chosen_out = _items(only), _items(exclude)
     out = output or Path(f"autoenhance-{order_id[:8]}.zip")
     if not out.parent.is_dir():
@@ -273,6 +286,12 @@ def download(
     except httpx.TransportError as exc:
         raise _fail(f"Could not reach the service at {url} ({type(exc).__name__})") from None
     raise typer.Exit(_summary(outcome, unit))
+
+
+def _operator_sets() -> dict[str, SetDefinition]:
+    """Direct mode: the sets of the DELIVERY_SETS file, as the service reads them."""
+    path = os.environ.get("DELIVERY_SETS", "").strip()
+    return load_sets(Path(path)) if path else {}
 
 
 def _items(values: list[str] | None) -> tuple[str, ...]:
@@ -389,7 +408,10 @@ def list_sets(
 ) -> None:
     """List the delivery sets --sets takes: what each asks Autoenhance for, and which spend credits."""
     if url is None:
-        listed = catalogue()
+        try:
+            listed = catalogue(_operator_sets())
+        except SetFileError as exc:
+            raise _fail(str(exc)) from None
     else:
         try:
             with _client(url, key, timeout) as client:

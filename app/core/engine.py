@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from app.core.archive import Member, ZipWriter
 from app.core.budget import FairLimiter, OrderSlots
+from app.core.caps import fetch_within_caps
 from app.core.layout import LayoutMember, LayoutRecorder
 from app.core.models import BatchOptions, ImageInfo, NameStyle, OrderInfo
 from app.core.naming import NameAllocator, safe_stem
@@ -134,7 +135,7 @@ class Engine:
             async with slots.slot():
                 outcome: Spool | NotDownloaded = spool
                 try:
-                    await (obtain or self.client.download_enhanced)(image_id, rendition, spool)
+                    await (obtain or self._fetch)(image_id, rendition, spool)
                 except ImageDownloadFailed as exc:
                     spool.close()
                     outcome = NotDownloaded(exc.reason, exc.recovery)
@@ -145,6 +146,10 @@ class Engine:
         except BaseException:
             spool.close()
             raise
+
+    async def _fetch(self, image_id: str, rendition: Rendition, spool: Spool) -> None:
+        """The default way to get a file: from Autoenhance, within its set's byte cap and height."""
+        await fetch_within_caps(self.client, image_id, rendition, spool)
 
     def _new_spool(self, image_id: str) -> Spool | NotDownloaded:
         limits = self.limits
@@ -291,7 +296,7 @@ class Batch:
         if self.keep is not None and await asyncio.to_thread(self.keep.load, key, spool):
             self.reused += 1
             return
-        await self.engine.client.download_enhanced(image_id, rendition, spool)
+        await fetch_within_caps(self.engine.client, image_id, rendition, spool)
         if self.keep is not None:
             await asyncio.to_thread(self.keep.save, key, spool)
 

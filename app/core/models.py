@@ -6,7 +6,9 @@ Upstream JSON is parsed tolerantly: the v3 API has renamed fields across version
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -70,6 +72,36 @@ DEFAULT_SETS: tuple[str, ...] = ("full",)
 
 
 @dataclass(frozen=True)
+class SetDefinition:
+    """A delivery set an operator defines in DELIVERY_SETS (app/core/setfile.py): what to ask
+    Autoenhance for, and the limits a listing board puts on each file."""
+
+    name: str
+    description: str = ""
+    format: ImageFormat = ImageFormat.jpeg
+    quality: int | None = None
+    max_width: int | None = None
+    max_height: int | None = None
+    """Autoenhance has no height limit: a file taller than this is asked for again at a narrower max_width."""
+    dpi: int | None = None
+    watermark: bool = False
+    """Autoenhance's own `watermark` on the download (a branded set)."""
+    max_bytes: int | None = None
+    """A byte cap: a larger file is asked for again at a lower quality, a few tries at most."""
+    preview: bool = False
+    """True: from the free preview (at most 1024 px); False: full resolution (spends credits)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["format"] = self.format.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SetDefinition:
+        return cls(**(data | {"format": ImageFormat(data.get("format", "jpeg"))}))
+
+
+@dataclass(frozen=True)
 class BatchOptions:
     """The caller's choices for one archive; every field is part of the cache key.
 
@@ -91,6 +123,9 @@ class BatchOptions:
     """A name template (app/core/templates.py), checked when the options are made; None: `names` decides."""
     dpi: int | None = None
     """The full set's density in dots per inch (Autoenhance's `dpi`, at least 72); None: Autoenhance's."""
+    custom: tuple[SetDefinition, ...] = ()
+    """The definitions of the operator's sets named in `sets`, carried with the options so a job run
+    elsewhere, the cache key and the manifest all see what was asked (a changed definition misses the cache)."""
 
     def key(self) -> str:
         q = "auto" if self.quality is None else str(self.quality)
@@ -105,6 +140,9 @@ class BatchOptions:
             key += "-template" + hashlib.sha256(self.template.encode()).hexdigest()[:16]
         if self.dpi is not None:
             key += f"-dpi{self.dpi}"
+        if self.custom:
+            defined = json.dumps([d.as_dict() for d in self.custom], sort_keys=True)
+            key += "-custom" + hashlib.sha256(defined.encode()).hexdigest()[:16]
         return key
 
     def as_dict(self) -> dict[str, Any]:
@@ -120,6 +158,7 @@ class BatchOptions:
             "images": list(self.images),
             "template": self.template,
             "dpi": self.dpi,
+            "custom_sets": [d.as_dict() for d in self.custom],
         }
 
     @classmethod
@@ -136,6 +175,7 @@ class BatchOptions:
             images=tuple(data.get("images") or ()),
             template=data.get("template"),
             dpi=data.get("dpi"),
+            custom=tuple(SetDefinition.from_dict(d) for d in data.get("custom_sets") or ()),
         )
 
 

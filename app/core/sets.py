@@ -18,9 +18,10 @@ costs at most one credit per photo however many full-size sets it asks for.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from app.core.models import DEFAULT_SETS, BatchOptions, ImageFormat, ImageInfo
+from app.core.models import DEFAULT_SETS, BatchOptions, ImageFormat, ImageInfo, SetDefinition
 from app.errors import InvalidOption
 
 SET_ORDER: tuple[str, ...] = ("full", "mls", "web", "print", "original")
@@ -42,20 +43,33 @@ SET_QUALITY = 80
 ORIGINAL_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif", ".dng"}
 
 
-def parse_sets(raw: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
-    """A comma list (or list) of set names -> canonical tuple; unknown names are a 422 before any call."""
+def parse_sets(
+    raw: str | list[str] | tuple[str, ...] | None,
+    custom: Mapping[str, SetDefinition] | None = None,
+    *,
+    lenient: bool = False,
+) -> tuple[str, ...]:
+    """A comma list (or list) of set names -> canonical tuple (built-in sets first, then the operator's
+    in file order); unknown names are a 422 before any call. `lenient` keeps unknown names, last (the
+    CLI's client mode: the service knows its own sets and says if one is wrong)."""
     if raw is None:
         return DEFAULT_SETS
     parts = raw.split(",") if isinstance(raw, str) else [p for item in raw for p in item.split(",")]
     wanted = {p.strip().lower() for p in parts if p.strip()}
-    unknown = sorted(wanted - set(SET_ORDER))
-    if unknown:
+    known = (*SET_ORDER, *(custom or {}))
+    unknown = sorted(wanted - set(known))
+    if unknown and not lenient:
         raise InvalidOption(
-            f"Unknown delivery set {', '.join(repr(u[:40]) for u in unknown)}: choose from {', '.join(SET_ORDER)}"
+            f"Unknown delivery set {', '.join(repr(u[:40]) for u in unknown)}: choose from {', '.join(known)}"
         )
     if not wanted:
         return DEFAULT_SETS
-    return tuple(name for name in SET_ORDER if name in wanted)
+    return tuple(name for name in known if name in wanted) + (tuple(unknown) if lenient else ())
+
+
+def definitions(names: tuple[str, ...], custom: Mapping[str, SetDefinition] | None) -> tuple[SetDefinition, ...]:
+    """The operator's definitions of the chosen sets (carried in BatchOptions.custom)."""
+    return tuple(custom[name] for name in names if custom and name in custom)
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,11 @@ class Rendition:
     scale: float | None
     dev_mode: bool
     dpi: int | None = None
+    watermark: bool = False
+    max_height: int | None = None
+    """Checked after the download (Autoenhance has no such parameter): see app/core/caps.py."""
+    max_bytes: int | None = None
+    """Checked after the download; a larger file is asked for again at a lower quality (app/core/caps.py)."""
 
     def path(self, image_id: str) -> str:
         return f"images/{image_id}/{self.endpoint}"
@@ -89,6 +108,8 @@ class Rendition:
             query["scale"] = f"{self.scale:g}"
         if self.dpi is not None:
             query["dpi"] = str(self.dpi)
+        if self.watermark:
+            query["watermark"] = "true"
         return query
 
     @property
@@ -116,7 +137,12 @@ def renditions(options: BatchOptions) -> list[Rendition]:
         "web": Rendition("web", "enhanced", ImageFormat.jpeg, SET_QUALITY, True, WEB_WIDTH, None, dev),
         "original": Rendition("original", "original", None, None, False, None, None, dev),
     }
-    return [table[name] for name in options.sets]
+    for defined in options.custom:
+        table[defined.name] = Rendition(
+            defined.name, "enhanced", defined.format, defined.quality, defined.preview, defined.max_width, None, dev,
+            defined.dpi, defined.watermark, defined.max_height, defined.max_bytes,
+        )
+    return [table[name] for name in options.sets if name in table]  # (a set only a remote service knows: none here)
 
 
 def uses_folders(options: BatchOptions) -> bool:
@@ -164,15 +190,22 @@ def credit_cost(photos: int, options: BatchOptions) -> CreditCost:
     return CreditCost(photos, tuple(r.set for r in renditions(options) if r.full_resolution))
 
 
-def catalogue() -> list[dict[str, object]]:
+def catalogue(custom: Mapping[str, SetDefinition] | None = None) -> list[dict[str, object]]:
     """Every set this service offers, as GET /api/sets, the page and the CLI list them: what each asks
-    Autoenhance for (the `full` set as its defaults: callers shape it with format, quality, size, dpi)."""
+    Autoenhance for (the `full` set as its defaults: callers shape it with format, quality, size, dpi),
+    the built-in ones first, then the operator's (DELIVERY_SETS)."""
+    custom = custom or {}
+    options = BatchOptions(sets=(*SET_ORDER, *custom), custom=tuple(custom.values()))
     listed: list[dict[str, object]] = []
-    for rendition in renditions(BatchOptions(sets=SET_ORDER)):
+    for rendition in renditions(options):
         listed.append(
             {
                 "name": rendition.set,
-                "description": SET_HELP[rendition.set],
+                "description": SET_HELP.get(rendition.set) or custom[rendition.set].description,
+                "built_in": rendition.set in SET_HELP,
+                "max_height": rendition.max_height,
+                "max_bytes": rendition.max_bytes,
+                "watermark": rendition.watermark,
                 "source": rendition.endpoint,
                 "format": rendition.format.value if rendition.format is not None else None,
                 "quality": rendition.quality,

@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from app.api.deps import COMMON_ERRORS, OptionsDep, OrderIdPath, ServicesDep, load_order
+from app.api.deps import COMMON_ERRORS, OptionsDep, OrderIdPath, ServicesDep, delivery_sets, load_order
 from app.api.responses import error
 from app.api.security import ServiceKey
 from app.core.models import ImageFormat
@@ -80,8 +80,8 @@ async def order_photos(order_id: OrderIdPath, options: OptionsDep, services: Ser
     "request's own options.",
     responses={401: COMMON_ERRORS[401]},
 )
-async def delivery_sets() -> dict[str, Any]:
-    return {"sets": catalogue()}
+async def list_delivery_sets(request: Request) -> dict[str, Any]:
+    return {"sets": catalogue(delivery_sets(request))}
 
 
 @router.get(

@@ -35,6 +35,7 @@ const state = {
   // The order shown above the options: {id, data} once looked up, {id, error} when the lookup failed.
   order: null, lookup: null, lookupFor: "", lookupTimer: 0, thumbUrls: [], shownId: "",
   left: new Set(), // image ids unticked on the thumbnails (every photo is chosen by default)
+  paidSets: { mls: true, print: true }, // sets that download full resolution; GET api/sets completes it
 };
 
 // ---------- helpers ----------
@@ -203,7 +204,7 @@ function renderCurl() {
 /** Sets that download full-resolution enhanced photos (the ones Autoenhance charges for); as app/core/sets.py. */
 function fullSizeSets() {
   if (el.devMode.checked) return [];
-  return chosenSets().filter((set) => set === "mls" || set === "print" || (set === "full" && !el.preview.checked));
+  return chosenSets().filter((set) => (set === "full" ? !el.preview.checked : Boolean(state.paidSets[set])));
 }
 
 function renderCreditNote() {
@@ -781,5 +782,34 @@ el.dropzone.addEventListener("drop", (e) => {
 // A photo dropped next to the zone must not make the browser navigate away to it.
 for (const type of ["dragover", "drop"]) window.addEventListener(type, (e) => e.preventDefault());
 
+/** The operator's own sets (DELIVERY_SETS) as more checkboxes beside the built-in ones. */
+async function loadSets() {
+  let listed;
+  try { listed = (await getJSON(`${API}api/sets`, { headers: keyHeaders() })).sets; } catch { return; }
+  const box = document.querySelector("fieldset.sets");
+  const last = box.querySelector("input[value=original]").closest("label");
+  for (const set of listed) {
+    state.paidSets[set.name] = set.spends_credits;
+    if (set.built_in || box.querySelector(`input[value="${CSS.escape(set.name)}"]`)) continue;
+    const label = document.createElement("label");
+    label.className = "check";
+    const input = document.createElement("input");
+    input.type = "checkbox";
+    input.name = "set";
+    input.value = set.name;
+    input.addEventListener("change", refresh);
+    const text = document.createElement("span");
+    const title = document.createElement("strong");
+    title.textContent = set.name;
+    const detail = document.createElement("span");
+    detail.className = "muted";
+    detail.textContent = ` ${set.description || ""}${set.spends_credits ? "; full resolution, uses credits" : ""}`;
+    text.append(title, detail);
+    label.append(input, text);
+    last.before(label);
+  }
+}
+
 refresh();
 loadHealth();
+loadSets();
