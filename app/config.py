@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         default=4 * 1024 * 1024, ge=0, description="An image is held in memory up to this size, then spilled to disk."
     )
     data_dir: Path = Field(default=Path("data"), description="Cache, job results, job database, spool files.")
+    share_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs share links; unset: one is generated and kept under DATA_DIR. Every instance "
+        "behind one address needs the same value.",
+    )
     delivery_sets: Path | None = Field(
         default=None,
         description="A TOML or JSON file of extra delivery sets (listing-board presets); read at start.",

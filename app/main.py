@@ -132,17 +132,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         clean = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
         return JSONResponse({"detail": detail, "errors": clean}, status_code=422)
 
-    from app.api.routes import batch, docs, health, jobs, listing, metrics, orders, photos, ui, webhooks
+    from app.api.routes import batch, docs, health, jobs, listing, metrics, orders, photos, shares, ui, webhooks
 
     # The API lives under /v1/; today's unversioned paths stay as aliases, served but left out of the
     # OpenAPI document so generated clients and new callers pick the versioned path (ENGINEERING_LOG).
-    for module in (batch, jobs, webhooks, orders, listing, photos):
+    for module in (batch, jobs, shares, webhooks, orders, listing, photos):
         app.include_router(module.router, prefix=API_PREFIX)
         app.include_router(module.router, include_in_schema=False)
     app.include_router(health.api_router, prefix=API_PREFIX)
     app.include_router(health.api_router, include_in_schema=False)
     for module in (health, metrics, ui, docs):  # probes, metrics, the page and the docs are not versioned
         app.include_router(module.router)
+    app.include_router(shares.public)  # share links: opened by people, never versioned, no key
     ui.mount_static(app)
     docs.mount_docs_assets(app)
 

@@ -21,6 +21,7 @@ import logging
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -28,6 +29,7 @@ from app.archives.service import Archives
 from app.config import Settings
 from app.core.models import BatchOptions, OrderInfo
 from app.core.selection import selected
+from app.core.sharing import ShareSigner, ShareToken, load_secret, new_share_id
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient
 from app.core.wait import WaitOptions
@@ -41,6 +43,8 @@ from app.jobs.records import (
     JobNotFound,
     JobNotReady,
     JobStatus,
+    ShareGone,
+    ShareNotFound,
     TooManyJobs,
     iso,
 )
@@ -81,6 +85,8 @@ class JobManager:
         self.runner = JobRunner(settings, store, results, archives, client, stats, announce)
         self.queue = JobQueue.for_settings(settings, self.runner.execute)
         self.supervisor = Supervisor(settings, store, results, self.queue, announce, self.runner.running)
+        secret = settings.share_secret.get_secret_value() if settings.share_secret else None
+        self.signer = ShareSigner(load_secret(secret, settings.data_dir))
         self._starting: asyncio.Task[None] | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._closing = False
@@ -163,6 +169,7 @@ class JobManager:
         callback_url: str | None = None,
         public_base_url: str | None = None,
         wait: WaitOptions | None = None,
+        share_expires_in: float | None = None,
     ) -> Job:
         """Record a queued job for an order already fetched, and queue it (it waits for a slot).
 
@@ -191,6 +198,11 @@ class JobManager:
             public_base_url=public_base_url,
             lease_until=now + QUEUED_RESEND_SECONDS if self.distributed else None,
             wait_seconds=wait.timeout if wait is not None and wait.wait else None,
+            shares=(
+                ({"share_id": new_share_id(), "expires_at": int(now + share_expires_in), "revoked_at": None},)
+                if share_expires_in
+                else ()
+            ),
         )
         await self.store.insert(job)
         if not self.distributed:
@@ -273,6 +285,53 @@ class JobManager:
                 log.info("finished job cancelled; its archive deleted", extra={"job_id": job_id})
                 return await self.get(job_id)
         raise JobNotReady("The job changed status while being cancelled; try again", headers={"Retry-After": "1"})
+
+    # -- share links (app/core/sharing.py) ---------------------------------------------------------
+
+    async def share(self, job_id: str, expires_in: float) -> tuple[Job, dict[str, Any], str]:
+        """A new share link of a job (its record, the share, the token); refused as a download would be
+        (409 not ready, 422 failed, 410 cancelled or expired) so a link never points at nothing."""
+        job, _ = await self.result(job_id)
+        share_id, expires_at = new_share_id(), int(time.time() + expires_in)
+        share: dict[str, Any] = {"share_id": share_id, "expires_at": expires_at, "revoked_at": None}
+        if not await self.store.update(job_id, only_if=JobStatus.complete, shares=(*job.shares, share)):
+            raise JobNotReady("The job changed while the link was made; try again", headers={"Retry-After": "1"})
+        log.info("share link made", extra={"job_id": job_id, "share_id": share["share_id"]})
+        return await self.get(job_id), share, self.signer.make(job_id, share_id, expires_at)
+
+    async def revoke(self, job_id: str, share_id: str | None) -> Job:
+        """Revoke one share link of a job, or all of them (share_id None); 404 for an unknown link."""
+        job = await self.get(job_id)
+        if share_id is not None and all(s["share_id"] != share_id for s in job.shares):
+            raise ShareNotFound()
+        now = time.time()
+        shares = tuple(
+            s | {"revoked_at": now} if share_id in (None, s["share_id"]) and s.get("revoked_at") is None else s
+            for s in job.shares
+        )
+        await self.store.update(job_id, shares=shares)
+        log.info("share links revoked", extra={"job_id": job_id, "share_id": share_id or "all"})
+        return await self.get(job_id)
+
+    async def shared(self, token: str) -> tuple[Job, Path | str, ShareToken]:
+        """What a share link opens: the job and its archive; ShareGone (410) once expired, revoked or
+        deleted, ShareNotFound (404) for a link this server did not sign."""
+        claims = self.signer.read(token)
+        if claims is None:
+            raise ShareNotFound()
+        job = await self.store.get(claims.job_id)
+        share = next((s for s in job.shares if s["share_id"] == claims.share_id), None) if job else None
+        if job is None or share is None:
+            raise ShareGone("This link no longer works: the download it pointed to was deleted.")
+        if share.get("revoked_at") is not None:
+            raise ShareGone("This link was withdrawn by whoever shared it. Ask them for a new one.")
+        if time.time() >= share["expires_at"]:
+            raise ShareGone(f"This link expired on {iso(share['expires_at'])}. Ask whoever shared it for a new one.")
+        try:
+            _, location = await self.result(job.job_id)
+        except (JobExpired, JobCancelled, JobFailed) as exc:
+            raise ShareGone("This link no longer works: the download it pointed to was deleted.") from exc
+        return job, location, claims
 
     async def aclose(self) -> None:
         """Stop consuming, stop this process's runs and settle their records, close the store.

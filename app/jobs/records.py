@@ -41,6 +41,14 @@ class JobExpired(Gone):
     pass
 
 
+class ShareNotFound(NotFound):
+    message = "This is not a working share link (check that it was copied whole)"
+
+
+class ShareGone(Gone):
+    """An expired, revoked or emptied share link: 410 with a plain sentence for whoever opened it."""
+
+
 class JobCancelled(Gone):
     message = "The job was cancelled and its archive deleted; create a new job"
 
@@ -108,6 +116,12 @@ class Job:
     """`<host>:<pid>` of the process running (or that last ran) the job: for operators and the logs."""
     wait_seconds: float | None = None
     """wait=true: the run first polls the order up to this long until no image is processing (app/core/wait.py)."""
+    shares: tuple[dict[str, Any], ...] = ()
+    """Share links made of this job: {"share_id", "expires_at", "revoked_at"} (app/core/sharing.py)."""
+
+    def active_shares(self, now: float | None = None) -> list[dict[str, Any]]:
+        moment = time.time() if now is None else now
+        return [s for s in self.shares if s.get("revoked_at") is None and s["expires_at"] > moment]
 
     @property
     def status_url(self) -> str:
@@ -147,4 +161,8 @@ class Job:
             "status_url": self.status_url,
             "download_url": self.download_url,
             "attempt": self.attempt,
+            "shares": [
+                {"share_id": s["share_id"], "expires_at": iso(s["expires_at"]), "revoked": s.get("revoked_at") is not None}
+                for s in self.shares
+            ],
         }

@@ -44,6 +44,11 @@ class JobCallback(BaseModel):
     error: str | None = Field(default=None, description="Why the job failed (only when status is failed)")
     errors: list[str] = Field(description=f"The first {MAX_ERRORS} per-image errors, as 'name: reason'")
     finished_at: str | None = Field(description="ISO 8601 UTC")
+    share_urls: list[str] = Field(
+        default_factory=list,
+        description="Share links of the ZIP that work now (made with share_expires_in, or POST /jobs/{id}/share): "
+        "anyone can open them without a key until they expire",
+    )
 
 
 EVENTS: dict[str, Literal["job.failed", "job.cancelled"]] = {"failed": "job.failed", "cancelled": "job.cancelled"}
@@ -57,7 +62,9 @@ def callback_status(job: Job) -> CallbackStatus:
     return "completed_with_errors" if job.failed else "completed"
 
 
-def job_callback(job: Job, base_url: str, watch_id: str | None = None) -> JobCallback:
+def job_callback(
+    job: Job, base_url: str, watch_id: str | None = None, share_tokens: list[str] | None = None
+) -> JobCallback:
     """The payload for a finished job; `base_url` makes its links absolute."""
     status = callback_status(job)
     base = base_url.rstrip("/")
@@ -79,6 +86,7 @@ def job_callback(job: Job, base_url: str, watch_id: str | None = None) -> JobCal
         error=job.error if status in ("failed", "cancelled") else None,
         errors=errors,
         finished_at=iso(end),
+        share_urls=[] if status in ("failed", "cancelled") else [f"{base}/share/{t}" for t in share_tokens or ()],
     )
 
 

@@ -11,7 +11,7 @@ import logging
 import os
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
@@ -90,6 +90,7 @@ class JobView(BaseModel):
     download_url: str
     attempt: int = Field(1, description="Run of the job: 2+ after a worker running it died (README 'Running at scale')")
     webhook: JobWebhookView | None = None
+    shares: list[dict[str, Any]] = Field(default_factory=list, description="Share links made of this job (tokens are not shown)")
 
 
 @router.post(
@@ -119,6 +120,11 @@ async def create_job(
     request: Request,
     services: ServicesDep,
     wait: WaitDep,
+    share_expires_in: Annotated[
+        int | None,
+        Query(ge=60, le=90 * 24 * 3600, description="Also make a share link of the ZIP, working this many seconds "
+              "from now; its URL is in the job's webhook (`share_urls`) and POST /jobs/{id}/share makes more"),
+    ] = None,
 ) -> JSONResponse:
     order = await load_order(order_id, services)
     options = choose(order, options)  # images= resolved to ids (422 for an unknown one) before the job exists
@@ -128,6 +134,7 @@ async def create_job(
         callback_url=callback,
         public_base_url=public_base_url(request) if callback else None,
         wait=wait,
+        share_expires_in=share_expires_in,
     )
     body = JobAccepted(
         job_id=job.job_id, status=job.status.value, status_url=job.status_url, download_url=job.download_url

@@ -19,11 +19,9 @@ from fastapi.responses import Response
 from app.api.deps import COMMON_ERRORS, OptionsDep, OrderIdPath, ServicesDep, delivery_sets, load_order
 from app.api.responses import error
 from app.api.security import ServiceKey
-from app.core.models import ImageFormat
 from app.core.selection import choose, selected
-from app.core.sets import Rendition, catalogue, credit_cost
-from app.core.spool import Spool
-from app.core.upstream import ImageDownloadFailed
+from app.core.sets import catalogue, credit_cost
+from app.core.thumbnails import THUMBNAIL_WIDTH, thumbnail_bytes
 from app.errors import InvalidOption, NotFound
 
 
@@ -33,8 +31,6 @@ class ImageNotFound(NotFound):
 
 router = APIRouter(tags=["batch"], dependencies=[ServiceKey])
 
-THUMBNAIL_WIDTH = 320
-THUMBNAIL_MAX_BYTES = 2 * 1024 * 1024
 _IMAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -100,19 +96,7 @@ async def thumbnail(
 ) -> Response:
     if not _IMAGE_ID.match(image_id):
         raise InvalidOption("Not an image id")
-    settings = services.settings
-    jpeg, width = ImageFormat.jpeg, THUMBNAIL_WIDTH
-    for rendition in (
-        Rendition("thumbnail", "enhanced", jpeg, 70, True, width, None, False),  # the free preview
-        Rendition("thumbnail", "original", jpeg, 70, False, width, None, False),  # not enhanced yet
-    ):
-        spool = Spool(settings.spool_dir, THUMBNAIL_MAX_BYTES, THUMBNAIL_MAX_BYTES)
-        try:
-            await services.client.download_enhanced(image_id, rendition, spool)
-            body = b"".join(spool.chunks())
-        except ImageDownloadFailed:
-            continue
-        finally:
-            spool.close()
+    body = await thumbnail_bytes(services.client, services.settings.spool_dir, image_id)
+    if body is not None:
         return Response(body, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
     raise ImageNotFound("Autoenhance has no preview or original of this image yet")
