@@ -178,6 +178,8 @@ class Settings(BaseSettings):
         "s3_region",
         "s3_access_key_id",
         "s3_secret_access_key",
+        "share_secret",
+        "delivery_sets",
         mode="before",
     )
     @classmethod
