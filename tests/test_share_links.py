@@ -155,3 +155,23 @@ def test_the_share_page_in_a_browser(browser: Browser, simulator: Sim, start_ser
         assert sorted(members) == ["_manifest.json", "back.jpg", "front.jpg"]
         assert download.url == f"{link}/download"
         assert v.errors == []
+
+
+def test_the_cli_shares_revokes_and_cancels(simulator: Sim, start_service: Callable[..., Service]) -> None:
+    from tests.support.cli_runner import run
+
+    order_id = seed(simulator, SeedImage(name="a.jpg"))
+    service = start_service()
+    with service.client() as client:
+        job = _finished_job(client, order_id)
+    code, out, err = run("share", str(job["job_id"]), "--url", service.url, "--expires-in", "3600")
+    assert code == 0, err
+    link = out.strip()
+    assert httpx.get(f"{link}/download").status_code == 200
+    code, _, err = run("share", str(job["job_id"]), "--url", service.url, "--revoke", "all")
+    assert code == 0 and "Withdrawn" in err
+    assert httpx.get(link).status_code == 410
+    code, _, err = run("cancel", str(job["job_id"]), "--url", service.url)
+    assert code == 0 and "is cancelled" in err
+    code, _, err = run("share", str(job["job_id"]), "--url", service.url)
+    assert code == 1 and "cancelled" in err

@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -394,6 +394,54 @@ def serve(
         timeout_graceful_shutdown=timeout_graceful_shutdown,
         **server_options(limit_concurrency=limit_concurrency),
     )
+
+
+JobIdArgument = Annotated[str, typer.Argument(help="The job id (from POST /v1/orders/{id}/jobs or --job).", show_default=False)]
+
+
+@cli.command("cancel")
+def cancel_job(job_id: JobIdArgument, url: UrlOption = DEFAULT_URL, key: KeyOption = None, timeout: TimeoutOption = 30.0) -> None:
+    """Cancel a job on the service: its downloads stop and its slot frees; a finished job's ZIP is deleted."""
+    answer = _ask(url, key, timeout, "DELETE", f"v1/jobs/{job_id}")
+    err.print(f"Job {answer['job_id']} is {answer['status']}.")
+
+
+@cli.command("share")
+def share_job(
+    job_id: JobIdArgument,
+    expires_in: Annotated[
+        int, typer.Option("--expires-in", min=60, max=90 * 24 * 3600, help="Seconds the link works (default 7 days).")
+    ] = 7 * 24 * 3600,
+    revoke: Annotated[
+        str | None,
+        typer.Option("--revoke", help="Withdraw this share id instead ('all' for every link of the job).", show_default=False),
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Print a link to a finished job's ZIP that anyone can open without a key, until it expires."""
+    if revoke is not None:
+        path = f"v1/jobs/{job_id}/share" + ("" if revoke == "all" else f"/{revoke}")
+        answer = _ask(url, key, timeout, "DELETE", path)
+        err.print(f"Withdrawn: {', '.join(answer['revoked']) or 'no link'}.")
+        return
+    answer = _ask(url, key, timeout, "POST", f"v1/jobs/{job_id}/share", params={"expires_in": str(expires_in)})
+    typer.echo(answer["url"])
+    err.print(f"Works until {answer['expires_at']} (share id {answer['share_id']}; --revoke it to withdraw).")
+
+
+def _ask(url: str, key: str | None, timeout: float, method: str, path: str, **kwargs: object) -> dict[str, Any]:
+    """One call to the service; its JSON, or the one-line error (exit 1)."""
+    try:
+        with _client(url, key, timeout) as client:
+            response = client.request(method, path, **kwargs)  # type: ignore[arg-type]
+    except httpx.TransportError as exc:
+        raise _fail(f"Could not reach the service at {url} ({type(exc).__name__})") from None
+    if response.status_code >= 400:
+        raise _fail(error_detail(response))
+    answer: dict[str, Any] = response.json()
+    return answer
 
 
 @cli.command("sets")
