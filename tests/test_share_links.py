@@ -5,6 +5,7 @@ data dir, listed in the job's webhook; with S3 results the download redirects to
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -175,3 +176,37 @@ def test_the_cli_shares_revokes_and_cancels(simulator: Sim, start_service: Calla
     assert code == 0 and "is cancelled" in err
     code, _, err = run("share", str(job["job_id"]), "--url", service.url)
     assert code == 1 and "cancelled" in err
+
+
+@pytest.mark.xdist_group("browser")
+def test_the_page_cancels_a_running_job_and_makes_a_link_for_a_finished_one(
+    browser: Browser, simulator: Sim, start_service: Callable[..., Service]
+) -> None:
+    from simulator import Fault
+    from tests.support.browser_helpers import visit
+    from tests.support.jobs_helpers import image_id
+
+    slow = seed(simulator, SeedImage(name="a.jpg"), SeedImage(name="slow.jpg"), name="Slow Road")
+    simulator.state.add_fault(Fault(kind="latency", image_id=image_id(simulator, slow, "slow.jpg"), seconds=30))
+    quick = seed(simulator, SeedImage(name="a.jpg"), name="Quick Road")
+    service = start_service()
+    with visit(browser, service.url) as v:
+        page = v.page
+        page.fill("#order-id", slow)
+        expect(page.locator("#order-view")).to_be_visible()
+        page.click("#job-btn")
+        expect(page.locator("#job-done")).to_have_text("1")
+        page.click("#job-cancel-btn")
+        expect(page.locator("#job-state")).to_have_text("cancelled")
+        expect(page.locator("#job-msg")).to_contain_text("Cancelled")
+
+        page.fill("#order-id", quick)
+        expect(page.locator("#order-view")).to_be_visible()
+        page.click("#job-btn")
+        page.click("#job-share-btn")
+        link = page.locator("#share-url")
+        expect(link).to_have_value(re.compile(rf"^{re.escape(service.url)}/share/"))
+        v.screenshot("page-share-link.png")
+        assert httpx.get(link.input_value()).status_code == 200
+        # live mode without ADMIN_TOKEN: the page's recent-orders listing is refused (403), by design
+        assert [e for e in v.errors if "403" not in e] == []

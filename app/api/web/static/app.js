@@ -450,8 +450,54 @@ function showJobDownload(job) {
   control.className = "btn btn-primary";
   control.id = "job-download-btn";
   control.textContent = "Download ZIP";
-  el.jobActions.replaceChildren(control);
+  const share = document.createElement("button");
+  share.type = "button";
+  share.className = "btn btn-secondary";
+  share.id = "job-share-btn";
+  share.textContent = "Make a link to send";
+  share.addEventListener("click", () => makeShareLink(job, share));
+  el.jobActions.replaceChildren(control, share);
   el.jobActions.hidden = false;
+}
+
+/** While the job runs: a button that cancels it (the service stops its downloads and frees its slot). */
+function showJobCancel(started) {
+  const cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.className = "btn btn-secondary";
+  cancel.id = "job-cancel-btn";
+  cancel.textContent = "Cancel";
+  cancel.addEventListener("click", async () => {
+    cancel.disabled = true;
+    try {
+      renderJob(await getJSON(started.status_url, { method: "DELETE", headers: keyHeaders() }));
+    } catch (err) {
+      cancel.disabled = false;
+      setStatus(el.jobMsg, `Could not cancel: ${err.message}`, "error");
+    }
+  });
+  el.jobActions.replaceChildren(cancel);
+  el.jobActions.hidden = false;
+}
+
+/** A link anyone can open without the access code, valid 7 days: shown to copy, never opened here. */
+async function makeShareLink(job, button) {
+  button.disabled = true;
+  try {
+    const made = await getJSON(`${job.status_url || `${API}jobs/${job.job_id}`}/share`, { method: "POST", headers: keyHeaders() });
+    const field = document.createElement("input");
+    field.type = "text";
+    field.readOnly = true;
+    field.id = "share-url";
+    field.value = made.url;
+    field.setAttribute("aria-label", "Link to send");
+    button.replaceWith(field);
+    field.select();
+    setStatus(el.jobMsg, `Link ready: anyone with it can download the ZIP until ${new Date(made.expires_at).toLocaleString()}.`, "ok");
+  } catch (err) {
+    button.disabled = false;
+    setStatus(el.jobMsg, `Could not make a link: ${err.message}`, "error");
+  }
 }
 
 /** Only for the keyed job download: a navigation cannot carry X-API-Key, so fetch into a Blob. */
@@ -494,6 +540,7 @@ async function runJob({ autoSave = false } = {}) {
   try {
     const started = await getJSON(orderPath("jobs"), { method: "POST", headers: keyHeaders() });
     setStatus(el.jobMsg, "");
+    showJobCancel(started);
     let misses = 0;
     while (run === state.jobRun) {
       try {
@@ -503,7 +550,7 @@ async function runJob({ autoSave = false } = {}) {
         if (err.status || ++misses > 3) throw err; // the job keeps running on the server: ride out a flaky network
       }
       if (job) renderJob(job);
-      if (job && (job.status === "complete" || job.status === "failed")) break;
+      if (job && ["complete", "failed", "cancelled"].includes(job.status)) break;
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
   } catch (err) {
@@ -517,6 +564,11 @@ async function runJob({ autoSave = false } = {}) {
     return;
   }
   if (run !== state.jobRun) return;
+  if (job.status === "cancelled") {
+    el.jobActions.hidden = true;
+    setStatus(el.jobMsg, "Cancelled: nothing more is downloaded, and nothing was kept.", "warn");
+    return;
+  }
   if (job.status === "failed") {
     setStatus(el.jobMsg, `Could not prepare the download: ${job.error || "no photo could be downloaded"}`, "error");
     return;
