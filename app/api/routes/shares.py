@@ -36,6 +36,7 @@ MAX_EXPIRES = 90 * 24 * 3600
 THUMBS_ON_PAGE = 24
 JobIdPath = Annotated[str, Path(description="The job id returned by POST /orders/{order_id}/jobs")]
 TokenPath = Annotated[str, Path(description="The share link's token", max_length=200)]
+KEY_ERRORS: dict[int | str, dict[str, Any]] = {401: error("SERVICE_API_KEY is set and X-API-Key is missing or wrong")}
 
 
 @router.post(
@@ -45,6 +46,7 @@ TokenPath = Annotated[str, Path(description="The share link's token", max_length
     "seconds, default 7 days) or is revoked: a plain download page, then the ZIP (Range works).",
     status_code=201,
     responses={
+        **KEY_ERRORS,
         404: error("No job with this id"),
         409: error("The job is still queued or running"),
         410: error("The job's archive expired or the job was cancelled"),
@@ -67,13 +69,13 @@ async def create_share(
     }
 
 
-@router.delete("/jobs/{job_id}/share/{share_id}", summary="Revoke one share link", responses={404: error("No such job or link")})
+@router.delete("/jobs/{job_id}/share/{share_id}", summary="Revoke one share link", responses={**KEY_ERRORS, 404: error("No such job or link")})
 async def revoke_share(job_id: JobIdPath, share_id: str, services: ServicesDep) -> dict[str, Any]:
     job = await services.jobs.revoke(job_id, share_id)
     return {"job_id": job.job_id, "revoked": [share_id]}
 
 
-@router.delete("/jobs/{job_id}/share", summary="Revoke every share link of a job", responses={404: error("No such job")})
+@router.delete("/jobs/{job_id}/share", summary="Revoke every share link of a job", responses={**KEY_ERRORS, 404: error("No such job")})
 async def revoke_shares(job_id: JobIdPath, services: ServicesDep) -> dict[str, Any]:
     job = await services.jobs.revoke(job_id, None)
     return {"job_id": job.job_id, "revoked": [s["share_id"] for s in job.shares]}
@@ -83,7 +85,19 @@ def _plain(exc: ServiceError) -> PlainTextResponse:
     return PlainTextResponse(exc.message + "\n", status_code=exc.status_code, headers={"Cache-Control": "no-store"})
 
 
-@public.get("/share/{token}", summary="A shared download's page", response_class=HTMLResponse)
+PLAIN = {"text/plain": {"schema": {"type": "string"}}}
+LINK_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Not a link this server signed (mangled or forged)", "content": PLAIN},
+    410: {"description": "The link expired or was withdrawn, or its ZIP is gone", "content": PLAIN},
+}
+
+
+@public.get(
+    "/share/{token}",
+    summary="A shared download's page",
+    response_class=HTMLResponse,
+    responses={200: {"content": {"text/html": {}}}, **LINK_ERRORS},
+)
 async def share_page(token: TokenPath, services: ServicesDep) -> Response:
     try:
         job, _, _ = await services.jobs.shared(token)
@@ -118,7 +132,19 @@ async def share_page(token: TokenPath, services: ServicesDep) -> Response:
 
 
 @public.head("/share/{token}/download", include_in_schema=False)
-@public.get("/share/{token}/download", summary="A shared download's ZIP (Range works)", response_class=Response)
+@public.get(
+    "/share/{token}/download",
+    summary="A shared download's ZIP (Range works)",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/zip": {}}, "description": "The archive"},
+        206: {"content": {"application/zip": {}}, "description": "The requested byte range"},
+        304: {"description": "If-None-Match names this archive"},
+        307: {"description": "With S3_BUCKET: a presigned URL of the archive"},
+        416: {"description": "The range is past the end"},
+        **LINK_ERRORS,
+    },
+)
 async def share_download(token: TokenPath, request: Request, services: ServicesDep) -> Response:
     try:
         job, location, _ = await services.jobs.shared(token)
