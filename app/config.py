@@ -95,6 +95,15 @@ class Settings(BaseSettings):
         description="Of those, resumes (a Range request) one caller may have in flight on this instance; over it, 429.",
     )
     data_dir: Path = Field(default=Path("data"), description="Cache, job results, job database, spool files.")
+    share_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs share links; unset: one is generated and kept under DATA_DIR. Every instance "
+        "behind one address needs the same value.",
+    )
+    delivery_sets: Path | None = Field(
+        default=None,
+        description="A TOML or JSON file of extra delivery sets (listing-board presets); read at start.",
+    )
     cache_ttl_seconds: int = Field(default=3600, ge=0, description="How long a cached archive is served. 0 disables.")
     cache_max_bytes: int = Field(default=2 * 1024**3, ge=0, description="Disk budget of the archive cache. 0 disables.")
     job_ttl_seconds: int = Field(default=24 * 3600, ge=60, description="How long a finished job's ZIP is kept.")
@@ -244,6 +253,8 @@ class Settings(BaseSettings):
         "s3_region",
         "s3_access_key_id",
         "s3_secret_access_key",
+        "share_secret",
+        "delivery_sets",
         mode="before",
     )
     @classmethod

@@ -26,6 +26,7 @@ from app.api.ratelimit import install_rate_limit
 from app.api.security import SecurityHeadersMiddleware
 from app.api.streams import install_stream_caps
 from app.config import Settings
+from app.core.setfile import load_sets
 from app.errors import ServiceError
 from app.ops.logs import configure_logging, configure_sentry
 from app.ops.metrics import RequestMetrics
@@ -92,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.telemetry = telemetry
+    # read now, so a wrong DELIVERY_SETS stops the start with the entry and field named
+    app.state.delivery_sets = load_sets(settings.delivery_sets) if settings.delivery_sets else {}
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
@@ -131,17 +134,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         clean = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
         return JSONResponse({"detail": detail, "errors": clean}, status_code=422)
 
-    from app.api.routes import batch, docs, health, jobs, listing, metrics, orders, photos, ui, webhooks
+    from app.api.routes import batch, docs, health, jobs, listing, metrics, orders, photos, shares, ui, webhooks
 
     # The API lives under /v1/; the unversioned paths stay as aliases, served but left out of the
     # OpenAPI document so generated clients and new callers pick the versioned path (docs/api.md).
-    for module in (batch, jobs, webhooks, orders, listing, photos):
+    for module in (batch, jobs, shares, webhooks, orders, listing, photos):
         app.include_router(module.router, prefix=API_PREFIX)
         app.include_router(module.router, include_in_schema=False)
     app.include_router(health.api_router, prefix=API_PREFIX)
     app.include_router(health.api_router, include_in_schema=False)
     for module in (health, metrics, ui, docs):  # probes, metrics, the page and the docs are not versioned
         app.include_router(module.router)
+    app.include_router(shares.public)  # share links: opened by people, never versioned, no key
     ui.mount_static(app)
     docs.mount_docs_assets(app)
 
@@ -152,7 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.allowed_origins,
-            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+            allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
             allow_headers=["X-API-Key", "X-Admin-Token", "Range", "Content-Type"],
             expose_headers=["Content-Disposition", "X-Total-Images", "X-Downloaded", "X-Failed", "X-Request-ID"],
         )

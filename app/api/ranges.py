@@ -29,6 +29,7 @@ from app.core.layout import Layout
 from app.core.models import BatchOptions, OrderInfo
 from app.core.resume import LayoutChanged, LayoutRaced, Replay, prepare
 from app.core.stats import Stats
+from app.core.zipformat import listing_ranks
 from app.wiring import Services
 
 log = logging.getLogger("app.ranges")
@@ -148,7 +149,8 @@ async def _replay_response(replay: Replay, services: Services, order: OrderInfo,
 
 
 async def _replay_bytes(replay: Replay, stats: Stats) -> AsyncIterator[bytes]:
-    writer = ZipWriter(zip32_limit=replay.layout.zip32_limit, start=replay.start)
+    ranks = listing_ranks(name for _, name in replay.layout.plan)
+    writer = ZipWriter(zip32_limit=replay.layout.zip32_limit, start=replay.start, ranks=ranks)
     for member in replay.members:
         writer.feed(member)
     writer.finish()

@@ -26,15 +26,19 @@ from typing import TYPE_CHECKING
 
 from app.core.archive import Member, ZipWriter
 from app.core.budget import FairLimiter, OrderSlots
+from app.core.caps import fetch_within_caps
 from app.core.layout import LayoutMember, LayoutRecorder
 from app.core.models import BatchOptions, ImageInfo, NameStyle, OrderInfo
-from app.core.naming import NameAllocator
+from app.core.naming import NameAllocator, safe_stem
 from app.core.report import closing_files
+from app.core.selection import selected
 from app.core.sets import Rendition, renditions, uses_folders
 from app.core.shared_files import SharedFiles
 from app.core.spool import MemoryAccount, MemoryGauge, Spool
 from app.core.stats import Stats
+from app.core.templates import Template, Values, parse_template, render
 from app.core.upstream import AutoenhanceClient, ImageDownloadFailed
+from app.core.zipformat import ZIP32_LIMIT, listing_ranks
 from app.errors import EmptyOrder, ImageFailure, OrderTooLarge
 
 if TYPE_CHECKING:
@@ -153,7 +157,7 @@ class Engine:
             async with slots.slot():
                 outcome: Spool | NotDownloaded = spool
                 try:
-                    await (obtain or self.client.download_enhanced)(image_id, rendition, spool)
+                    await (obtain or self._fetch)(image_id, rendition, spool)
                 except ImageDownloadFailed as exc:
                     spool.close()
                     outcome = NotDownloaded(exc.reason, exc.recovery)
@@ -164,6 +168,10 @@ class Engine:
         except BaseException:
             spool.close()
             raise
+
+    async def _fetch(self, image_id: str, rendition: Rendition, spool: Spool) -> None:
+        """The default way to get a file: from Autoenhance, within its set's byte cap and height."""
+        await fetch_within_caps(self.client, image_id, rendition, spool)
 
     def _new_spool(self, image_id: str, memory: MemoryAccount | None) -> Spool | NotDownloaded:
         limits = self.limits
@@ -188,7 +196,7 @@ class Engine:
 
         `keep` (the CLI's direct mode) saves each downloaded file and serves it again on a rerun.
         """
-        self.check(order)
+        self.check(selected(order, options))
         batch = Batch(self, order, options, keep)
         try:
             batch.start()
@@ -203,7 +211,7 @@ class Batch:
 
     def __init__(self, engine: Engine, order: OrderInfo, options: BatchOptions, keep: Keep | None = None) -> None:
         self.engine = engine
-        self.order = order
+        self.order = order = selected(order, options)  # the chosen photos only, each keeping its number
         self.options = options
         self.keep = keep
         self.renditions = renditions(options)
@@ -249,15 +257,40 @@ class Batch:
         folders = uses_folders(self.options)
         allocators = {r.set: NameAllocator() for r in self.renditions}
         numbers = self.order.numbers or {}
-        width = max(2, len(str(max([len(self.order.images), *numbers.values()]))))
+        width = max(2, len(str(max([self.order.listed or len(self.order.images), *numbers.values()]))))
+        template = parse_template(self.options.template) if self.options.template is not None else None
         planned = []
-        for position, image in enumerate(self.order.images, start=1):
-            number = numbers.get(image.image_id, position)  # kept numbers: a photo added later takes the next
-            prefix = f"{number:0{width}d} - " if self.options.names is NameStyle.sequence else ""
+        for index, image in enumerate(self.order.images, start=1):
+            # kept numbers first (a photo added later takes the next), then the place in the whole order
+            # (kept when photos are chosen), then the place here
+            position = numbers.get(image.image_id, image.position or index)
+            prefix = f"{position:0{width}d} - " if self.options.names is NameStyle.sequence else ""
             for rendition in self.renditions:
-                name = allocators[rendition.set].allocate(image.name, image.image_id, rendition.extension(image), prefix)
+                extension = rendition.extension(image)
+                allocator = allocators[rendition.set]
+                if template is None:
+                    name = allocator.allocate(image.name, image.image_id, extension, prefix)
+                else:
+                    stem = self._templated(template, image, position, width, rendition.set, extension)
+                    name = allocator.allocate(stem, image.image_id, extension)
                 planned.append((image, rendition, f"{rendition.set}/{name}" if folders else name))
         return planned
+
+    def _templated(self, template: Template, image: ImageInfo, position: int, width: int, set_name: str, extension: str) -> str:
+        """A template's stem for one file: path separators made plain characters (a name never makes a
+        folder), the extension taken off when the template wrote it (allocate adds it back)."""
+        values = Values(
+            n=position,
+            width=width,
+            name=safe_stem(image.name, image.image_id),
+            ext=extension.lstrip("."),
+            order=self.order.name or self.order.order_id,
+            set=set_name,
+        )
+        stem = render(template, values).replace("/", "_").replace("\\", "_")
+        if stem.casefold().endswith(extension.casefold()):
+            stem = stem[: -len(extension)]
+        return stem
 
     def start(self) -> None:
         """Plan every file, then start the downloads (planning first: a failure there starts nothing)."""
@@ -298,7 +331,7 @@ class Batch:
         if self.keep is not None and await asyncio.to_thread(self.keep.load, key, spool):
             self.reused += 1
             return
-        await self.engine.client.download_enhanced(image_id, rendition, spool)
+        await fetch_within_caps(self.engine.client, image_id, rendition, spool)
         if self.keep is not None:
             await asyncio.to_thread(self.keep.save, key, spool)
 
@@ -364,11 +397,14 @@ class Batch:
     # -- archive ---------------------------------------------------------------------------------
 
     async def archive(self, recorder: LayoutRecorder | None = None) -> AsyncGenerator[bytes, None]:
-        """The ZIP: images in completion order, then the report (if anything failed) and manifest.
+        """The ZIP: images in completion order, then the report (if anything failed) and manifest;
+        its central directory lists them in plan order (set, then photo), see zipformat.listing_ranks.
 
         With a `recorder`, each member is on record before its first byte is written, and every
         member carries the layout's time, so the archive can be replayed from any offset."""
-        writer = ZipWriter(zip32_limit=recorder.layout.zip32_limit) if recorder is not None else ZipWriter()
+        ranks = listing_ranks(name for _, name in self.layout_plan)
+        limit = recorder.layout.zip32_limit if recorder is not None else ZIP32_LIMIT
+        writer = ZipWriter(zip32_limit=limit, ranks=ranks)
         feeder = asyncio.create_task(self._feed(writer, recorder), name=f"feed-{self.order.order_id}")
         try:
             async for chunk in writer.chunks():

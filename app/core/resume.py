@@ -25,6 +25,7 @@ from app.core.engine import Batch, Engine
 from app.core.layout import Layout, LayoutMember, LayoutRecorder
 from app.core.models import BatchOptions, ImageInfo, OrderInfo
 from app.core.report import closing_files
+from app.core.selection import selected
 from app.core.sets import Rendition
 from app.core.shared_files import Hold, Result
 from app.core.spool import MemoryAccount, Spool
@@ -115,6 +116,7 @@ async def prepare(
 ) -> Replay:
     """Fetch and check what the bytes from `start` need; complete (and record) the layout if it was cut short."""
     layout = recorder.layout
+    order = selected(order, options)  # the report counts the chosen photos, as the live batch did
     if not layout.complete and start > layout.recorded_end():
         # the caller holds bytes the record does not cover (recording stopped early): no honest splice
         raise LayoutChanged(f"offset {start} is past the recorded members (they end at {layout.recorded_end()})")

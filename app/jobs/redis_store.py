@@ -28,6 +28,7 @@ def _encode(job: Job) -> str:
     data["status"] = job.status.value
     data["options"] = job.options.as_dict()
     data["failures"] = list(job.failures)
+    data["shares"] = list(job.shares)
     return json.dumps(data)
 
 
@@ -37,6 +38,7 @@ def _decode(raw: str | bytes) -> Job:
     data["status"] = JobStatus(data["status"])
     data["options"] = BatchOptions.from_dict(data["options"])
     data["failures"] = tuple(data["failures"])
+    data["shares"] = tuple(data.get("shares") or ())
     return Job(**data)
 
 
@@ -130,7 +132,7 @@ class RedisJobStore:
                     for name, value in fields.items():
                         if name == "status":
                             value = JobStatus(value).value
-                        elif name == "failures":
+                        elif name in ("failures", "shares"):
                             value = list(value)
                         elif name == "options" and isinstance(value, BatchOptions):
                             value = value.as_dict()

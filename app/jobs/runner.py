@@ -25,6 +25,7 @@ from app.config import Settings
 from app.core import owner
 from app.core.engine import Batch
 from app.core.models import OrderInfo
+from app.core.selection import selected
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient
 from app.core.wait import WaitOptions, wait_until_ready
@@ -45,7 +46,8 @@ Outcome = dict[str, Any]
 
 
 class LeaseLost(Exception):
-    """Another manager declared this run dead and took the job over: stop quietly."""
+    """The record no longer belongs to this run (another manager took the job over, or it was
+    cancelled): stop quietly."""
 
 
 class Announcer:
@@ -92,6 +94,7 @@ class JobRunner:
         self.running: dict[str, int] = {}  # job id -> attempt, while this process holds its lease
         self.pending: set[str] = set()  # created here and not finished (in-memory queue only)
         self.orders: dict[str, OrderInfo] = {}  # orders fetched by create(), handed to the local run
+        self.producing: dict[str, asyncio.Task[Outcome]] = {}  # the archive-making part of each local run
 
     @property
     def lease_seconds(self) -> float:
@@ -112,6 +115,18 @@ class JobRunner:
             if self.tasks.get(job_id) is task:
                 del self.tasks[job_id]
             self.pending.discard(job_id)
+
+    async def stop(self, job_id: str) -> None:
+        """Stop this process's run of a job (cancelled): its downloads end, its slot and partial file
+        go; returns once the run has let go. A run elsewhere notices at its next heartbeat."""
+        produce = self.producing.get(job_id)
+        if produce is not None:
+            produce.cancel()
+        run = self.tasks.get(job_id)
+        if run is not None and run is not asyncio.current_task():
+            await asyncio.wait({run})
+        self.pending.discard(job_id)
+        self.orders.pop(job_id, None)
 
     async def cancel_all(self) -> None:
         runs = list(self.tasks.values())
@@ -146,7 +161,12 @@ class JobRunner:
                     outcome = await self._produce_under_lease(job, order, held)
                 except LeaseLost:
                     self.running.pop(job_id, None)
-                    log.warning("job taken over by another runner", extra={"attempt": attempt})
+                    now_job = await self.store.get(job_id)
+                    if now_job is not None and now_job.status is JobStatus.cancelled:
+                        await self.results.delete(job_id)  # a result published just before the cancel
+                        log.info("job run stopped: cancelled", extra={"attempt": attempt})
+                    else:
+                        log.warning("job taken over by another runner", extra={"attempt": attempt})
                     return
                 except ServiceError as exc:  # upstream trouble on a resumed job's order fetch, and the like
                     outcome = {"status": JobStatus.failed, "error": exc.message}
@@ -166,6 +186,11 @@ class JobRunner:
                     await asyncio.shield(answer.release())
             self.running.pop(job_id, None)
         if not settled:
+            now_job = await self.store.get(job_id)
+            if now_job is not None and now_job.status is JobStatus.cancelled:
+                await self.results.delete(job_id)  # cancelled as it finished: the result must not outlive it
+                log.info("job cancelled as it finished", extra={"attempt": attempt})
+                return
             log.warning("job finished after another runner took it over", extra={"attempt": attempt})
             return
         await asyncio.shield(self.announce(job_id))  # a shutdown now must not lose the callback
@@ -184,9 +209,12 @@ class JobRunner:
         """Produce the archive while renewing the lease; LeaseLost if the lease was taken meanwhile."""
         progress: list[Batch] = []
         produce = asyncio.create_task(self._produce(job, order, progress, held), name=f"job-produce-{job.job_id}")
+        self.producing[job.job_id] = produce
         beat = asyncio.create_task(self._heartbeat(job, progress), name=f"job-heartbeat-{job.job_id}")
         try:
             await asyncio.wait({produce, beat}, return_when=asyncio.FIRST_COMPLETED)
+            if produce.cancelled():  # stop(): the job was cancelled
+                raise LeaseLost()
             if produce.done():
                 return produce.result()
             beat.result()  # a heartbeat that crashed (say, Redis unreachable) fails the job with its error
@@ -195,10 +223,12 @@ class JobRunner:
             for task in (produce, beat):
                 task.cancel()
             await asyncio.gather(produce, beat, return_exceptions=True)
+            self.producing.pop(job.job_id, None)
 
     async def _heartbeat(self, job: Job, progress: list[Batch]) -> None:
         """Publish the counts (at most every PROGRESS_INTERVAL_SECONDS) and renew the lease (every
-        third of it); return when the record says another run owns the job."""
+        third of it); return when the record says another run owns the job or it was cancelled
+        (checked on every beat, so a cancel made by another process stops this run within a beat)."""
         written = (0, 0)
         renewed = time.monotonic()
         while True:
@@ -212,9 +242,12 @@ class JobRunner:
             if time.monotonic() - renewed >= self.lease_seconds / 3:
                 fields["lease_until"] = time.time() + self.lease_seconds
                 renewed = time.monotonic()
-            if fields and not await self.store.update(
-                job.job_id, only_if=JobStatus.running, only_attempt=job.attempt, **fields
-            ):
+            if fields:
+                if not await self.store.update(job.job_id, only_if=JobStatus.running, only_attempt=job.attempt, **fields):
+                    return
+                continue
+            now = await self.store.get(job.job_id)
+            if now is None or now.status is not JobStatus.running or now.attempt != job.attempt:
                 return
 
     async def _produce(
@@ -223,11 +256,12 @@ class JobRunner:
         """Copy a finished identical archive, or run the engine into the job's file; the record fields of the end."""
         if order is None:  # queued by another process, or resumed: the order may have changed (open re-checks)
             order = await self.client.get_order(job.order_id, job.options.sort)
+            chosen = selected(order, job.options)  # the chosen photos (a 422 if one is gone from the order)
             await self.store.update(
                 job.job_id,
                 only_attempt=job.attempt,
                 order_name=order.name,
-                total=len(order.images) + order.unidentified,
+                total=len(chosen.images) + chosen.unidentified,
             )
         if job.wait_seconds:
             order = await wait_until_ready(self.client, order, WaitOptions(True, job.wait_seconds))
