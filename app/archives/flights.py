@@ -21,6 +21,8 @@ import uuid
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from app.core.redis_client import connect
+
 log = logging.getLogger("app.single_flight")
 
 FLIGHT_LEASE_SECONDS = 15.0
@@ -77,7 +79,7 @@ class Flights:
 
     @classmethod
     def from_url(cls, url: str | None, prefix: str) -> Flights:
-        return cls(aioredis.from_url(url, decode_responses=True) if url else None, prefix)
+        return cls(connect(url) if url else None, prefix)
 
     async def aclose(self) -> None:
         if self._redis is not None:

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.core.layout import Layout, LayoutMember
+from app.core.redis_client import connect
 
 if TYPE_CHECKING:
     from app.core.engine import Batch
@@ -206,7 +207,7 @@ class LayoutStore:
     def for_settings(cls, data_dir: Path, redis_url: str | None, prefix: str, cache_ttl: int) -> LayoutStore:
         ttl = cache_ttl if cache_ttl > 0 else DEFAULT_TTL_SECONDS
         if redis_url:
-            return cls(RedisLayouts(aioredis.from_url(redis_url, decode_responses=True), prefix, ttl))
+            return cls(RedisLayouts(connect(redis_url), prefix, ttl))
         return cls(DiskLayouts(data_dir / "layouts", ttl))
 
     async def begin(self, layout: Layout) -> Recording:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import structlog
+from redis.exceptions import RedisError
 
 from app.archives.service import JOB_PATIENCE_SECONDS, Archives, Build, Finished
 from app.config import Settings
@@ -29,6 +30,7 @@ from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient
 from app.core.wait import WaitOptions, wait_until_ready
 from app.errors import NothingSucceeded, ServiceError
+from app.jobs.queue import Ack
 from app.jobs.records import Job, JobListener, JobStatus
 from app.jobs.results import ResultStore
 from app.jobs.store import JobStore
@@ -101,13 +103,15 @@ class JobRunner:
     def ttl_seconds(self) -> float:
         return float(self.settings.job_ttl_seconds)
 
-    async def execute(self, job_id: str, attempt: int) -> None:
-        """The queue's task: run attempt `attempt` of a job, if it is still that job's queued attempt."""
+    async def execute(self, job_id: str, attempt: int, ack: Ack | None = None) -> None:
+        """The queue's task: run attempt `attempt` of a job, if it is still that job's queued attempt.
+        `ack` acknowledges the message once the claim has an answer; a claim that raised leaves it
+        unacknowledged, so the queue delivers it again."""
         task = asyncio.current_task()
         if task is not None:
             self.tasks[job_id] = task
         try:
-            await self._run(job_id, attempt)
+            await self._run(job_id, attempt, ack)
         finally:
             if self.tasks.get(job_id) is task:
                 del self.tasks[job_id]
@@ -119,7 +123,7 @@ class JobRunner:
             task.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
 
-    async def _run(self, job_id: str, attempt: int) -> None:
+    async def _run(self, job_id: str, attempt: int, ack: Ack | None) -> None:
         structlog.contextvars.bind_contextvars(job_id=job_id)
         order = self.orders.pop(job_id, None)
         async with self._slots:
@@ -133,6 +137,8 @@ class JobRunner:
                 lease_until=now + self.lease_seconds,
                 runner=RUNNER,
             )
+            if ack is not None:
+                await _acknowledge(ack)
             job = await self.store.get(job_id)
             if not claimed or job is None:  # a duplicate or stale message: someone else has this run
                 log.info("job message skipped", extra={"attempt": attempt})
@@ -212,10 +218,15 @@ class JobRunner:
             if time.monotonic() - renewed >= self.lease_seconds / 3:
                 fields["lease_until"] = time.time() + self.lease_seconds
                 renewed = time.monotonic()
-            if fields and not await self.store.update(
-                job.job_id, only_if=JobStatus.running, only_attempt=job.attempt, **fields
-            ):
-                return
+            try:
+                if fields and not await self.store.update(
+                    job.job_id, only_if=JobStatus.running, only_attempt=job.attempt, **fields
+                ):
+                    return
+            except RedisError as exc:  # Redis away longer than the client's retries: try at the next beat
+                log.warning("job heartbeat could not reach the store", extra={"error": repr(exc)})
+                if "lease_until" in fields:
+                    renewed -= self.lease_seconds  # renew at the next beat, not a third of a lease later
 
     async def _produce(
         self, job: Job, order: OrderInfo | None, progress: list[Batch], held: list[Finished | Build]
@@ -325,6 +336,15 @@ class JobRunner:
             part.unlink(missing_ok=True)
             raise
         return size
+
+
+async def _acknowledge(ack: Ack) -> None:
+    """The claim answered, so the message is done with; if the acknowledgement fails, the queue
+    delivers the message again later and its claim fails harmlessly."""
+    try:
+        await ack()
+    except (RedisError, OSError) as exc:
+        log.warning("job message not acknowledged", extra={"error": repr(exc)})
 
 
 def _reused(downloaded: int, size: int | None) -> Outcome:

@@ -17,6 +17,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from app.config import Settings
 from app.jobs.queue import JobQueue
 from app.jobs.records import RECORD_RETENTION_SECONDS, Job, JobStatus
@@ -53,6 +55,7 @@ class Supervisor:
         self.queue = queue
         self.announce = announce
         self._running = running  # the runner's own runs: never swept by this process
+        self._unsent: dict[str, int] = {}  # job id -> attempt whose message Redis refused: sent at the next sweep
         self.directory = settings.jobs_dir
         self._loops: list[asyncio.Task[None]] = []
 
@@ -110,6 +113,12 @@ class Supervisor:
         queued job is that deadline)."""
         now = time.time() if now is None else now
         swept = 0
+        for job_id, attempt in list(self._unsent.items()):
+            job = await self.store.get(job_id)
+            if job is None or job.status is not JobStatus.queued or job.attempt != attempt:
+                self._unsent.pop(job_id, None)
+            elif await self.send(job_id, attempt):
+                swept += 1
         for job in await self.store.with_status(JobStatus.running):
             if job.lease_until is None or job.lease_until >= now or job.job_id in self._running:
                 continue
@@ -125,9 +134,20 @@ class Supervisor:
                 lease_until=now + QUEUED_RESEND_SECONDS,
             ):
                 log.warning("queued job's message sent again", extra={"job_id": job.job_id, "attempt": job.attempt})
-                await self.queue.kick(job.job_id, job.attempt)
-                swept += 1
+                swept += await self.send(job.job_id, job.attempt)
         return swept
+
+    async def send(self, job_id: str, attempt: int) -> bool:
+        """Queue a job's message; if Redis refuses it even after the client's retries, keep it and send
+        it at the next sweep (seconds), not when the record's resend deadline passes (minutes)."""
+        try:
+            await self.queue.kick(job_id, attempt)
+        except (RedisError, OSError) as exc:
+            self._unsent[job_id] = attempt
+            log.warning("job message not sent; trying at the next sweep", extra={"job_id": job_id, "error": repr(exc)})
+            return False
+        self._unsent.pop(job_id, None)
+        return True
 
     async def retry_or_fail(self, job: Job, reason: str) -> int:
         """Take a running job from its (dead or departing) runner: attempt + 1 if any are left, else fail."""
@@ -145,7 +165,7 @@ class Supervisor:
                 failed=0,
             )
             if taken:
-                await self.queue.kick(job.job_id, job.attempt + 1)
+                await self.send(job.job_id, job.attempt + 1)
                 log.warning("job queued again", extra={"job_id": job.job_id, "attempt": job.attempt + 1})
             return int(taken)
         taken = await self.store.update(
