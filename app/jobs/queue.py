@@ -71,7 +71,7 @@ class JobStreamBroker(RedisStreamBroker):
             except (ConnectionError, TimeoutError, OSError) as exc:
                 log.warning("job queue: Redis unreachable; reading again", extra={"error": repr(exc)})
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):  # the stream or its group was deleted
                     raise
                 log.warning("job queue: consumer group missing (Redis lost its data?); declaring it again")
                 with contextlib.suppress(RedisError):

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from redis.exceptions import RedisError
+from taskiq.exceptions import SendTaskError
 
 from app.config import Settings
 from app.jobs.queue import JobQueue
@@ -142,7 +143,7 @@ class Supervisor:
         it at the next sweep (seconds), not when the record's resend deadline passes (minutes)."""
         try:
             await self.queue.kick(job_id, attempt)
-        except (RedisError, OSError) as exc:
+        except (SendTaskError, RedisError, OSError) as exc:  # taskiq wraps the broker's error
             self._unsent[job_id] = attempt
             log.warning("job message not sent; trying at the next sweep", extra={"job_id": job_id, "error": repr(exc)})
             return False
