@@ -6,6 +6,7 @@ one `uvicorn app:app` instance and two `python -m app.worker` processes on a PRI
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from simulator import SeedImage, SimulatorState
+from simulator import Fault, SeedImage, SimulatorState
 from simulator import create_app as create_simulator
 from tests.conftest import TEST_KEY, Sim
 from tests.support.cluster import Api, Worker, node_env
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.xdist_group("redis-restart")
 
 LEASE_SECONDS = 1.5
 PREFIX = "restart:"
-SETTLE_SECONDS = 45.0
+SETTLE_SECONDS = 90.0
 """Every job submitted around the drops must be finished this long after the last one, far below the
 300 s after which a queued job's message is sent again: only a queue that loses nothing passes."""
 
@@ -65,7 +66,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         (root / "api").mkdir()
         api = Api(node_env(node | {"data_dir": root / "api" / "data", "job_workers_in_api": False}), root / "api")
         stack.callback(api.stop)
-        api.start()
+        api.start(timeout=180)  # beside busy parallel tests, five processes importing at once take a while
         client = stack.enter_context(httpx.Client(base_url=api.url, timeout=30))
         yield Cluster(Sim(sim_url, state), server, client, workers)
 
@@ -122,3 +123,35 @@ def test_jobs_submitted_while_redis_drops_connections_and_restarts_all_complete(
     assert outcomes == {("complete", 1, None)}, outcomes
     with cluster.redis.client() as client:
         assert client.xlen(f"{PREFIX}jobs:stream") == 0  # every message acknowledged and deleted
+
+
+def _runner_of(cluster: Cluster, job_id: str, attempt: int) -> Worker:
+    """The worker process running `attempt` of the job, once its download is under way."""
+    deadline = time.monotonic() + 30
+    while True:
+        with cluster.redis.client() as client:
+            record = json.loads(client.get(f"{PREFIX}jobs:job:{job_id}") or "{}")
+        if record.get("status") == "running" and record.get("attempt") == attempt:
+            pid = int(record["runner"].rsplit(":", 1)[1])
+            return next(w for w in cluster.workers if w.process is not None and w.process.pid == pid)
+        assert time.monotonic() < deadline, f"attempt {attempt} never ran: {record}"
+        time.sleep(0.05)
+
+
+def test_a_rolling_restart_hands_a_job_back_twice_without_failing_it(cluster: Cluster) -> None:
+    """JOB_MAX_ATTEMPTS is 2: two workers stopped with SIGTERM while running the same job (a rolling
+    restart) hand it back twice, and the third run completes it; hand-backs are not failed attempts."""
+    order_id = _seed(cluster.sim, "Rolling", SeedImage(name="slow.jpg", size=40_000))
+    image_id = cluster.sim.state.order_json(cluster.sim.state.get_order(order_id))["images"][0]["image_id"]
+    cluster.sim.state.add_fault(Fault(kind="latency", image_id=str(image_id), seconds=8, times=2))
+    created = cluster.api.post(f"/orders/{order_id}/jobs")
+    assert created.status_code == 202, created.text
+    job_id = created.json()["job_id"]
+    for attempt in (1, 2):
+        worker = _runner_of(cluster, job_id, attempt)
+        time.sleep(0.3)  # its download is held upstream
+        worker.stop()  # SIGTERM: the job goes back to the queue at once
+        assert worker.process is not None and worker.process.returncode == 0, worker.output()
+        worker.start()  # the restarted worker takes its share again
+    done = _wait_all(cluster.api, [job_id], _finished, SETTLE_SECONDS)[job_id]  # the workers restart first
+    assert (done["status"], done["downloaded"], done["error"], done["attempt"]) == ("complete", 1, None, 3), done

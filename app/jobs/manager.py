@@ -251,7 +251,7 @@ class JobManager:
             if self.distributed:
                 job = await self.store.get(job_id)
                 if job is not None and job.attempt == attempt:
-                    await self.supervisor.retry_or_fail(job, SHUTDOWN_REASON)
+                    await self.supervisor.retry_or_fail(job, SHUTDOWN_REASON, handed_back=True)
                 continue
             await self.supervisor.fail_interrupted(job_id)
         self.runner.running.clear()

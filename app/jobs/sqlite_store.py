@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempt     INTEGER NOT NULL DEFAULT 1, -- which run of the job (a dead worker's job runs again)
     lease_until REAL,                     -- a running job's heartbeat deadline
     runner      TEXT,                     -- host:pid of the process that runs or ran it
-    wait_seconds REAL                     -- wait=true: poll the order up to this long first
+    wait_seconds REAL,                    -- wait=true: poll the order up to this long first
+    handed_back INTEGER NOT NULL DEFAULT 0  -- runs handed back by a departing worker (not failures)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
@@ -62,6 +63,7 @@ _COLUMNS = (
     "lease_until",
     "runner",
     "wait_seconds",
+    "handed_back",
 )
 _MIGRATIONS = (
     # (column, DDL) added after the first release: applied to databases created before them
@@ -71,6 +73,7 @@ _MIGRATIONS = (
     ("lease_until", "ALTER TABLE jobs ADD COLUMN lease_until REAL"),
     ("runner", "ALTER TABLE jobs ADD COLUMN runner TEXT"),
     ("wait_seconds", "ALTER TABLE jobs ADD COLUMN wait_seconds REAL"),
+    ("handed_back", "ALTER TABLE jobs ADD COLUMN handed_back INTEGER NOT NULL DEFAULT 0"),
 )
 
 

@@ -33,6 +33,10 @@ QUEUED_RESEND_SECONDS = 300.0
 """With REDIS_URL: a job still queued this long after its message was sent gets the message again
 (a worker killed between popping a message and claiming its job lost it; duplicates are no-ops)."""
 
+MAX_HAND_BACKS = 10
+"""Graceful hand-backs of one job before they count as failed runs: a job that somehow makes every
+worker that takes it stop must still end."""
+
 RESTART_REASON = "interrupted by a service restart; create a new job"
 SHUTDOWN_REASON = "service shut down while the job was running"
 WORKER_LOST_REASON = "the worker running this job stopped responding"
@@ -150,16 +154,20 @@ class Supervisor:
         self._unsent.pop(job_id, None)
         return True
 
-    async def retry_or_fail(self, job: Job, reason: str) -> int:
-        """Take a running job from its (dead or departing) runner: attempt + 1 if any are left, else fail."""
+    async def retry_or_fail(self, job: Job, reason: str, *, handed_back: bool = False) -> int:
+        """Take a running job from its dead runner: attempt + 1 if any are left, else fail. A run its
+        departing runner hands back (`handed_back`: SIGTERM) is not a failure and always runs again
+        (up to MAX_HAND_BACKS), without spending one of JOB_MAX_ATTEMPTS."""
         limit = self.settings.job_max_attempts
-        if job.attempt < limit:
+        failed_runs = job.attempt - job.handed_back  # this one included
+        if (handed_back and job.handed_back < MAX_HAND_BACKS) or failed_runs < limit:
             taken = await self.store.update(
                 job.job_id,
                 only_if=JobStatus.running,
                 only_attempt=job.attempt,
                 status=JobStatus.queued,
                 attempt=job.attempt + 1,
+                handed_back=job.handed_back + int(handed_back),
                 lease_until=time.time() + QUEUED_RESEND_SECONDS,
                 started_at=None,
                 downloaded=0,
@@ -174,7 +182,7 @@ class Supervisor:
             only_if=JobStatus.running,
             only_attempt=job.attempt,
             status=JobStatus.failed,
-            error=f"{reason} (attempt {job.attempt} of {limit}); create a new job",
+            error=f"{reason} (attempt {failed_runs} of {limit}); create a new job",
             lease_until=None,
             finished_at=time.time(),
         )
