@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from app.archives.service import Archives
 from app.config import Settings
+from app.core.disk_budget import DiskBudget
 from app.core.models import BatchOptions, OrderInfo
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient
@@ -76,6 +77,7 @@ class JobManager:
         self.runner = JobRunner(settings, store, results, archives, client, stats, announce)
         self.queue = JobQueue.for_settings(settings, self.runner.execute)
         self.supervisor = Supervisor(settings, store, results, self.queue, announce, self.runner.running)
+        self.disk = DiskBudget(settings.data_dir, settings.data_dir_max_bytes, settings.data_dir_min_free_bytes)
         self._starting: asyncio.Task[None] | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._closing = False
@@ -172,6 +174,7 @@ class JobManager:
         ):
             raise TooManyJobs(headers={"Retry-After": "30"})
         self.engine.check(order)  # 422 now rather than a failed job later
+        await self.disk.check()  # 503 now rather than a disk that fills later
         now = time.time()
         job = Job(
             job_id=str(uuid.uuid4()),

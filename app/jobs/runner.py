@@ -308,8 +308,8 @@ class JobRunner:
         if found.path is not None:
             part = self.directory / f"{job.job_id}.zip.part"
             try:
-                await asyncio.to_thread(shutil.copyfile, found.path, part)
-            except FileNotFoundError:  # evicted between the lookup and the copy
+                await asyncio.to_thread(_share, found.path, part)
+            except FileNotFoundError:  # evicted between the lookup and the link
                 return False
             await self.results.publish(job.job_id, part)
             log.info("job reused a cached archive")
@@ -356,6 +356,19 @@ def _reused(downloaded: int, size: int | None) -> Outcome:
         "failures": [],
         "size": size,
     }
+
+
+def _share(source: Path, target: Path) -> None:
+    """The cached archive as the job's file too: a hard link (one copy on disk, however many jobs;
+    it outlives the cache's eviction of its own name). Archives are never written in place, so
+    sharing is safe; on another filesystem (or one without links) it is copied."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        shutil.copyfile(source, target)
 
 
 def _open_for_write(path: Path) -> IO[bytes]:
