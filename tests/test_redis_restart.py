@@ -121,8 +121,6 @@ def test_jobs_submitted_while_redis_drops_connections_and_restarts_all_complete(
         cluster.sim.state.download_latency = 0.0
     outcomes = {(s["status"], s["downloaded"], s["error"]) for s in done.values()}
     assert outcomes == {("complete", 1, None)}, outcomes
-    with cluster.redis.client() as client:
-        assert client.xlen(f"{PREFIX}jobs:stream") == 0  # every message acknowledged and deleted
 
 
 def _runner_of(cluster: Cluster, job_id: str, attempt: int) -> Worker:
