@@ -66,9 +66,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         (root / "api").mkdir()
         api = Api(node_env(node | {"data_dir": root / "api" / "data", "job_workers_in_api": False}), root / "api")
         stack.callback(api.stop)
-        api.start(timeout=180)  # beside busy parallel tests, five processes importing at once take a while
+        api.start(timeout=150)  # beside busy parallel tests, five processes importing at once take a while
         client = stack.enter_context(httpx.Client(base_url=api.url, timeout=30))
+        _wait_for_consumers(server, len(workers))
         yield Cluster(Sim(sim_url, state), server, client, workers)
+
+
+def _wait_for_consumers(server: RedisServer, count: int) -> None:
+    """Until `count` workers wait for messages (blocked in XREADGROUP): a worker process is slow to start
+    beside busy parallel tests, and one that has not connected yet has no connection to lose."""
+    deadline = time.monotonic() + 150
+    while True:
+        with server.client() as client:
+            if int(client.info("clients")["blocked_clients"]) >= count:
+                return
+        assert time.monotonic() < deadline, f"fewer than {count} workers read the queue after 150 s"
+        time.sleep(0.1)
 
 
 def _seed(sim: Sim, name: str, *images: SeedImage) -> str:
