@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     )
     cache_ttl_seconds: int = Field(default=3600, ge=0, description="How long a cached archive is served. 0 disables.")
     cache_max_bytes: int = Field(default=2 * 1024**3, ge=0, description="Disk budget of the archive cache. 0 disables.")
+    data_dir_max_bytes: int = Field(
+        default=0, ge=0, description="Disk budget of all of DATA_DIR; beyond it new jobs answer 503. 0: no budget."
+    )
+    data_dir_min_free_bytes: int = Field(
+        default=512 * 1024**2, ge=0, description="Free disk space kept; below it new jobs answer 503. 0: no floor."
+    )
     job_ttl_seconds: int = Field(default=24 * 3600, ge=60, description="How long a finished job's ZIP is kept.")
     max_upload_files: int = Field(default=20, ge=1, description="Photos per create-order upload.")
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024, description="Largest photo accepted for upload.")

@@ -18,6 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
+from redis.exceptions import ReadOnlyError as RedisReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.api.forwarded import ForwardedClientMiddleware
@@ -107,6 +109,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.error("Redis unreachable", extra={"error": type(exc).__name__})
         body = {"detail": "The service's shared store (Redis) is not answering; try again shortly"}
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(RedisOutOfMemoryError)
+    @app.exception_handler(RedisReadOnlyError)
+    async def shared_store_refuses_writes(_: Request, exc: Exception) -> JSONResponse:
+        # full under `noeviction`, or a read-only replica: it answers, but records nothing; /ready says so
+        log.error("Redis refuses writes", extra={"error": type(exc).__name__})
+        body = {"detail": "The service's shared store (Redis) refuses writes (full or read-only); try again later"}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "30"})
 
     @app.exception_handler(OSError)
     @app.exception_handler(sqlite3.OperationalError)

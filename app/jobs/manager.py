@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from app.archives.service import Archives
 from app.config import Settings
 from app.core import owner
+from app.core.disk_budget import DiskBudget
 from app.core.models import BatchOptions, OrderInfo
 from app.core.selection import selected
 from app.core.sharing import ShareSigner, ShareToken, load_secret, new_share_id
@@ -88,6 +89,7 @@ class JobManager:
         self.supervisor = Supervisor(settings, store, results, self.queue, announce, self.runner.running)
         secret = settings.share_secret.get_secret_value() if settings.share_secret else None
         self.signer = ShareSigner(load_secret(secret, settings.data_dir))
+        self.disk = DiskBudget(settings.data_dir, settings.data_dir_max_bytes, settings.data_dir_min_free_bytes)
         self._starting: asyncio.Task[None] | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._closing = False
@@ -187,6 +189,7 @@ class JobManager:
             raise TooManyJobs(headers={"Retry-After": "30"})
         order = selected(order, options)  # the chosen photos: the job's total counts them
         self.engine.check(order)  # 422 now rather than a failed job later
+        await self.disk.check()  # 503 now rather than a disk that fills later
         now = time.time()
         job = Job(
             job_id=str(uuid.uuid4()),
@@ -353,7 +356,7 @@ class JobManager:
             if self.distributed:
                 job = await self.store.get(job_id)
                 if job is not None and job.attempt == attempt:
-                    await self.supervisor.retry_or_fail(job, SHUTDOWN_REASON)
+                    await self.supervisor.retry_or_fail(job, SHUTDOWN_REASON, handed_back=True)
                 continue
             await self.supervisor.fail_interrupted(job_id)
         self.runner.running.clear()

@@ -109,6 +109,9 @@ class Job:
     """The service's absolute base URL as the creator saw it, for the links in that webhook."""
     attempt: int = 1
     """Which run of the job this is: a worker that died mid-job makes the next run attempt + 1."""
+    handed_back: int = 0
+    """Runs a departing worker handed back (SIGTERM, a rolling restart): not failures, so they do not
+    count toward JOB_MAX_ATTEMPTS (app/jobs/supervisor.py)."""
     lease_until: float | None = None
     """Running: the runner's heartbeat promise; past it, the runner is presumed dead. Queued (REDIS_URL): when
     the job's message is sent again if no runner has claimed it (app/jobs/supervisor.py)."""

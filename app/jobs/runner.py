@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import structlog
+from redis.exceptions import RedisError
 
 from app.archives.service import JOB_PATIENCE_SECONDS, Archives, Build, Finished
 from app.config import Settings
@@ -30,6 +31,7 @@ from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient
 from app.core.wait import WaitOptions, wait_until_ready
 from app.errors import NothingSucceeded, ServiceError
+from app.jobs.queue import Ack
 from app.jobs.records import Job, JobListener, JobStatus
 from app.jobs.results import ResultStore
 from app.jobs.store import JobStore
@@ -104,13 +106,15 @@ class JobRunner:
     def ttl_seconds(self) -> float:
         return float(self.settings.job_ttl_seconds)
 
-    async def execute(self, job_id: str, attempt: int) -> None:
-        """The queue's task: run attempt `attempt` of a job, if it is still that job's queued attempt."""
+    async def execute(self, job_id: str, attempt: int, ack: Ack | None = None) -> None:
+        """The queue's task: run attempt `attempt` of a job, if it is still that job's queued attempt.
+        `ack` acknowledges the message once the claim has an answer; a claim that raised leaves it
+        unacknowledged, so the queue delivers it again."""
         task = asyncio.current_task()
         if task is not None:
             self.tasks[job_id] = task
         try:
-            await self._run(job_id, attempt)
+            await self._run(job_id, attempt, ack)
         finally:
             if self.tasks.get(job_id) is task:
                 del self.tasks[job_id]
@@ -134,7 +138,7 @@ class JobRunner:
             task.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
 
-    async def _run(self, job_id: str, attempt: int) -> None:
+    async def _run(self, job_id: str, attempt: int, ack: Ack | None) -> None:
         structlog.contextvars.bind_contextvars(job_id=job_id)
         order = self.orders.pop(job_id, None)
         async with self._slots:
@@ -148,6 +152,8 @@ class JobRunner:
                 lease_until=now + self.lease_seconds,
                 runner=RUNNER,
             )
+            if ack is not None:
+                await _acknowledge(ack)
             job = await self.store.get(job_id)
             if not claimed or job is None:  # a duplicate or stale message: someone else has this run
                 log.info("job message skipped", extra={"attempt": attempt})
@@ -242,13 +248,20 @@ class JobRunner:
             if time.monotonic() - renewed >= self.lease_seconds / 3:
                 fields["lease_until"] = time.time() + self.lease_seconds
                 renewed = time.monotonic()
-            if fields:
-                if not await self.store.update(job.job_id, only_if=JobStatus.running, only_attempt=job.attempt, **fields):
+            try:
+                if fields:
+                    if not await self.store.update(
+                        job.job_id, only_if=JobStatus.running, only_attempt=job.attempt, **fields
+                    ):
+                        return
+                    continue
+                now = await self.store.get(job.job_id)  # a cancel made elsewhere stops this run within a beat
+                if now is None or now.status is not JobStatus.running or now.attempt != job.attempt:
                     return
-                continue
-            now = await self.store.get(job.job_id)
-            if now is None or now.status is not JobStatus.running or now.attempt != job.attempt:
-                return
+            except RedisError as exc:  # Redis away longer than the client's retries: try at the next beat
+                log.warning("job heartbeat could not reach the store", extra={"error": repr(exc)})
+                if "lease_until" in fields:
+                    renewed -= self.lease_seconds  # renew at the next beat, not a third of a lease later
 
     async def _produce(
         self, job: Job, order: OrderInfo | None, progress: list[Batch], held: list[Finished | Build]
@@ -333,8 +346,8 @@ class JobRunner:
         if found.path is not None:
             part = self.directory / f"{job.job_id}.zip.part"
             try:
-                await asyncio.to_thread(shutil.copyfile, found.path, part)
-            except FileNotFoundError:  # evicted between the lookup and the copy
+                await asyncio.to_thread(_share, found.path, part)
+            except FileNotFoundError:  # evicted between the lookup and the link
                 return False
             await self.results.publish(job.job_id, part)
             log.info("job reused a cached archive")
@@ -363,6 +376,15 @@ class JobRunner:
         return size
 
 
+async def _acknowledge(ack: Ack) -> None:
+    """The claim answered, so the message is done with; if the acknowledgement fails, the queue
+    delivers the message again later and its claim fails harmlessly."""
+    try:
+        await ack()
+    except (RedisError, OSError) as exc:
+        log.warning("job message not acknowledged", extra={"error": repr(exc)})
+
+
 def _reused(downloaded: int, size: int | None) -> Outcome:
     return {
         "status": JobStatus.complete,
@@ -372,6 +394,19 @@ def _reused(downloaded: int, size: int | None) -> Outcome:
         "failures": [],
         "size": size,
     }
+
+
+def _share(source: Path, target: Path) -> None:
+    """The cached archive as the job's file too: a hard link (one copy on disk, however many jobs;
+    it outlives the cache's eviction of its own name). Archives are never written in place, so
+    sharing is safe; on another filesystem (or one without links) it is copied."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        shutil.copyfile(source, target)
 
 
 def _open_for_write(path: Path) -> IO[bytes]:

@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     lease_until REAL,                     -- a running job's heartbeat deadline
     runner      TEXT,                     -- host:pid of the process that runs or ran it
     wait_seconds REAL,                    -- wait=true: poll the order up to this long first
-    shares      TEXT NOT NULL DEFAULT '[]' -- JSON list of the job's share links (app/core/sharing.py)
+    shares      TEXT NOT NULL DEFAULT '[]', -- JSON list of the job's share links (app/core/sharing.py)
+    handed_back INTEGER NOT NULL DEFAULT 0  -- runs handed back by a departing worker (not failures)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
@@ -64,6 +65,7 @@ _COLUMNS = (
     "runner",
     "wait_seconds",
     "shares",
+    "handed_back",
 )
 _MIGRATIONS = (
     # (column, DDL) added after the first release: applied to databases created before them
@@ -74,6 +76,7 @@ _MIGRATIONS = (
     ("runner", "ALTER TABLE jobs ADD COLUMN runner TEXT"),
     ("wait_seconds", "ALTER TABLE jobs ADD COLUMN wait_seconds REAL"),
     ("shares", "ALTER TABLE jobs ADD COLUMN shares TEXT NOT NULL DEFAULT '[]'"),
+    ("handed_back", "ALTER TABLE jobs ADD COLUMN handed_back INTEGER NOT NULL DEFAULT 0"),
 )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from app.config import Settings
+from app.core.redis_client import connect
 from app.core.sharing import ShareSigner, load_secret
 from app.jobs.records import Job
 from app.webhooks.dispatcher import MAX_IN_FLIGHT, Dispatcher, RetryPolicy
@@ -62,7 +63,7 @@ class Webhooks:
         outbox: Outbox
         watches: WatchStore
         if settings.redis_url is not None:
-            redis = aioredis.from_url(settings.redis_url.get_secret_value(), decode_responses=True)
+            redis = connect(settings.redis_url.get_secret_value())
             outbox = RedisOutbox(redis, settings.redis_key_prefix)
             watches = RedisWatches(redis, settings.redis_key_prefix)
         else:
