@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from rich.progress import Progress
 
+from app.cli.shown import shown
 from app.cli.transfer import Outcome, TransferError, image_and_byte_tasks, part_path
 from app.core.budget import FairLimiter
 from app.core.connect import build_client
@@ -127,7 +128,7 @@ async def _download(
 
 def _announce(order: OrderInfo, options: BatchOptions, say: Callable[[str], None]) -> None:
     photos = len(order.images)
-    say(f"Order {order.name or order.order_id}: {photos} photo{'s' * (photos != 1)}, sets: {', '.join(options.sets)}")
+    say(f"Order {shown(order.name or order.order_id)}: {photos} photo{'s' * (photos != 1)}, sets: {', '.join(options.sets)}")
     cost = credit_cost(photos, options)
     if cost.credits:
         say(f"[bold yellow]{cost.sentence()}[/]")

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.filesize import decimal
 
+from app.cli.shown import shown
 from app.cli.transfer import (
     Outcome,
     TransferError,
@@ -92,13 +93,14 @@ def _client(url: str, key: str | None, timeout: float, extra_headers: dict[str, 
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]Error:[/] {message}")
+    """Nothing (or nothing usable) was saved: one line, exit 1. `message` is text, never markup."""
+    err.print(f"[bold red]Error:[/] {shown(message)}")
     return typer.Exit(EXIT_ERROR)
 
 
 def _usage(message: str) -> typer.Exit:
-    """A wrong command line: one line, exit 2, and nothing asked of anyone."""
-    err.print(f"[bold red]Error:[/] {message}")
+    """A wrong command line: one line, exit 2, and nothing asked of anyone. `message` is text, never markup."""
+    err.print(f"[bold red]Error:[/] {shown(message)}")
     return typer.Exit(EXIT_USAGE)
 
 
@@ -110,12 +112,12 @@ def _summary(outcome: Outcome, unit: str = "images") -> int:
     if outcome.downloaded is not None:
         counts = f": {outcome.downloaded} of {outcome.total} {unit}"
     if outcome.failed:
-        err.print(f"[bold yellow]Saved {outcome.path} ({size}){counts}; {outcome.failed} could not be included:[/]")
+        err.print(f"[bold yellow]Saved {shown(outcome.path)} ({size}){counts}; {outcome.failed} could not be included:[/]")
         for failure in outcome.failures:
-            err.print(f"  - {failure.get('name') or failure.get('image_id')}: {failure.get('reason')}")
+            err.print(f"  - {shown(failure.get('name') or failure.get('image_id'))}: {shown(failure.get('reason'))}")
         err.print("  (details and how to recover: _download_report.txt inside the ZIP)")
         return EXIT_PARTIAL
-    err.print(f"[bold green]Saved {outcome.path}[/] ({size}){counts}.")
+    err.print(f"[bold green]Saved {shown(outcome.path)} [/]({size}){counts}.")
     return 0
 
 
@@ -250,7 +252,7 @@ def _warn_credits(client: httpx.Client, order_id: str, params: dict[str, str], o
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         text = None
     err.print(
-        f"[bold yellow]{text}[/]" if text else
+        f"[bold yellow]{shown(text)} [/]" if text else
         f"[bold yellow]Full resolution without dev mode ({', '.join(full_size)}): each photo spends one "
         "Autoenhance credit the first time it is downloaded at full size.[/]"
     )
@@ -347,7 +349,7 @@ def sample_order(
     if response.status_code != 200:
         raise _fail(error_detail(response))
     order = response.json()
-    err.print(f"Created [bold]{order['name']}[/] with {order['images']} photos.")
+    err.print(f"Created [bold]{shown(order['name'])} [/]with {order['images']} photos.")
     typer.echo(order["order_id"])
 
 

@@ -35,6 +35,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from app.cli.shown import shown
 from app.cli.zipwatch import ZipMemberCounter
 
 CHUNK = 256 * 1024
@@ -258,7 +259,7 @@ def job_archive(
         if response.status_code == 200 and response.json().get("status") != "failed":
             job = response.json()
             kept = part_path(out).stat().st_size if part_path(out).is_file() else 0
-            say(f"Resuming job {state['job_id']} ({kept} bytes already here)")
+            say(f"Resuming job {shown(state['job_id'])} ({kept} bytes already here)")
         else:
             say("The earlier job is gone or failed; starting a new one")
             state = None
