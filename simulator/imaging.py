@@ -11,8 +11,12 @@ import math
 from dataclasses import dataclass
 from functools import cache
 
-import pillow_jxl  # noqa: F401  (registers JPEG XL with Pillow; Pillow itself reads and writes AVIF)
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+
+try:  # registers JPEG XL with Pillow (Pillow itself reads and writes AVIF); the server extra brings it
+    import pillow_jxl  # noqa: F401
+except ImportError:  # the command's base install runs the simulator for `autoenhance-batch demo`: no format=jxl there
+    pass
 
 PREVIEW_MAX_WIDTH = 1024
 """Previews (the /enhanced default) are at most this wide."""

@@ -60,6 +60,12 @@ class DirectRun:
     concurrency: int = CONCURRENCY
     asset_hosts: list[str] = field(default_factory=env_entries)
     """ALLOWED_ASSET_HOSTS, as the service reads it: an operator's private asset store works here too."""
+    transport: httpx.AsyncBaseTransport | None = None
+    """`autoenhance-batch demo`: the bundled simulator in this process (an ASGI app), reached through httpx."""
+
+    @property
+    def demo(self) -> bool:
+        return self.transport is not None
 
 
 def _engine(client: AutoenhanceClient, spool_dir: Path, concurrency: int) -> Engine:
@@ -91,7 +97,9 @@ async def _archive(batch: Batch, part: Path, progress: Progress) -> int:
 async def download_direct(run: DirectRun, progress: Progress, say: Callable[[str], None]) -> Outcome:
     """Fetch the order, warn about credits, and write the ZIP (resuming from `<out>.parts/`)."""
     timeout = httpx.Timeout(connect=10.0, read=min(run.timeout, 60.0), write=30.0, pool=None)
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=True) as http:
+    async with httpx.AsyncClient(
+        timeout=timeout, follow_redirects=False, trust_env=run.transport is None, transport=run.transport
+    ) as http:
         # Built as the service builds it (app/core/connect.py), without its metrics, tracing and breaker.
         client = build_client(
             base_url=run.base_url,
@@ -102,6 +110,7 @@ async def download_direct(run: DirectRun, progress: Progress, say: Callable[[str
             proxies=env_proxies(),
             image_timeout=run.timeout,
             order_timeout=30.0,
+            images_over_http=run.demo,  # the demo's simulator is an ASGI app: only httpx reaches it
         )
         try:
             return await _download(client, run, progress, say)
@@ -121,16 +130,18 @@ async def _download(
         raise TransferError("Autoenhance rejected the API key (check --api-key or AUTOENHANCE_API_KEY)") from None
     except ServiceError as exc:
         raise TransferError(exc.message) from None
-    _announce(order, run.options, say)
+    _announce(order, run.options, say, demo=run.demo)
     with tempfile.TemporaryDirectory(prefix="autoenhance-batch-") as spool_dir:
         return await _run_batch(client, order, run, Path(spool_dir), progress, say)
 
 
-def _announce(order: OrderInfo, options: BatchOptions, say: Callable[[str], None]) -> None:
+def _announce(order: OrderInfo, options: BatchOptions, say: Callable[[str], None], *, demo: bool = False) -> None:
     photos = len(order.images)
     say(f"Order {shown(order.name or order.order_id)}: {photos} photo{'s' * (photos != 1)}, sets: {', '.join(options.sets)}")
     cost = credit_cost(photos, options)
-    if cost.credits:
+    if demo:
+        say("This is a demo: the bundled simulator stands in for Autoenhance; nothing leaves this computer.")
+    elif cost.credits:
         say(f"[bold yellow]{cost.sentence()}[/]")
 
 

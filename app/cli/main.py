@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
@@ -32,12 +32,20 @@ from app.core.sets import SET_HELP, credit_cost, parse_sets
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.errors import InvalidOption, InvalidOrderId
 
+if TYPE_CHECKING:
+    from app.cli.direct import DirectRun
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_BASE_URL = "https://api.autoenhance.ai"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
+NO_KEY_NO_SERVICE = (
+    f"No --api-key given and no Autoenhance Batch service answers at {DEFAULT_URL}. "
+    "To download your order straight from Autoenhance: --api-key KEY (or set AUTOENHANCE_API_KEY). "
+    "To try the tool without a key: autoenhance-batch demo. To use a running service: --url URL."
+)
 
 cli = typer.Typer(
     name="autoenhance-batch",
@@ -102,6 +110,18 @@ def _usage(message: str) -> typer.Exit:
     """A wrong command line: one line, exit 2, and nothing asked of anyone. `message` is text, never markup."""
     err.print(f"[bold red]Error:[/] {shown(message)}")
     return typer.Exit(EXIT_USAGE)
+
+
+def _output_path(output: Path | None, default_name: str, force: bool) -> Path:
+    """Where the ZIP goes, checked before anything is asked of anyone."""
+    out = output or Path(default_name)
+    if not out.parent.is_dir():
+        raise _usage(f"The folder {out.parent} does not exist; create it or choose another -o")
+    if out.is_dir():
+        raise _usage(f"{out} is a folder; give a file name such as {out / 'photos.zip'}")
+    if out.exists() and not force:
+        raise _fail(f"{out} exists; pass --force to overwrite it")
+    return out
 
 
 def _summary(outcome: Outcome, unit: str = "images") -> int:
@@ -205,18 +225,16 @@ def download(
         )
     except (InvalidOrderId, InvalidOption) as exc:
         raise _usage(exc.message) from None
-    out = output or Path(f"autoenhance-{order_id[:8]}.zip")
-    if not out.parent.is_dir():
-        raise _usage(f"The folder {out.parent} does not exist; create it or choose another -o")
-    if out.is_dir():
-        raise _usage(f"{out} is a folder; give a file name such as {out / 'photos.zip'}")
-    if out.exists() and not force:
-        raise _fail(f"{out} exists; pass --force to overwrite it")
+    out = _output_path(output, f"autoenhance-{order_id[:8]}.zip", force)
     unit = "images" if options.sets == ("full",) else "files"
     if url is None and api_key and job:
         raise _usage("--job prepares the ZIP on a service: give its --url, or leave --job out to download directly")
     if url is None and api_key:
-        raise typer.Exit(_summary(_direct(order_id, options, out, api_key, base_url, wait, wait_timeout, timeout), unit))
+        from app.cli.direct import DirectRun
+
+        run = DirectRun(order_id, options, out, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
+        raise typer.Exit(_summary(_direct(run), unit))
+    asked_for_service = url is not None
     url = url or DEFAULT_URL
     params = {"format": format.value, "preview": str(preview).lower(), "dev_mode": str(dev_mode).lower()}
     params |= {"sets": ",".join(options.sets), "names": names.value}
@@ -237,6 +255,8 @@ def download(
     except TransferError as exc:
         raise _fail(str(exc)) from None
     except httpx.TransportError as exc:
+        if not asked_for_service:  # no key, no --url, and nothing runs on this computer: say what to do
+            raise _usage(NO_KEY_NO_SERVICE) from None
         raise _fail(f"Could not reach the service at {url} ({type(exc).__name__})") from None
     raise typer.Exit(_summary(outcome, unit))
 
@@ -258,17 +278,14 @@ def _warn_credits(client: httpx.Client, order_id: str, params: dict[str, str], o
     )
 
 
-def _direct(
-    order_id: str, options: BatchOptions, out: Path, api_key: str, base_url: str, wait: bool, wait_timeout: float,
-    timeout: float,
-) -> Outcome:
-    """Direct mode: the engine in this process, straight against Autoenhance.
+def _direct(run: DirectRun) -> Outcome:
+    """Direct mode: the engine in this process, straight against Autoenhance (or the demo's simulator).
 
     Imported here: client mode (and `--help`) should not load the engine and its HTTP stack.
     """
-    from app.cli.direct import DirectRun, download_direct, parts_path
+    from app.cli.direct import download_direct, parts_path
 
-    run = DirectRun(order_id, options, out, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
+    out = run.out
     try:
         with progress_bars(err) as progress:
             return asyncio.run(download_direct(run, progress, progress.console.print))
@@ -283,6 +300,45 @@ def _direct(
         else:
             err.print("[bold yellow]Interrupted[/] before any photo was saved.")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+@cli.command()
+def demo(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to save the demo ZIP (a folder: the file goes inside it).")
+    ] = Path("autoenhance-demo.zip"),
+    sets: Annotated[
+        str,
+        typer.Option(
+            "--sets", "-s",
+            help="Comma list of sets, each in its own folder: " + "; ".join(f"{k} ({v})" for k, v in SET_HELP.items()),
+        ),
+    ] = "full",
+    names: Annotated[
+        NameStyle, typer.Option("--names", help="sequence: number the files in the order's order ('01 - front.jpg').")
+    ] = NameStyle.original,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")] = False,
+) -> None:
+    """Try it without a key: download a sample order of 3 photos as one ZIP, with progress.
+
+    The bundled simulator stands in for Autoenhance inside this command: no key, no account, no
+    service, nothing charged and nothing sent anywhere. Then, with your key:
+    autoenhance-batch download ORDER_ID --api-key KEY
+    """
+    from app.cli.demo import demo_run
+
+    try:
+        options = BatchOptions(sets=parse_sets(sets), names=names)
+    except InvalidOption as exc:
+        raise _usage(exc.message) from None
+    out = _output_path(output, "autoenhance-demo.zip", force)
+    run, order_id = demo_run(options, out, timeout=60.0)
+    code = _summary(_direct(run), "images" if options.sets == ("full",) else "files")
+    err.print(
+        f"That was the demo order {order_id} from the simulator. With your Autoenhance API key, the same "
+        "for a real order: [bold]autoenhance-batch download ORDER_ID --api-key KEY[/]"
+    )
+    raise typer.Exit(code)
 
 
 @cli.command()
@@ -307,8 +363,9 @@ def serve(
 
     if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
         raise _fail(
-            "The service needs the server extra: pipx install --force '<this folder>[server]' "
-            "(or from a clone: make run)"
+            "The service needs the server extra: pipx install --force 'autoenhance-batch[server]' "
+            "(from a clone: pipx install --force '.[server]', or make run). To try the tool without it: "
+            "autoenhance-batch demo"
         )
     import uvicorn
 
