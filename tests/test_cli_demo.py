@@ -13,7 +13,7 @@ from tests.support.zipcheck import check_zip
 
 
 def test_demo_downloads_the_sample_order_with_no_key_and_no_service(tmp_path: Path) -> None:
-    code, stdout, err = run_process("demo", cwd=tmp_path)
+    code, _, err = run_process("demo", cwd=tmp_path)
     assert code == 0, err
     assert "Order Demo order: 3 sample rooms: 3 photos" in err and "This is a demo" in err
     assert "images" in err and "3/3" in err  # the progress bars ran

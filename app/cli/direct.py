@@ -21,12 +21,14 @@ from typing import Any
 import httpx
 from rich.progress import Progress
 
+from app.cli.partfile import open_own
 from app.cli.shown import shown
+from app.cli.topup import ArchiveKeep, EarlierArchive
 from app.cli.transfer import Outcome, TransferError, image_and_byte_tasks, part_path
 from app.core.budget import FairLimiter
 from app.core.connect import build_client
 from app.core.engine import Batch, Engine, EngineLimits
-from app.core.keep import FolderKeep
+from app.core.keep import FolderKeep, Keep, KeepRefused
 from app.core.models import BatchOptions, OrderInfo
 from app.core.proxies import env_proxies
 from app.core.sets import credit_cost
@@ -61,6 +63,8 @@ class DirectRun:
     asset_hosts: list[str] = field(default_factory=env_entries)
     """ALLOWED_ASSET_HOSTS, as the service reads it: an operator's private asset store works here too."""
     transport: httpx.AsyncBaseTransport | None = None
+    earlier: EarlierArchive | None = None
+    """`out` itself, a partial ZIP of this order and options from an earlier run: its files are reused."""
     """`autoenhance-batch demo`: the bundled simulator in this process (an ASGI app), reached through httpx."""
 
     @property
@@ -82,7 +86,7 @@ def _engine(client: AutoenhanceClient, spool_dir: Path, concurrency: int) -> Eng
 async def _archive(batch: Batch, part: Path, progress: Progress) -> int:
     images, data = image_and_byte_tasks(progress, batch.total, None)
     written = 0
-    with part.open("wb") as file:
+    with open_own(part, "wb") as file:
         async for chunk in batch.archive():
             await asyncio.to_thread(file.write, chunk)
             written += len(chunk)
@@ -153,20 +157,35 @@ async def _run_batch(
     # Not the order's last_updated_at: a full-size download itself can bump it (the image becomes
     # "downloaded"), which would throw away exactly the files a rerun should reuse.
     identity = {"order_id": order.order_id, "options": run.options.key()}
-    keep = FolderKeep(parts_path(run.out), identity)
-    kept = keep.saved()
+    try:
+        folder = FolderKeep(parts_path(run.out), identity)
+    except KeepRefused as exc:
+        raise TransferError(str(exc)) from None
+    kept = folder.saved()
     if kept:
         say(f"Resuming: {kept} file{'s' * (kept != 1)} already downloaded by an earlier run are reused")
+    keep: Keep = folder
+    if run.earlier is not None:
+        have = len(run.earlier.members)
+        say(
+            f"{shown(run.out)} holds {have} of its {run.earlier.total} files from an earlier run: they are kept, "
+            f"and only the missing ones are fetched"
+        )
+        keep = ArchiveKeep(folder, run.earlier)
     part = part_path(run.out)
     try:
         batch = await engine.open(order, run.options, keep=keep)
     except ServiceError as exc:
-        keep.discard()
+        folder.discard()
         raise TransferError(exc.message) from None
+    batch.retry_hint = (
+        "Run the same command again (the same -o): the files this ZIP holds are kept and only the missing "
+        "ones are fetched."
+    )
     try:
         if not await batch.wait_first():
             await batch.aclose()
-            keep.discard()
+            folder.discard()
             first = batch.failures[0].reason if batch.failures else "no image could be downloaded"
             raise TransferError(f"None of the order's {batch.total} files could be downloaded (first: {first})")
         written = await _archive(batch, part, progress)
@@ -175,8 +194,9 @@ async def _run_batch(
         await batch.aclose()
         raise
     part.replace(run.out)
-    keep.discard()
+    folder.discard()
     if batch.reused:
-        say(f"{batch.reused} of the files came from the earlier run; {batch.downloaded - batch.reused} were downloaded now")
+        new = batch.downloaded - batch.reused
+        say(f"{batch.reused} of the files came from the earlier run; {new} {'was' if new == 1 else 'were'} downloaded now")
     failures: list[dict[str, Any]] = [dict(f.as_dict()) for f in batch.failures]
     return Outcome(run.out, written, total=batch.total, downloaded=batch.downloaded, failed=batch.failed, failures=failures)

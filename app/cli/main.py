@@ -18,13 +18,16 @@ import typer
 from rich.console import Console
 from rich.filesize import decimal
 
+from app.cli.partfile import link_in_the_way
 from app.cli.shown import shown
 from app.cli.transfer import (
     Outcome,
     TransferError,
     error_detail,
     job_archive,
+    part_path,
     progress_bars,
+    state_path,
     stream_archive,
 )
 from app.core.models import BatchOptions, ImageFormat, NameStyle, validate_order_id
@@ -34,6 +37,7 @@ from app.errors import InvalidOption, InvalidOrderId
 
 if TYPE_CHECKING:
     from app.cli.direct import DirectRun
+    from app.cli.topup import EarlierArchive
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_BASE_URL = "https://api.autoenhance.ai"
@@ -121,7 +125,22 @@ def _output_path(output: Path | None, default_name: str, force: bool) -> Path:
         raise _usage(f"{out} is a folder; give a file name such as {out / 'photos.zip'}")
     if out.exists() and not force:
         raise _fail(f"{out} exists; pass --force to overwrite it")
+    link = link_in_the_way(part_path(out), state_path(out), out.with_name(out.name + ".parts"))
+    if link is not None:
+        raise _usage(f"{link} is a link; this command never writes through one: remove it or choose another -o")
     return out
+
+
+def _earlier_partial(out: Path, order_id: str, options: BatchOptions) -> EarlierArchive | None:
+    """`out` when it is a partial ZIP of this order and options (a rerun then tops it up)."""
+    if not out.is_file() or out.is_symlink():
+        return None
+    from app.cli.topup import earlier_archive
+
+    earlier = earlier_archive(out, order_id, options)
+    if earlier is not None and earlier.failed == 0:
+        raise _usage(f"{out} already holds all {earlier.total} files of this order; pass --force to download it again")
+    return earlier
 
 
 def _summary(outcome: Outcome, unit: str = "images") -> int:
@@ -225,14 +244,22 @@ def download(
         )
     except (InvalidOrderId, InvalidOption) as exc:
         raise _usage(exc.message) from None
-    out = _output_path(output, f"autoenhance-{order_id[:8]}.zip", force)
+    direct = url is None and bool(api_key)
+    default_name = f"autoenhance-{order_id[:8]}.zip"
+    earlier = _earlier_partial(output or Path(default_name), order_id, options) if direct and not force else None
+    out = _output_path(output, default_name, force or earlier is not None)
     unit = "images" if options.sets == ("full",) else "files"
     if url is None and api_key and job:
         raise _usage("--job prepares the ZIP on a service: give its --url, or leave --job out to download directly")
-    if url is None and api_key:
-        from app.cli.direct import DirectRun
+    if direct and api_key:
+        from app.cli.direct import DirectRun, parts_path
+        from app.core.keep import FolderKeep
 
+        refusal = FolderKeep.refusal(parts_path(out))
+        if refusal:
+            raise _usage(refusal)
         run = DirectRun(order_id, options, out, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
+        run.earlier = earlier
         raise typer.Exit(_summary(_direct(run), unit))
     asked_for_service = url is not None
     url = url or DEFAULT_URL
@@ -254,11 +281,32 @@ def download(
                 )
     except TransferError as exc:
         raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        _interrupted_client(out, job)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except httpx.TransportError as exc:
         if not asked_for_service:  # no key, no --url, and nothing runs on this computer: say what to do
             raise _usage(NO_KEY_NO_SERVICE) from None
         raise _fail(f"Could not reach the service at {url} ({type(exc).__name__})") from None
     raise typer.Exit(_summary(outcome, unit))
+
+
+def _interrupted_client(out: Path, job: bool) -> None:
+    """Ctrl+C in client mode: say what is kept and how to go on."""
+    part, state = part_path(out), state_path(out)
+    kept = part.stat().st_size if part.is_file() else 0
+    if state.is_file() and kept:
+        err.print(
+            f"[bold yellow]Interrupted.[/] {decimal(kept)} kept in {shown(part)}; "
+            "run the same command again to download only the rest."
+        )
+    elif state.is_file() and job:
+        err.print(
+            "[bold yellow]Interrupted.[/] The job goes on on the service; run the same command again to follow "
+            "it and download its ZIP."
+        )
+    else:
+        err.print("[bold yellow]Interrupted[/] before anything could be kept; run the same command again to start over.")
 
 
 def _warn_credits(client: httpx.Client, order_id: str, params: dict[str, str], options: BatchOptions) -> None:

@@ -35,6 +35,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from app.cli.partfile import damaged_member, intact_length, open_own, write_own_text
 from app.cli.shown import shown
 from app.cli.zipwatch import ZipMemberCounter
 
@@ -160,10 +161,12 @@ def stream_archive(
             total_images = int(response.headers.get("x-total-images", "0") or 0)
             if response.headers.get("accept-ranges") == "bytes":
                 etag = response.headers.get("etag")
+            if etag:  # resumable: recorded now, so even a Ctrl+C leaves a .part the next run continues
+                _save_state(out, {"kind": "stream", "order_id": order_id, "params": params, "etag": etag})
             length = response.headers.get("content-length")
             images, data = image_and_byte_tasks(progress, total_images, int(length) if length else None)
             counter = ZipMemberCounter()
-            with part.open("wb") as file:
+            with open_own(part, "wb") as file:
                 for chunk in response.iter_bytes(CHUNK):
                     file.write(chunk)
                     written += len(chunk)
@@ -190,8 +193,13 @@ def stream_archive(
             ) from exc
         say(f"Connection lost at {written} bytes ({type(exc).__name__}); resuming")
         return _resume_stream(client, url, out, state, progress, retries, say, sleep)
+    except KeyboardInterrupt:
+        if etag is None:  # a service that cannot resume: the bytes are of no use to a rerun
+            part.unlink(missing_ok=True)
+        raise
     except BaseException:
         part.unlink(missing_ok=True)
+        state_path(out).unlink(missing_ok=True)
         raise
     state_path(out).unlink(missing_ok=True)
     part.replace(out)
@@ -234,7 +242,7 @@ def _load_state(out: Path, order_id: str, params: dict[str, str], kind: str = "j
 
 
 def _save_state(out: Path, state: dict[str, Any]) -> None:
-    state_path(out).write_text(json.dumps(state))
+    write_own_text(state_path(out), json.dumps(state))
 
 
 def _job_status(client: httpx.Client, job_id: str) -> httpx.Response:
@@ -298,6 +306,17 @@ def job_archive(
     return outcome
 
 
+def _drop_damage(part: Path, say: Callable[[str], None]) -> None:
+    """Cut a kept `.part` back to its last intact member before asking for the rest."""
+    if not part.is_file() or part.stat().st_size == 0:
+        return
+    keep, damaged = intact_length(part)
+    if damaged:
+        say(f"The kept bytes are damaged after byte {keep}; resuming from there")
+        with open_own(part, "ab") as file:
+            file.truncate(keep)
+
+
 def _content_range_total(value: str | None) -> int | None:
     if value and "/" in value:
         total = value.rsplit("/", 1)[1]
@@ -319,6 +338,8 @@ def _resumable_get(
     part = part_path(out)
     resumed_from: list[int] = []
     failures = 0
+    _drop_damage(part, say)
+    checked = False
     while True:
         have = part.stat().st_size if part.is_file() else 0
         headers = {}
@@ -348,14 +369,20 @@ def _resumable_get(
                 state["etag"] = response.headers.get("etag")
                 _save_state(out, state)
                 progress.update(task, total=expected, completed=have)
-                with part.open(mode) as file:
+                with open_own(part, mode) as file:
                     for chunk in response.iter_bytes(CHUNK):
                         file.write(chunk)
                         have += len(chunk)
                         progress.update(task, completed=have)
-            if expected is None or have == expected:
+            if expected is not None and have != expected:
+                raise httpx.RemoteProtocolError(f"body ended at {have} of {expected} bytes")
+            damaged = damaged_member(part) if resumed_from and not checked else None
+            if damaged is None:
                 break
-            raise httpx.RemoteProtocolError(f"body ended at {have} of {expected} bytes")
+            checked = True  # once: a whole download that fails its check again is the service's to explain
+            say(f"The resumed file fails its check ({shown(damaged)}); downloading it whole again")
+            part.unlink(missing_ok=True)
+            state["etag"] = None
         except httpx.TransportError as exc:
             failures += 1
             if failures > retries:
