@@ -112,7 +112,7 @@ def test_download_streams_the_order_into_a_valid_zip(demo_url: str, tmp_path: Pa
 
 
 def test_full_resolution_without_dev_mode_warns_about_credits(demo_url: str, tmp_path: Path) -> None:
-    code, _, err = run("download", DEMO_ORDER_ID, "-o", str(tmp_path / "a.zip"), "--url", demo_url, "--no-preview")
+    code, _, err = run("download", DEMO_ORDER_ID, "-o", str(tmp_path / "a.zip"), "--url", demo_url, "--no-preview", "--yes")
     assert code == 0
     assert "Spends up to 3 Autoenhance credits" in err and "3 photos x 1 full-size set (full)" in err
     code, _, err = run("download", DEMO_ORDER_ID, "-o", str(tmp_path / "b.zip"), "--url", demo_url, "--no-preview",

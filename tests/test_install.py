@@ -118,7 +118,7 @@ def test_installed_command_downloads_sets_straight_from_the_simulator(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOENHANCE", "VIRTUAL_ENV"))}
     result = subprocess.run(
         [str(installed / "autoenhance-batch"), "download", order["order_id"], "-o", str(out),
-         "--base-url", simulator_process, "--sets", "full,mls,web,original", "--names", "sequence",
+         "--base-url", simulator_process, "--sets", "full,mls,web,original", "--names", "sequence", "--yes",
          "--max-width", "640"],
         capture_output=True, text=True, timeout=180, env=env | {"AUTOENHANCE_API_KEY": KEY, "COLUMNS": "120"},
         cwd=tmp_path,

@@ -31,7 +31,7 @@ from app.core.engine import Batch, Engine, EngineLimits
 from app.core.keep import FolderKeep, Keep, KeepRefused
 from app.core.models import BatchOptions, OrderInfo
 from app.core.proxies import env_proxies
-from app.core.sets import credit_cost
+from app.core.sets import credit_cost, files_and_photos
 from app.core.stats import Stats
 from app.core.trusted_hosts import env_entries
 from app.core.upstream import AutoenhanceClient
@@ -64,6 +64,8 @@ class DirectRun:
     """ALLOWED_ASSET_HOSTS, as the service reads it: an operator's private asset store works here too."""
     transport: httpx.AsyncBaseTransport | None = None
     earlier: EarlierArchive | None = None
+    confirm: Callable[[int, Progress], None] | None = None
+    """Asks a person before credits are spent (returns to go on, raises to stop); None: agreed already."""
     """`out` itself, a partial ZIP of this order and options from an earlier run: its files are reused."""
     """`autoenhance-batch demo`: the bundled simulator in this process (an ASGI app), reached through httpx."""
 
@@ -135,13 +137,16 @@ async def _download(
     except ServiceError as exc:
         raise TransferError(exc.message) from None
     _announce(order, run.options, say, demo=run.demo)
+    credits = credit_cost(len(order.images), run.options).credits
+    if run.confirm is not None and credits and not run.demo:
+        run.confirm(credits, progress)
     with tempfile.TemporaryDirectory(prefix="autoenhance-batch-") as spool_dir:
         return await _run_batch(client, order, run, Path(spool_dir), progress, say)
 
 
 def _announce(order: OrderInfo, options: BatchOptions, say: Callable[[str], None], *, demo: bool = False) -> None:
     photos = len(order.images)
-    say(f"Order {shown(order.name or order.order_id)}: {photos} photo{'s' * (photos != 1)}, sets: {', '.join(options.sets)}")
+    say(f"Order {shown(order.name or order.order_id)}: {files_and_photos(photos, options.sets)}")
     cost = credit_cost(photos, options)
     if demo:
         say("This is a demo: the bundled simulator stands in for Autoenhance; nothing leaves this computer.")

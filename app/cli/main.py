@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import click
 import httpx
 import typer
 from rich.console import Console
 from rich.filesize import decimal
+from rich.progress import Progress
 
 from app.cli.partfile import link_in_the_way
 from app.cli.shown import shown
@@ -31,7 +33,7 @@ from app.cli.transfer import (
     stream_archive,
 )
 from app.core.models import BatchOptions, ImageFormat, NameStyle, validate_order_id
-from app.core.sets import SET_HELP, credit_cost, parse_sets
+from app.core.sets import SET_HELP, credit_cost, files_and_photos, parse_sets
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.errors import InvalidOption, InvalidOrderId
 
@@ -221,6 +223,14 @@ def download(
         ),
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", "-y",
+            help="Agree to spend credits without being asked. Needed when no terminal can ask "
+            "(a script, CI) and a set is full resolution without --dev-mode.",
+        ),
+    ] = False,
     retries: Annotated[
         int, typer.Option("--retries", min=0, max=50, help="Resume attempts after a cut connection.")
     ] = 5,
@@ -244,6 +254,7 @@ def download(
         )
     except (InvalidOrderId, InvalidOption) as exc:
         raise _usage(exc.message) from None
+    _require_consent(options, yes)
     direct = url is None and bool(api_key)
     default_name = f"autoenhance-{order_id[:8]}.zip"
     earlier = _earlier_partial(output or Path(default_name), order_id, options) if direct and not force else None
@@ -260,6 +271,8 @@ def download(
             raise _usage(refusal)
         run = DirectRun(order_id, options, out, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
         run.earlier = earlier
+        if _spends(options) and not yes:
+            run.confirm = _ask_to_spend
         raise typer.Exit(_summary(_direct(run), unit))
     asked_for_service = url is not None
     url = url or DEFAULT_URL
@@ -271,15 +284,14 @@ def download(
     if wait:
         params |= {"wait": "true", "wait_timeout": f"{wait_timeout:g}"}
     try:
-        with _client(url, key, timeout) as client, progress_bars(err) as progress:
-            _warn_credits(client, order_id, params, options)
-            if job:
-                outcome = job_archive(client, order_id, params, out, progress, retries=retries, say=progress.console.print)
-            else:
-                outcome = stream_archive(
-                    client, order_id, params, out, progress, retries=retries, say=progress.console.print
-                )
+        with _client(url, key, timeout) as client:
+            credits = _preface(client, order_id, params, options)
+            if credits and not yes:
+                _ask_to_spend(credits)
+            with progress_bars(err) as progress:
+                outcome = _fetch(client, order_id, params, out, progress, job, retries)
     except TransferError as exc:
+
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         _interrupted_client(out, job)
@@ -289,6 +301,15 @@ def download(
             raise _usage(NO_KEY_NO_SERVICE) from None
         raise _fail(f"Could not reach the service at {url} ({type(exc).__name__})") from None
     raise typer.Exit(_summary(outcome, unit))
+
+
+def _fetch(
+    client: httpx.Client, order_id: str, params: dict[str, str], out: Path, progress: Progress, job: bool, retries: int
+) -> Outcome:
+    say = progress.console.print
+    if job:
+        return job_archive(client, order_id, params, out, progress, retries=retries, say=say)
+    return stream_archive(client, order_id, params, out, progress, retries=retries, say=say)
 
 
 def _interrupted_client(out: Path, job: bool) -> None:
@@ -309,21 +330,66 @@ def _interrupted_client(out: Path, job: bool) -> None:
         err.print("[bold yellow]Interrupted[/] before anything could be kept; run the same command again to start over.")
 
 
-def _warn_credits(client: httpx.Client, order_id: str, params: dict[str, str], options: BatchOptions) -> None:
-    """Before anything is spent: the service's count for this order, or the rule when it cannot say."""
+def _preface(client: httpx.Client, order_id: str, params: dict[str, str], options: BatchOptions) -> int:
+    """Client mode, before anything is fetched: the order's name and size, and what it would cost.
+
+    Returns the credits the service counts (or the photo count is unknown: -1, when it cannot say and
+    the options spend credits). A TransportError is left to the caller: the service is not there.
+    """
     full_size = credit_cost(1, options).full_size_sets
-    if not full_size:
-        return
     try:
         response = client.get(f"v1/orders/{order_id}/photos", params=params)
-        text = response.json()["cost"]["text"] if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        text = None
+        order = response.json() if response.status_code == 200 else None
+        photos = len(order["photos"]) if order else None
+    except (httpx.DecodingError, ValueError, KeyError, TypeError):
+        order, photos = None, None
+    if order is not None and photos is not None:
+        err.print(f"Order {shown(order.get('name') or order_id)}: {files_and_photos(photos, options.sets)}")
+    if not full_size:
+        return 0
+    text = (order or {}).get("cost", {}).get("text") if isinstance(order, dict) else None
     err.print(
         f"[bold yellow]{shown(text)} [/]" if text else
         f"[bold yellow]Full resolution without dev mode ({', '.join(full_size)}): each photo spends one "
         "Autoenhance credit the first time it is downloaded at full size.[/]"
     )
+    return credit_cost(photos, options).credits if photos is not None else -1
+
+
+def _interactive() -> bool:
+    """A person at a terminal can be asked (stdin and stderr are both terminals)."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _spends(options: BatchOptions) -> bool:
+    return bool(credit_cost(1, options).full_size_sets)
+
+
+def _require_consent(options: BatchOptions, yes: bool) -> None:
+    """Without a terminal to ask, spending credits needs --yes: refused before any request (exit 2)."""
+    if _spends(options) and not yes and not _interactive():
+        sets = ", ".join(credit_cost(1, options).full_size_sets)
+        raise _usage(
+            f"Full-resolution sets without --dev-mode ({sets}) spend Autoenhance credits (up to one per photo). "
+            "Nothing was asked or spent: pass --yes to agree, or add --dev-mode (watermarked, free), "
+            "or use previews (the default for the full set)."
+        )
+
+
+def _ask_to_spend(credits: int, progress: Progress | None = None) -> None:
+    """In a terminal: `[y/N]` before the first credit is spent; anything but yes stops here (exit 1)."""
+    if progress is not None:
+        progress.stop()  # the live bars would draw over the question
+    what = f"up to {credits} Autoenhance credit{'s' * (credits != 1)}" if credits >= 0 else "Autoenhance credits"
+    try:
+        agreed = typer.confirm(f"Spend {what}?", default=False, err=True)
+    except click.exceptions.Abort:  # Ctrl+D or Ctrl+C at the question: a no
+        agreed = False
+    if not agreed:
+        err.print("Stopped: nothing was downloaded and no credit was spent.")
+        raise typer.Exit(EXIT_ERROR)
+    if progress is not None:
+        progress.start()
 
 
 def _direct(run: DirectRun) -> Outcome:

@@ -150,3 +150,12 @@ class CreditCost:
 
 def credit_cost(photos: int, options: BatchOptions) -> CreditCost:
     return CreditCost(photos, tuple(r.set for r in renditions(options) if r.full_resolution))
+
+
+def files_and_photos(photos: int, sets: tuple[str, ...]) -> str:
+    """What a download holds, counted in files (the unit of every count): '3 photos, set: full' or
+    '80 files: 40 photos x 2 sets (full, mls)'."""
+    plural = "s" * (photos != 1)
+    if len(sets) == 1:
+        return f"{photos} photo{plural}, set: {sets[0]}"
+    return f"{photos * len(sets)} files: {photos} photo{plural} x {len(sets)} sets ({', '.join(sets)})"
