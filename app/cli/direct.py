@@ -36,7 +36,7 @@ from app.core.stats import Stats
 from app.core.trusted_hosts import env_entries
 from app.core.upstream import AutoenhanceClient
 from app.core.wait import WaitOptions, wait_until_ready
-from app.errors import ServiceError, UpstreamAuthError
+from app.errors import ServiceError, UpstreamAuthError, UpstreamUnavailable
 
 CONCURRENCY = 6
 """Downloads in flight at once: enough to fill a home connection, gentle on Autoenhance's limits."""
@@ -65,6 +65,8 @@ class DirectRun:
     transport: httpx.AsyncBaseTransport | None = None
     earlier: EarlierArchive | None = None
     confirm: Callable[[int, Progress], None] | None = None
+    place: Callable[[str | None], None] | None = None
+    """Chooses `out` from the order's name (called once the order is known, before any download)."""
     """Asks a person before credits are spent (returns to go on, raises to stop); None: agreed already."""
     """`out` itself, a partial ZIP of this order and options from an earlier run: its files are reused."""
     """`autoenhance-batch demo`: the bundled simulator in this process (an ASGI app), reached through httpx."""
@@ -134,8 +136,17 @@ async def _download(
         order = await wait_until_ready(client, order, run.wait)
     except UpstreamAuthError:
         raise TransferError("Autoenhance rejected the API key (check --api-key or AUTOENHANCE_API_KEY)") from None
+    except UpstreamUnavailable as exc:
+        if isinstance(exc.__cause__, httpx.TransportError):  # not an answer: nothing there, or no network
+            raise TransferError(
+                f"Could not reach Autoenhance at {run.base_url} ({type(exc.__cause__).__name__}): check --base-url "
+                "(or AUTOENHANCE_BASE_URL) and the network, then run the same command again"
+            ) from None
+        raise TransferError(exc.message) from None
     except ServiceError as exc:
         raise TransferError(exc.message) from None
+    if run.place is not None:
+        run.place(order.name)
     _announce(order, run.options, say, demo=run.demo)
     credits = credit_cost(len(order.images), run.options).credits
     if run.confirm is not None and credits and not run.demo:

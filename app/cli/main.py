@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import httpx
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.filesize import decimal
 from rich.progress import Progress
 
+from app.cli.destination import Destination, DestinationError
 from app.cli.partfile import link_in_the_way
 from app.cli.shown import shown
 from app.cli.transfer import (
@@ -57,8 +59,9 @@ cli = typer.Typer(
     name="autoenhance-batch",
     help="Autoenhance Batch: every enhanced photo of an Autoenhance.ai order as one ZIP.",
     epilog="Examples (from a clone, `python -m app` works the same):\n\n"
-    "  autoenhance-batch download 7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c --api-key $KEY -o photos.zip\n\n"
-    "  autoenhance-batch download $ORDER --sets mls,original --names sequence --no-preview\n\n"
+    "  autoenhance-batch demo    (no key needed: a sample order as a ZIP)\n\n"
+    "  autoenhance-batch download 7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c --api-key $KEY -o Photos/\n\n"
+    "  autoenhance-batch download $ORDER --sets mls,original --names sequence --no-preview --yes\n\n"
     "  autoenhance-batch download $ORDER --url http://127.0.0.1:8000 --format png --job\n\n"
     "  autoenhance-batch serve --port 8000\n\n"
     "  ORDER=$(autoenhance-batch sample-order)",
@@ -68,6 +71,48 @@ cli = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 err = Console(stderr=True, highlight=False)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from app.version import __version__
+
+        typer.echo(f"autoenhance-batch {__version__}")
+        raise typer.Exit(0)
+
+
+def _quiet_libraries() -> None:
+    """The command says what happened in its own words: no retry or per-image log lines from the
+    libraries underneath (stamina's retries, the engine's warnings), which a person cannot act on."""
+    import logging
+
+    import stamina.instrumentation
+
+    stamina.instrumentation.set_on_retry_hooks([])
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
+
+
+@cli.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", metavar="", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    _quiet_libraries()
+
+
+def _between(low: float, high: float | None = None) -> Callable[[Any], Any]:
+    """A range check with a plain message ('1-90'), in place of click's '[1<=x<=90]' notation."""
+
+    def check(value: Any) -> Any:
+        if value is not None and (value < low or (high is not None and value > high)):
+            raise typer.BadParameter(f"must be {low:g}-{high:g}" if high is not None else f"must be at least {low:g}")
+        return value
+
+    return check
 
 
 UrlOption = Annotated[
@@ -93,7 +138,9 @@ KeyOption = Annotated[
     ),
 ]
 TimeoutOption = Annotated[
-    float, typer.Option("--timeout", min=1, help="Seconds to wait for the service to answer or send more bytes.")
+    float,
+    typer.Option("--timeout", metavar="SECONDS", callback=_between(1),
+                 help="Seconds to wait for the service to answer or send more bytes."),
 ]
 
 
@@ -124,13 +171,8 @@ def _output_path(output: Path | None, default_name: str, force: bool) -> Path:
     if not out.parent.is_dir():
         raise _usage(f"The folder {out.parent} does not exist; create it or choose another -o")
     if out.is_dir():
-        raise _usage(f"{out} is a folder; give a file name such as {out / 'photos.zip'}")
-    if out.exists() and not force:
-        raise _fail(f"{out} exists; pass --force to overwrite it")
-    link = link_in_the_way(part_path(out), state_path(out), out.with_name(out.name + ".parts"))
-    if link is not None:
-        raise _usage(f"{link} is a link; this command never writes through one: remove it or choose another -o")
-    return out
+        out = out / default_name
+    return _checked_out(out, force)
 
 
 def _earlier_partial(out: Path, order_id: str, options: BatchOptions) -> EarlierArchive | None:
@@ -164,75 +206,100 @@ def _summary(outcome: Outcome, unit: str = "images") -> int:
 
 @cli.command()
 def download(
-    order_id: Annotated[str, typer.Argument(help="The Autoenhance order id (a UUID).", show_default=False)],
+    order_id: Annotated[
+        str, typer.Argument(help="The Autoenhance order id (a UUID).", show_default=False, metavar="ORDER_ID")
+    ],
     output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Where to save the ZIP. Default: autoenhance-<order id>.zip", show_default=False),
+        str | None,
+        typer.Option(
+            "--output", "-o", metavar="FILE|FOLDER/", show_default=False,
+            help="Where to save the ZIP: a file, or a folder (an existing one, or a new one ending in /) that gets "
+            "'<order name>.zip'. Default: '<order name>.zip' in the current folder.",
+        ),
     ] = None,
     api_key: Annotated[
         str | None,
         typer.Option(
-            "--api-key", envvar="AUTOENHANCE_API_KEY", show_envvar=True, show_default=False,
+            "--api-key", envvar="AUTOENHANCE_API_KEY", show_envvar=True, show_default=False, metavar="KEY",
             help="Direct mode: your Autoenhance API key; this command downloads straight from Autoenhance.",
         ),
     ] = None,
     base_url: Annotated[
-        str, typer.Option("--base-url", envvar="AUTOENHANCE_BASE_URL", help="Direct mode: the Autoenhance API.")
+        str,
+        typer.Option("--base-url", envvar="AUTOENHANCE_BASE_URL", metavar="URL", help="Direct mode: the Autoenhance API."),
     ] = DEFAULT_BASE_URL,
     sets: Annotated[
         str,
         typer.Option(
-            "--sets", "-s",
+            "--sets", "-s", metavar="SET,SET",
             help="Comma list of sets, each in its own folder: " + "; ".join(f"{k} ({v})" for k, v in SET_HELP.items()),
         ),
     ] = "full",
     names: Annotated[
         NameStyle, typer.Option("--names", help="sequence: number the files in the order's order ('01 - front.jpg').")
     ] = NameStyle.original,
-    format: Annotated[ImageFormat, typer.Option("--format", "-f", help="Format of the full set.")] = ImageFormat.jpeg,
+    format: Annotated[
+        str, typer.Option("--format", "-f", metavar="jpeg|png|webp|avif|jxl", help="Format of the full set (jpg: jpeg).")
+    ] = ImageFormat.jpeg.value,
     quality: Annotated[
-        int | None, typer.Option("--quality", "-q", min=1, max=90, help="Image quality 1-90 (default: Autoenhance's).")
+        int | None,
+        typer.Option("--quality", "-q", metavar="1-90", callback=_between(1, 90),
+                     help="Image quality 1-90 (default: Autoenhance's)."),
     ] = None,
     max_width: Annotated[
-        int | None, typer.Option("--max-width", min=1, max=20000, help="Full set: at most this many pixels wide.")
+        int | None,
+        typer.Option("--max-width", metavar="PIXELS", callback=_between(1, 20000),
+                     help="Full set: at most this many pixels wide (1-20000)."),
     ] = None,
-    scale: Annotated[float | None, typer.Option("--scale", min=0.01, max=1.0, help="Full set: scale factor 0-1.")] = None,
+    scale: Annotated[
+        float | None,
+        typer.Option("--scale", metavar="0.01-1", callback=_between(0.01, 1.0), help="Full set: scale factor 0.01-1."),
+    ] = None,
     preview: Annotated[
         bool,
         typer.Option(
-            "--preview/--no-preview",
+            "--preview/--no-preview", metavar="",
             help="Previews are free. [bold]--no-preview[/] downloads full resolution and [bold]spends credits[/] "
             "unless --dev-mode (the mls set is always full resolution).",
         ),
     ] = True,
     dev_mode: Annotated[
-        bool, typer.Option("--dev-mode", help="Autoenhance dev mode: no credits spent, watermarked images.")
+        bool,
+        typer.Option("--dev-mode/--no-dev-mode", metavar="",
+                     help="Autoenhance dev mode: no credits spent, watermarked images."),
     ] = False,
     wait: Annotated[
-        bool, typer.Option("--wait", help="Wait until Autoenhance has finished enhancing the order (see --wait-timeout).")
+        bool,
+        typer.Option("--wait/--no-wait", metavar="",
+                     help="Wait until Autoenhance has finished enhancing the order (see --wait-timeout)."),
     ] = False,
     wait_timeout: Annotated[
-        float, typer.Option("--wait-timeout", min=1, max=MAX_WAIT_SECONDS, help="With --wait: seconds at most.")
+        float,
+        typer.Option("--wait-timeout", metavar="SECONDS", callback=_between(1, MAX_WAIT_SECONDS),
+                     help=f"With --wait: seconds at most (1-{MAX_WAIT_SECONDS:g})."),
     ] = 60.0,
     job: Annotated[
         bool,
         typer.Option(
-            "--job",
+            "--job/--no-job", metavar="",
             help="Client mode: prepare the ZIP as a job on the service, then download the file. Shows per-image "
             "progress while the job runs. Either way a cut download resumes (also on the next run with the same -o).",
         ),
     ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", metavar="", help="Overwrite the output file if it exists (and start over).")
+    ] = False,
     yes: Annotated[
         bool,
         typer.Option(
-            "--yes", "-y",
+            "--yes", "-y", metavar="",
             help="Agree to spend credits without being asked. Needed when no terminal can ask "
             "(a script, CI) and a set is full resolution without --dev-mode.",
         ),
     ] = False,
     retries: Annotated[
-        int, typer.Option("--retries", min=0, max=50, help="Resume attempts after a cut connection.")
+        int,
+        typer.Option("--retries", metavar="0-50", callback=_between(0, 50), help="Resume attempts after a cut connection."),
     ] = 5,
     url: ServiceUrlOption = None,
     key: KeyOption = None,
@@ -241,66 +308,145 @@ def download(
     """Download every enhanced photo of an order as one ZIP, with progress (files and bytes).
 
     With --api-key (or AUTOENHANCE_API_KEY) and no --url it downloads straight from Autoenhance;
-    stopped and run again, it keeps the photos already saved and fetches only the rest.
+    stopped and run again, it keeps the photos already saved and fetches only the rest; run again
+    after some photos were missing, it keeps the ZIP's files and fetches only the missing ones.
+    No key yet? autoenhance-batch demo
 
-    Exit status: 0 all images saved; 3 saved, but some images are missing (listed, and in the ZIP's
-    report); 1 nothing saved (the reason is printed); 2 the command line is wrong (nothing was asked).
+    Exit status: 0 all files saved; 3 saved, but some files are missing (listed, and in the ZIP's
+    report); 1 nothing saved (the reason is printed); 2 the command line is wrong (nothing was
+    asked); 130 interrupted with Ctrl+C (what arrived is kept: run the same command again).
     """
     try:
         order_id = validate_order_id(order_id.strip())
         options = BatchOptions(
-            format=format, quality=quality, preview=preview, dev_mode=dev_mode, sets=parse_sets(sets), names=names,
-            max_width=max_width, scale=scale,
+            format=_image_format(format), quality=quality, preview=preview, dev_mode=dev_mode, sets=parse_sets(sets),
+            names=names, max_width=max_width, scale=scale,
         )
+        destination = Destination.parse(output)
     except (InvalidOrderId, InvalidOption) as exc:
         raise _usage(exc.message) from None
-    _require_consent(options, yes)
-    direct = url is None and bool(api_key)
-    default_name = f"autoenhance-{order_id[:8]}.zip"
-    earlier = _earlier_partial(output or Path(default_name), order_id, options) if direct and not force else None
-    out = _output_path(output, default_name, force or earlier is not None)
+    except DestinationError as exc:
+        raise _usage(str(exc)) from None
     unit = "images" if options.sets == ("full",) else "files"
     if url is None and api_key and job:
         raise _usage("--job prepares the ZIP on a service: give its --url, or leave --job out to download directly")
-    if direct and api_key:
-        from app.cli.direct import DirectRun, parts_path
-        from app.core.keep import FolderKeep
-
-        refusal = FolderKeep.refusal(parts_path(out))
-        if refusal:
-            raise _usage(refusal)
-        run = DirectRun(order_id, options, out, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
-        run.earlier = earlier
-        if _spends(options) and not yes:
-            run.confirm = _ask_to_spend
-        raise typer.Exit(_summary(_direct(run), unit))
+    _require_consent(options, yes)
+    if url is None and api_key:
+        raise typer.Exit(_download_direct(order_id, options, destination, api_key, base_url, wait, wait_timeout,
+                                          timeout, force, yes, unit))
     asked_for_service = url is not None
-    url = url or DEFAULT_URL
-    params = {"format": format.value, "preview": str(preview).lower(), "dev_mode": str(dev_mode).lower()}
+    url = _checked_url(url, "--url") if url is not None else DEFAULT_URL
+    params = {"format": options.format.value, "preview": str(preview).lower(), "dev_mode": str(dev_mode).lower()}
     params |= {"sets": ",".join(options.sets), "names": names.value}
     for name, value in (("quality", quality), ("max_width", max_width), ("scale", scale)):
         if value is not None:
             params[name] = str(value)
     if wait:
         params |= {"wait": "true", "wait_timeout": f"{wait_timeout:g}"}
+    out = destination.file or destination.folder / f"autoenhance-{order_id[:8]}.zip"
+    if destination.file is not None:
+        out = _checked_out(destination.file, force)  # known already: checked before any request
     try:
         with _client(url, key, timeout) as client:
-            credits = _preface(client, order_id, params, options)
+            credits, order_name = _preface(client, order_id, params, options)
+            if destination.file is None:
+                out = _checked_out(destination.place(order_name, order_id), force)
             if credits and not yes:
                 _ask_to_spend(credits)
             with progress_bars(err) as progress:
                 outcome = _fetch(client, order_id, params, out, progress, job, retries)
     except TransferError as exc:
-
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc) + _hint(exc.status, url)) from None
     except KeyboardInterrupt:
         _interrupted_client(out, job)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except httpx.TransportError as exc:
         if not asked_for_service:  # no key, no --url, and nothing runs on this computer: say what to do
             raise _usage(NO_KEY_NO_SERVICE) from None
-        raise _fail(f"Could not reach the service at {url} ({type(exc).__name__})") from None
+        raise _fail(
+            f"Could not reach the service at {url} ({type(exc).__name__}): check --url and that the service runs "
+            "(autoenhance-batch serve)"
+        ) from None
     raise typer.Exit(_summary(outcome, unit))
+
+
+def _image_format(value: str) -> ImageFormat:
+    wanted = value.strip().lower()
+    try:
+        return ImageFormat("jpeg" if wanted == "jpg" else wanted)
+    except ValueError:
+        raise InvalidOption(
+            f"Unknown format {value[:20]!r}: choose from {'|'.join(f.value for f in ImageFormat)}"
+        ) from None
+
+
+def _checked_url(value: str, flag: str) -> str:
+    """An http(s) URL with a host, or a usage error that says what one looks like. A service URL may
+    be given with its /v1 (the API's prefix): the command adds that itself."""
+    try:
+        parsed = httpx.URL(value.strip())
+    except (httpx.InvalidURL, TypeError):
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        example = DEFAULT_BASE_URL if flag == "--base-url" else DEFAULT_URL
+        raise _usage(f"{flag} {value!r} is not a web address: it starts with https:// or http://, e.g. {example}")
+    text = str(parsed).rstrip("/")
+    return text.removesuffix("/v1") if flag == "--url" else text
+
+
+def _hint(status: int | None, url: str) -> str:
+    """What to do about a service's refusal, where the status says it."""
+    if status == 401:
+        return (
+            ". This service needs its service key: pass --key KEY (or set AUTOENHANCE_BATCH_KEY); the operator set "
+            "it as SERVICE_API_KEY"
+        )
+    if status == 403:
+        return ". The service key (--key) was not accepted, or this service does not allow that for anyone"
+    if status == 404 and "/v1/" not in url:
+        return f". Is {url} an Autoenhance Batch service? --url is its address, e.g. {DEFAULT_URL}"
+    return ""
+
+
+def _checked_out(out: Path, force: bool) -> Path:
+    """The ZIP's path once known: an existing file needs --force; no link is written through."""
+    if out.is_dir():
+        raise _usage(f"{out} is a folder; give a file name such as {out / 'photos.zip'}, or the folder ending in /")
+    if out.exists() and not force:
+        raise _usage(f"{out} exists; pass --force to overwrite it, or choose another -o")
+    link = link_in_the_way(part_path(out), state_path(out), out.with_name(out.name + ".parts"))
+    if link is not None:
+        raise _usage(f"{link} is a link; this command never writes through one: remove it or choose another -o")
+    return out
+
+
+def _download_direct(
+    order_id: str, options: BatchOptions, destination: Destination, api_key: str, base_url: str, wait: bool,
+    wait_timeout: float, timeout: float, force: bool, yes: bool, unit: str,
+) -> int:
+    """Direct mode: the path is chosen once the order (and its name) is known, before any download."""
+    from app.cli.direct import DirectRun, parts_path
+    from app.core.keep import FolderKeep
+
+    base_url = _checked_url(base_url, "--base-url")
+    provisional = destination.file or destination.folder / f"autoenhance-{order_id[:8]}.zip"
+    run = DirectRun(order_id, options, provisional, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
+
+    def place(order_name: str | None) -> None:
+        out = destination.place(order_name, order_id)
+        run.earlier = None if force else _earlier_partial(out, order_id, options)
+        run.out = _checked_out(out, force or run.earlier is not None)
+        refusal = FolderKeep.refusal(parts_path(run.out))
+        if refusal:
+            raise _usage(refusal)
+
+    if destination.file is not None:
+        place(None)  # the path is known already: checked before anything is asked of Autoenhance
+    else:
+        run.place = place
+    if _spends(options) and not yes:
+        run.confirm = _ask_to_spend
+    return _summary(_direct(run), unit)
 
 
 def _fetch(
@@ -330,11 +476,13 @@ def _interrupted_client(out: Path, job: bool) -> None:
         err.print("[bold yellow]Interrupted[/] before anything could be kept; run the same command again to start over.")
 
 
-def _preface(client: httpx.Client, order_id: str, params: dict[str, str], options: BatchOptions) -> int:
+def _preface(
+    client: httpx.Client, order_id: str, params: dict[str, str], options: BatchOptions
+) -> tuple[int, str | None]:
     """Client mode, before anything is fetched: the order's name and size, and what it would cost.
 
-    Returns the credits the service counts (or the photo count is unknown: -1, when it cannot say and
-    the options spend credits). A TransportError is left to the caller: the service is not there.
+    Returns (the credits the service counts, or -1 when it cannot say and the options spend credits;
+    the order's name, when the service said it). A TransportError is left to the caller.
     """
     full_size = credit_cost(1, options).full_size_sets
     try:
@@ -345,15 +493,16 @@ def _preface(client: httpx.Client, order_id: str, params: dict[str, str], option
         order, photos = None, None
     if order is not None and photos is not None:
         err.print(f"Order {shown(order.get('name') or order_id)}: {files_and_photos(photos, options.sets)}")
+    name = order.get("name") if isinstance(order, dict) and isinstance(order.get("name"), str) else None
     if not full_size:
-        return 0
+        return 0, name
     text = (order or {}).get("cost", {}).get("text") if isinstance(order, dict) else None
     err.print(
         f"[bold yellow]{shown(text)} [/]" if text else
         f"[bold yellow]Full resolution without dev mode ({', '.join(full_size)}): each photo spends one "
         "Autoenhance credit the first time it is downloaded at full size.[/]"
     )
-    return credit_cost(photos, options).credits if photos is not None else -1
+    return (credit_cost(photos, options).credits if photos is not None else -1), name
 
 
 def _interactive() -> bool:
@@ -458,13 +607,13 @@ def demo(
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(envvar="HOST", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="PORT", min=1, max=65535, help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(envvar="PORT", metavar="1-65535", callback=_between(1, 65535), help="Port to listen on.")] = 8000,
     timeout_graceful_shutdown: Annotated[
-        int, typer.Option(envvar="SHUTDOWN_GRACE", min=0, help="Seconds streams in flight get to finish on SIGTERM.")
+        int, typer.Option(envvar="SHUTDOWN_GRACE", metavar="SECONDS", callback=_between(0), help="Seconds streams in flight get to finish on SIGTERM.")
     ] = 30,
     limit_concurrency: Annotated[
         int,
-        typer.Option(envvar="LIMIT_CONCURRENCY", min=1, help="Connections plus tasks; over it a request gets 503."),
+        typer.Option(envvar="LIMIT_CONCURRENCY", metavar="N", callback=_between(1), help="Connections plus tasks; over it a request gets 503."),
     ] = 1000,
 ) -> None:
     """Run the service (uvicorn, one worker). Settings come from the environment and .env.

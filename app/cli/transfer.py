@@ -45,7 +45,16 @@ POLL_SECONDS = (0.25, 0.5, 1.0)
 
 
 class TransferError(Exception):
-    """A failure the CLI reports in one sentence (and exits non-zero)."""
+    """A failure the CLI reports in one sentence (and exits non-zero); `status`: the service's, if it answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def refused(response: httpx.Response) -> TransferError:
+    """The service said no: its detail, with the status kept for the command's advice."""
+    return TransferError(error_detail(response), response.status_code)
 
 
 @dataclass
@@ -157,7 +166,7 @@ def stream_archive(
         with client.stream("GET", url) as response:
             started = True
             if response.status_code != 200:
-                raise TransferError(error_detail(response))
+                raise refused(response)
             total_images = int(response.headers.get("x-total-images", "0") or 0)
             if response.headers.get("accept-ranges") == "bytes":
                 etag = response.headers.get("etag")
@@ -275,7 +284,7 @@ def job_archive(
         part_path(out).unlink(missing_ok=True)
         response = client.post(f"v1/orders/{order_id}/jobs", params=params)
         if response.status_code != 202:
-            raise TransferError(error_detail(response))
+            raise refused(response)
         state = {"order_id": order_id, "params": params, "job_id": response.json()["job_id"], "etag": None}
         _save_state(out, state)
     job_id = state["job_id"]
@@ -285,7 +294,7 @@ def job_archive(
     while True:
         response = _job_status(client, job_id)
         if response.status_code != 200:
-            raise TransferError(error_detail(response))
+            raise refused(response)
         job = response.json()
         progress.update(
             images, total=job["total"] or None, completed=job["downloaded"] + job["failed"],
@@ -365,7 +374,7 @@ def _resumable_get(
                     state_path(out).unlink(missing_ok=True)
                     raise TransferError(f"{error_detail(response)}; run the command again to prepare a new job")
                 else:
-                    raise TransferError(error_detail(response))
+                    raise refused(response)
                 state["etag"] = response.headers.get("etag")
                 _save_state(out, state)
                 progress.update(task, total=expected, completed=have)
