@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.core.models import DEFAULT_SETS, BatchOptions, ImageFormat, ImageInfo
+from app.core.models import DEFAULT_SETS, BatchOptions, ImageFormat, ImageInfo, OrderInfo
 from app.errors import InvalidOption
 
 SET_ORDER: tuple[str, ...] = ("full", "mls", "web", "original")
@@ -150,6 +150,12 @@ class CreditCost:
 
 def credit_cost(photos: int, options: BatchOptions) -> CreditCost:
     return CreditCost(photos, tuple(r.set for r in renditions(options) if r.full_resolution))
+
+
+def files_total(order: OrderInfo, options: BatchOptions) -> int:
+    """The files an archive of `order` holds (photos x sets, plus one failure per unidentified image):
+    the one unit every count, header, status and webhook uses."""
+    return len(order.images) * len(renditions(options)) + order.unidentified
 
 
 def files_and_photos(photos: int, sets: tuple[str, ...]) -> str:

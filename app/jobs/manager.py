@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from app.archives.service import Archives
 from app.config import Settings
 from app.core.models import BatchOptions, OrderInfo
+from app.core.sets import files_total
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient
 from app.core.wait import WaitOptions
@@ -179,7 +180,7 @@ class JobManager:
             order_name=order.name,
             status=JobStatus.queued,
             options=options,
-            total=len(order.images) + order.unidentified,
+            total=files_total(order, options),  # files (photos x sets), as the archive and its stream count
             created_at=now,
             callback_url=callback_url,
             public_base_url=public_base_url,

@@ -25,6 +25,7 @@ from app.archives.service import JOB_PATIENCE_SECONDS, Archives, Build, Finished
 from app.config import Settings
 from app.core.engine import Batch
 from app.core.models import OrderInfo
+from app.core.sets import files_total
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient
 from app.core.wait import WaitOptions, wait_until_ready
@@ -227,7 +228,7 @@ class JobRunner:
                 job.job_id,
                 only_attempt=job.attempt,
                 order_name=order.name,
-                total=len(order.images) + order.unidentified,
+                total=files_total(order, job.options),
             )
         if job.wait_seconds:
             order = await wait_until_ready(self.client, order, WaitOptions(True, job.wait_seconds))
