@@ -630,10 +630,20 @@ def serve(
             "(from a clone: pipx install --force '.[server]', or make run). To try the tool without it: "
             "autoenhance-batch demo"
         )
+    _refuse_a_taken_port(host, port)
+    data_dir = _serve_data_dir()
     import uvicorn
 
+    from app.config import Settings
     from app.server import server_options
 
+    settings = Settings()
+    mode = "live (AUTOENHANCE_API_KEY is set)" if not settings.demo_mode else "demo (no AUTOENHANCE_API_KEY: the built-in simulator)"
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    err.print(
+        f"Autoenhance Batch on [bold]http://{shown(shown_host)}:{port}/ [/](the page; API docs at /docs), "
+        f"mode: {mode}.\nData folder: {shown(data_dir)} (set DATA_DIR to change it). Stop with Ctrl+C."
+    )
     uvicorn.run(
         "app:app",
         host=host,
@@ -642,6 +652,42 @@ def serve(
         timeout_graceful_shutdown=timeout_graceful_shutdown,
         **server_options(limit_concurrency=limit_concurrency),
     )
+
+
+def _refuse_a_taken_port(host: str, port: int) -> None:
+    """'Address already in use' said plainly, before the server starts (not inside a log line)."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise _fail(
+                    f"Port {port} on {host} is already in use (another autoenhance-batch serve, or another "
+                    f"program): stop it, or choose another port with --port"
+                ) from None
+            raise _fail(f"Cannot listen on {host}:{port} ({exc.strerror})") from None
+
+
+def _serve_data_dir() -> Path:
+    """DATA_DIR as set (environment or .env); unset, a per-user folder rather than `data/` in whatever
+    folder `serve` was started from (XDG_DATA_HOME, else ~/.local/share/autoenhance-batch)."""
+    dotenv = Path(".env")
+    configured = os.environ.get("DATA_DIR") or (
+        dotenv.is_file() and any(line.strip().startswith("DATA_DIR=") for line in dotenv.read_text().splitlines())
+    )
+    if configured:
+        from app.config import Settings
+
+        return Settings().data_dir.resolve()
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    folder = base / "autoenhance-batch"
+    os.environ["DATA_DIR"] = str(folder)  # the app reads its settings from the environment
+    return folder
 
 
 @cli.command("sample-order")
