@@ -24,9 +24,9 @@ from app.errors import InvalidOption
 
 SET_ORDER: tuple[str, ...] = ("full", "mls", "web", "original")
 SET_HELP: dict[str, str] = {
-    "full": "the chosen format, quality and size",
-    "mls": "JPEG, 2048 px wide, for listing services",
-    "web": "JPEG, 1024 px wide, for websites",
+    "full": "the chosen format, quality and size; a free preview at most 1024 px wide unless previews are off",
+    "mls": "JPEG, at most 2048 px wide, full resolution, for listing services",
+    "web": "JPEG, at most 1024 px wide, free, for websites",
     "original": "the uploaded photos, untouched",
 }
 MLS_WIDTH = 2048
