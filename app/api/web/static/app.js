@@ -283,7 +283,7 @@ function thumbItem(photo) {
     badge.textContent = "not ready";
     li.append(badge);
   }
-  // fetched, not <img src>: a service with an access code needs the header, which an <img> cannot send
+  // fetched, not <img src>: a service with a service key needs the header, which an <img> cannot send
   fetch(`${API}${photo.thumbnail_url}`, { headers: keyHeaders() })
     .then((res) => (res.ok ? res.blob() : null))
     .then((blob) => {
@@ -413,7 +413,7 @@ function onAuthError(err, node) {
   if (err.status !== 401) return false;
   el.keyDetails.open = true;
   el.serviceKey.focus();
-  setStatus(node, `${err.message} This service needs an access code (its service key): enter it above.`, "error");
+  setStatus(node, `${err.message} This service needs its service key: enter it above.`, "error");
   return true;
 }
 
