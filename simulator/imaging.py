@@ -6,6 +6,7 @@ keeps serving other downloads meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 from dataclasses import dataclass
@@ -13,10 +14,10 @@ from functools import cache
 
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
-try:  # registers JPEG XL with Pillow (Pillow itself reads and writes AVIF); the server extra brings it
+# Registers JPEG XL with Pillow (Pillow itself reads and writes AVIF). The server extra brings it; the
+# command's base install runs the simulator for `autoenhance-batch demo` without it (no format=jxl there).
+with contextlib.suppress(ImportError):
     import pillow_jxl  # noqa: F401
-except ImportError:  # the command's base install runs the simulator for `autoenhance-batch demo`: no format=jxl there
-    pass
 
 PREVIEW_MAX_WIDTH = 1024
 """Previews (the /enhanced default) are at most this wide."""

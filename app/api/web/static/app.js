@@ -180,7 +180,13 @@ function renderCreditNote() {
       detail = `: one Autoenhance credit per photo for ${sets}, the first time each photo is downloaded at full size.`;
     }
   }
-  if (state.demo) detail += " In this demo the simulator charges nothing.";
+  if (state.demo && paid.length) {  // never "Spends credits" beside the banner's "Nothing is charged"
+    const spend = head.replace(/^Spends credits:? ?/, "") || "credits";
+    head = "Free in this demo";
+    detail = `: with a live Autoenhance key this would spend ${spend}${detail}`;
+  } else if (state.demo) {
+    detail += " In this demo the simulator charges nothing.";
+  }
   const strong = document.createElement("strong");
   strong.textContent = head;
   const rest = document.createElement("span");
