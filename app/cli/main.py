@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import httpx
 import typer
 from rich.console import Console
@@ -532,7 +531,7 @@ def _ask_to_spend(credits: int, progress: Progress | None = None) -> None:
     what = f"up to {credits} Autoenhance credit{'s' * (credits != 1)}" if credits >= 0 else "Autoenhance credits"
     try:
         agreed = typer.confirm(f"Spend {what}?", default=False, err=True)
-    except click.exceptions.Abort:  # Ctrl+D or Ctrl+C at the question: a no
+    except typer.Abort:  # Ctrl+D or Ctrl+C at the question: a no
         agreed = False
     if not agreed:
         err.print("Stopped: nothing was downloaded and no credit was spent.")
