@@ -532,7 +532,10 @@ def _download_direct(
 
     base_url = _checked_url(base_url, "--base-url")
     provisional = destination.file or destination.folder / f"autoenhance-{order_id[:8]}.zip"
-    run = DirectRun(order_id, options, provisional, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
+    try:  # reads AUTOENHANCE_API_VERSION: a malformed one is one line, not a traceback
+        run = DirectRun(order_id, options, provisional, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
+    except TransferError as exc:
+        raise _fail(str(exc)) from None
     run.only, run.exclude = choice  # --only/--exclude: resolved once the order is read
 
     def place(order_name: str | None) -> None:
@@ -760,7 +763,10 @@ def demo(
     except InvalidOption as exc:
         raise _usage(exc.message) from None
     out = _output_path(output, "autoenhance-demo.zip", force)
-    run, order_id = demo_run(options, out, timeout=60.0)
+    try:  # reads AUTOENHANCE_API_VERSION: a malformed one is one line, not a traceback
+        run, order_id = demo_run(options, out, timeout=60.0)
+    except TransferError as exc:
+        raise _fail(str(exc)) from None
     code = _summary(_direct(run), "images" if options.sets == ("full",) else "files")
     err.print(
         f"That was the demo order {order_id} from the simulator. With your Autoenhance API key, the same "
