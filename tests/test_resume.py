@@ -137,7 +137,9 @@ def test_cuts_inside_the_central_directory_and_late_members_fetch_only_what_foll
     with zipfile.ZipFile(io.BytesIO(full)) as zf:
         infos = zf.infolist()
         cd_offset = zf.start_dir
-    last_image = [i for i in infos if i.filename.endswith(".jpg")][-1]
+    # the last image in the stream: the central directory lists members in the photographer's order,
+    # not in the order they were written
+    last_image = max((i for i in infos if i.filename.endswith(".jpg")), key=lambda i: i.header_offset)
     cuts = {
         "central directory": (cd_offset + 20, set()),
         "last image's data": (last_image.header_offset + 200, {ids[int(last_image.filename[0])]}),
