@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.trusted_hosts import split_entries
+from app.core.upstream import DEFAULT_API_VERSION
 
 DEMO_ORDER_ID = "7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c"
 """The fixed order id seeded into the embedded simulator in demo mode."""
@@ -29,6 +30,12 @@ class Settings(BaseSettings):
     )
     autoenhance_base_url: str = Field(
         default="https://api.autoenhance.ai", description="Upstream base URL; the client adds /v3/..."
+    )
+    autoenhance_api_version: str = Field(
+        default=DEFAULT_API_VERSION,
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="Autoenhance API version (YYYY-MM-DD) sent as x-api-version on every API call, so answers "
+        "do not depend on the version the account was given when it joined.",
     )
     allowed_asset_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

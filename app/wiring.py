@@ -23,6 +23,7 @@ import httpx
 from app.archives.cache import ArchiveCache
 from app.archives.flights import Flights
 from app.archives.layouts import LayoutStore
+from app.archives.numbering import Numbering
 from app.archives.service import Archives
 from app.config import Settings
 from app.core import owner
@@ -190,6 +191,7 @@ def _upstream(
         image_timeout=settings.image_timeout_seconds,
         guard=guard,
         max_json_bytes=settings.max_upstream_json_bytes,
+        api_version=settings.autoenhance_api_version,
     )
     return simulator_state, http, client, limiter
 
@@ -219,4 +221,5 @@ def _archives(settings: Settings, engine: Engine, stats: Stats, redis_url: str |
     layouts = LayoutStore.for_settings(
         settings.data_dir, redis_url, settings.redis_key_prefix, settings.cache_ttl_seconds
     )
-    return Archives(engine, cache, flights, shared, stats, layouts)
+    numbering = Numbering.for_settings(settings.data_dir, redis_url, settings.redis_key_prefix)
+    return Archives(engine, cache, flights, shared, stats, layouts, numbering)

@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--asset-base-url", default=None, help="serve assets and uploads from this origin")
     parser.add_argument("--webhook-url", default=None, help="POST Autoenhance's webhook events here")
     parser.add_argument("--webhook-token", default=None, help="authentication value sent with them (Authorization)")
+    parser.add_argument(
+        "--api-version", default=None,
+        help="the account's API version, served without x-api-version (default: lenient, every upload-URL key)",
+    )
     parser.add_argument("--demo", action="store_true", help=f"seed the demo order {DEMO_ORDER_ID}")
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
@@ -33,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
         asset_base_url=args.asset_base_url,
         download_latency=args.latency,
         max_concurrent_downloads=args.max_concurrent_downloads,
+        api_version=args.api_version,
     )
     if args.demo:
         seed_demo(state)

@@ -19,18 +19,20 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from simulator import control, downloads, uploads
 from simulator.errors import ApiError
-from simulator.plumbing import asset_base, json_body, route, seconds_header, sim
+from simulator.jsonbody import JSONResponse
+from simulator.plumbing import api_version, asset_base, json_body, route, seconds_header, sim
 from simulator.records import ImageRecord
-from simulator.state import SimulatorState
+from simulator.state import SimulatorState, refuse_premium_restage
 from simulator.validation import (
     BRACKET_IN,
     IMAGE_IN,
@@ -38,9 +40,12 @@ from simulator.validation import (
     LIST_QUERY,
     ORDER_IN,
     ORDER_PROCESS_IN,
+    ORDER_QUERY,
     REPORT_IN,
     parse_fields,
+    with_channels,
 )
+from simulator.versions import ApiVersion
 from simulator.webhooks import notifier_running
 
 
@@ -87,16 +92,19 @@ class NormalizePath:
 
 
 class RequestLog:
-    """Remember each /v3/ request (method, path, query) in `state.request_log`; read at /_simulator/requests."""
+    """Remember each request to the API, uploads and assets (method, path, query, the `x-api-version`
+    header or None) in `state.request_log`; read at /_simulator/requests."""
 
     def __init__(self, app: ASGIApp, state: SimulatorState) -> None:
         self.app = app
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v3/"):
+        if scope["type"] == "http" and scope["path"].startswith(("/v3/", "/uploads/", "/s3/", "/assets/")):
             query = scope.get("query_string", b"").decode("latin-1")
-            self.state.request_log.append({"method": scope["method"], "path": scope["path"], "query": query})
+            version = Headers(scope=scope).get("x-api-version")
+            entry = {"method": scope["method"], "path": scope["path"], "query": query, "api_version": version}
+            self.state.request_log.append(entry)
         await self.app(scope, receive, send)
 
 
@@ -121,17 +129,26 @@ async def create_order(request: Request) -> Response:
     state = sim(request)
     fields = parse_fields("json", await json_body(request), ORDER_IN)
     order = state.create_order(fields.get("order_id"), fields.get("name"))
-    return JSONResponse(state.order_json(order))
+    return JSONResponse(state.order_json(order, api_version(request)))
 
 
 async def list_orders(request: Request) -> Response:
     query = parse_fields("query", request.query_params, LIST_QUERY)
-    return JSONResponse(sim(request).list_orders(query.get("per_page") or 5, query.get("offset")))
+    page = sim(request).list_orders(
+        query.get("per_page") or 5,
+        query.get("offset"),
+        q=query.get("q"),
+        sort=query.get("sort"),
+        version=api_version(request),
+    )
+    return JSONResponse(page)
 
 
 async def get_order(request: Request) -> Response:
     state = sim(request)
     order_id = request.path_params["order_id"]
+    version = api_version(request)
+    query = parse_fields("query", request.query_params, ORDER_QUERY)
     if fault := state.faults.take("order_latency", order_id=order_id):
         await asyncio.sleep(fault.seconds)
     if fault := state.faults.take("order_status", order_id=order_id):
@@ -141,14 +158,14 @@ async def get_order(request: Request) -> Response:
         return Response("<html><body><h1>502 Bad Gateway</h1></body></html>", 200, media_type="text/html")
     if fault := state.faults.take("order_payload", order_id=order_id):
         return JSONResponse(fault.payload)
-    return JSONResponse(state.order_json(state.get_order(order_id)))
+    return JSONResponse(state.order_json(state.get_order(order_id), version, query.get("sort_images_by")))
 
 
 async def update_order(request: Request) -> Response:
     state = sim(request)
     fields = parse_fields("json", await json_body(request), ORDER_IN)
     order = state.rename_order(request.path_params["order_id"], fields.get("name"))
-    return JSONResponse(state.order_json(order))
+    return JSONResponse(state.order_json(order, api_version(request)))
 
 
 async def delete_order(request: Request) -> Response:
@@ -158,14 +175,18 @@ async def delete_order(request: Request) -> Response:
 
 async def process_order(request: Request) -> Response:
     state = sim(request)
-    fields = parse_fields("json", await json_body(request), ORDER_PROCESS_IN)
-    return JSONResponse(state.order_json(state.process_order(request.path_params["order_id"], fields)))
+    version = api_version(request)
+    fields = parse_fields("json", await json_body(request), with_channels(ORDER_PROCESS_IN, version.channels))
+    refuse_premium_restage(fields)
+    return JSONResponse(state.order_json(state.process_order(request.path_params["order_id"], fields), version))
 
 
 async def merge_order(request: Request) -> Response:
     state = sim(request)
-    fields = parse_fields("json", await json_body(request), ORDER_PROCESS_IN)
-    return JSONResponse(state.order_json(state.merge_order(request.path_params["order_id"], fields)))
+    version = api_version(request)
+    fields = parse_fields("json", await json_body(request), with_channels(ORDER_PROCESS_IN, version.channels))
+    refuse_premium_restage(fields)
+    return JSONResponse(state.order_json(state.merge_order(request.path_params["order_id"], fields), version))
 
 
 async def order_brackets(request: Request) -> Response:
@@ -185,26 +206,42 @@ async def create_bracket(request: Request) -> Response:
 # ---- images ----------------------------------------------------------------------------------
 
 
-def _upload_urls(request: Request, image: ImageRecord) -> dict[str, str]:
+def _upload_urls(request: Request, image: ImageRecord, version: ApiVersion) -> dict[str, str]:
+    """The upload URL under the served version's key; `upload_url` and `upload_file_url` name the same
+    plain URL (any Content-Type), `s3PutObjectUrl` the legacy one signed with the declared type."""
     base = asset_base(request)
     s3_query = {"X-Amz-Expires": "3600", "X-Amz-Signature": image.upload_token}
     if image.content_type:
         s3_query["content-type"] = image.content_type
-    return {
-        "upload_url": f"{base}/uploads/{image.image_id}?token={image.upload_token}",
+    plain = f"{base}/uploads/{image.image_id}?token={image.upload_token}"
+    urls = {
+        "upload_file_url": plain,
+        "upload_url": plain,
         "s3PutObjectUrl": f"{base}/s3/{image.image_id}?{urlencode(s3_query)}",
     }
+    return {key: urls[key] for key in version.upload_keys}
 
 
 async def create_image(request: Request) -> Response:
     state = sim(request)
-    image = state.create_image(parse_fields("json", await json_body(request), IMAGE_IN))
-    return JSONResponse({**state.image_json(image), **_upload_urls(request, image)})
+    version = api_version(request)
+    fields = parse_fields("json", await json_body(request), with_channels(IMAGE_IN, version.channels))
+    refuse_premium_restage(fields)
+    image = state.create_image(fields)
+    return JSONResponse({**state.image_json(image, version), **_upload_urls(request, image, version)})
 
 
 async def get_image(request: Request) -> Response:
     state = sim(request)
-    return JSONResponse(state.image_json(state.get_image(request.path_params["image_id"])))
+    return JSONResponse(state.image_json(state.get_image(request.path_params["image_id"]), api_version(request)))
+
+
+async def premium_edit(request: Request) -> Response:
+    """PUT /v3/images/{id} {"restage": {"environment": "DUSK"}}: a new image (the path is inferred)."""
+    state = sim(request)
+    version = api_version(request)
+    fields = parse_fields("json", await json_body(request), with_channels(IMAGE_IN_UPDATE, version.channels))
+    return JSONResponse(state.image_json(state.premium_edit(request.path_params["image_id"], fields), version))
 
 
 async def delete_image(request: Request) -> Response:
@@ -214,8 +251,10 @@ async def delete_image(request: Request) -> Response:
 
 async def process_image(request: Request) -> Response:
     state = sim(request)
-    fields = parse_fields("json", await json_body(request), IMAGE_IN_UPDATE)
-    return JSONResponse(state.image_json(state.reprocess(request.path_params["image_id"], fields)))
+    version = api_version(request)
+    fields = parse_fields("json", await json_body(request), with_channels(IMAGE_IN_UPDATE, version.channels))
+    refuse_premium_restage(fields)  # inferred: reprocessing is processing too; the premium edit is the PUT
+    return JSONResponse(state.image_json(state.reprocess(request.path_params["image_id"], fields), version))
 
 
 async def report_image(request: Request) -> Response:
@@ -244,6 +283,7 @@ def _routes() -> list[BaseRoute]:
         r("/v3/images", "image_create", create_image, ["POST"], auth=True),
         r("/v3/images/{image_id}", "image_get", get_image, ["GET"]),
         r("/v3/images/{image_id}", "image_delete", delete_image, ["DELETE"], auth=True),
+        r("/v3/images/{image_id}", "image_premium", premium_edit, ["PUT"], auth=True),
         r("/v3/images/{image_id}/process", "image_process", process_image, ["POST", "PATCH"], auth=True),
         r("/v3/images/{image_id}/report", "image_report", report_image, ["POST"], auth=True),
         r("/v3/images/{image_id}/enhanced", "enhanced", downloads.enhanced, ["GET"], auth=True),

@@ -7,22 +7,26 @@ the simulator only ever listens on loopback or inside the service.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from simulator.demo import sample_seeds
 from simulator.errors import ValidationFailed
 from simulator.faults import Fault
+from simulator.jsonbody import JSONResponse
 from simulator.records import WebhookTarget
 from simulator.state import SeedImage, SimulatorState
-from simulator.validation import json_object
+from simulator.validation import IMAGE_SORTS, json_object
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 _SEED_FIELDS = {"name", "size", "status", "status_reason", "image_id"}
 _FAULT_FIELDS = {f.name for f in dataclasses.fields(Fault) if f.name not in {"fired", "claimed"}}
-_CONFIG_FIELDS = {"download_latency", "max_concurrent_downloads", "processing_seconds"}
+_CONFIG_FIELDS = {"download_latency", "max_concurrent_downloads", "processing_seconds", "api_version"}
 
 
 def _sim(request: Request) -> SimulatorState:
@@ -103,9 +107,28 @@ async def put_config(request: Request) -> Response:
     limit = body.get("max_concurrent_downloads")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         errors["max_concurrent_downloads"] = ["Must be null or an integer >= 1."]
+    version = body.get("api_version")
+    if version is not None and (not isinstance(version, str) or not _DATE.match(version)):
+        errors["api_version"] = ["Must be null (lenient) or a date YYYY-MM-DD."]
     if errors:
         raise ValidationFailed("json", errors)
     return JSONResponse(_sim(request).configure(**body))
+
+
+async def arrange_order(request: Request) -> Response:
+    """{default_image_sort_order?, custom_order?: [image ids]}: what the photographer does in the web app."""
+    body = json_object(await request.body())
+    _reject_unknown(body, {"default_image_sort_order", "custom_order"})
+    sort, custom = body.get("default_image_sort_order"), body.get("custom_order")
+    errors: dict[str, list[str]] = {}
+    if sort is not None and sort not in IMAGE_SORTS:
+        errors["default_image_sort_order"] = [f"Must be one of: {', '.join(IMAGE_SORTS)}."]
+    if custom is not None and (not isinstance(custom, list) or not all(isinstance(i, str) for i in custom)):
+        errors["custom_order"] = ["Must be a list of image ids."]
+    if errors:
+        raise ValidationFailed("json", errors)
+    state = _sim(request)
+    return JSONResponse(state.order_json(state.arrange(request.path_params["order_id"], sort, custom)))
 
 
 async def get_webhook(request: Request) -> Response:
@@ -139,6 +162,7 @@ async def delete_webhook(request: Request) -> Response:
 def routes() -> list[BaseRoute]:
     return [
         Route("/_simulator/orders", seed_order, methods=["POST"]),
+        Route("/_simulator/orders/{order_id}/arrangement", arrange_order, methods=["PUT"]),
         Route("/_simulator/faults", add_fault, methods=["POST"]),
         Route("/_simulator/faults", list_faults, methods=["GET"]),
         Route("/_simulator/faults", clear_faults, methods=["DELETE"]),

@@ -10,7 +10,9 @@ from http import HTTPStatus
 from typing import Any
 from xml.sax.saxutils import escape
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
+
+from simulator.jsonbody import JSONResponse
 
 
 class ApiError(Exception):

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from simulator.errors import ApiError, Unauthorized
 from simulator.state import ROUTE_NAMES, SimulatorState
 from simulator.validation import json_object
+from simulator.versions import ApiVersion, served
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -38,6 +39,11 @@ def route(path: str, name: str, handler: Endpoint, methods: list[str], *, auth: 
     if name not in ROUTE_NAMES:
         raise ValueError(f"route name {name!r} missing from state.ROUTE_NAMES")
     return Route(path, endpoint_for(name, handler, auth=auth), methods=methods, name=name)
+
+
+def api_version(request: Request) -> ApiVersion:
+    """The API version this request is served: `x-api-version`, else the account's."""
+    return served(request.headers.get("x-api-version"), sim(request).api_version)
 
 
 def public_base(request: Request) -> str:

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from simulator.versions import LENIENT, ApiVersion
+
 DEFAULT_SETTINGS: dict[str, Any] = {
-    "ai_version": "4.x",
+    "ai_version": None,  # the default: shown as "latest" where channels exist, else "4.x"
     "enhance": True,
     "enhance_type": "warm",
     "cloud_type": None,
@@ -30,7 +32,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "rating": None,
     "metadata": {},
     "finetune_settings": None,
+    "restage": None,
 }
+LEGACY_CLOUDS = ("CLEAR", "LOW_CLOUD", "HIGH_CLOUD")
+"""The `cloud_type` values of versions before `restage.sky` (the official SDKs validate this enum)."""
 
 SIM_USER_ID = "simulator|user"
 
@@ -91,6 +96,8 @@ class ImageRecord:
     reports: list[dict[str, Any]] = field(default_factory=list)
     notify: bool = False
     """Processing started and its `image_processed` webhook event is not sent yet."""
+    source_image_id: str | None = None
+    """A premium edit (Day to Dusk) made this image from that one."""
 
     def advance(self, now: float) -> None:
         """Finish processing once its time has come (lazy, so the lifecycle is deterministic)."""
@@ -108,9 +115,9 @@ class ImageRecord:
         self.updated_at = now
         self.notify = True
 
-    def to_json(self, status: str, reason: str | None) -> dict[str, Any]:
+    def to_json(self, status: str, reason: str | None, version: ApiVersion = LENIENT) -> dict[str, Any]:
         s = self.settings
-        return {
+        body = {
             "image_id": self.image_id,
             "image_name": self.image_name,
             "order_id": self.order_id,
@@ -138,6 +145,49 @@ class ImageRecord:
             "image_type": image_type_for(self.image_name, self.sniffed_format),
             "is_threesixty": bool(s["threesixty"]),
         }
+        body["ai_version"] = shown_ai_version(s["ai_version"], version)
+        if version.restage_sky:  # from 2026-07-01 the sky lives in restage.sky (inferred: the legacy fields go)
+            del body["sky_replacement"], body["cloud_type"]
+            body["restage"] = restage_of(s)
+        if self.source_image_id is not None:  # a premium edit's result (inferred field name)
+            body["source_image_id"] = self.source_image_id
+        return body
+
+
+def shown_ai_version(stored: str | None, version: ApiVersion) -> str:
+    """The default is Latest where channels exist; a version without channels sees a numbered value
+    (inferred: "5.x" for a channel, the simulator's historical "4.x" for the default)."""
+    if version.channels:
+        return stored or "latest"
+    if stored is None:
+        return "4.x"
+    return "5.x" if stored in ("latest", "stable", "beta", "5.1", "5.2", "5.3") else stored
+
+
+def restage_of(settings: dict[str, Any]) -> dict[str, str | None]:
+    """Every restage sub-property, AS_SHOT when not chosen."""
+    chosen = settings.get("restage") or {}
+    names = ("sky", "grass", "fire_in_fireplaces", "tvs", "photographer", "environment")
+    return {name: chosen.get(name) or "AS_SHOT" for name in names}
+
+
+def fold_sky(current: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """The settings after `fields`, with the sky kept in both spellings: `restage.sky` (2026-07-01 on)
+    and `sky_replacement` + `cloud_type` (before). The legacy pair is folded into `restage.sky`, as the
+    docs say; an explicit `restage.sky` wins over it (inferred)."""
+    merged = {**current, **fields}
+    restage = {**(current.get("restage") or {}), **(fields.get("restage") or {})}
+    if "sky" not in (fields.get("restage") or {}) and ("sky_replacement" in fields or "cloud_type" in fields):
+        if merged.get("sky_replacement") is False:
+            restage["sky"] = "AS_SHOT"
+        elif merged.get("sky_replacement") or merged.get("cloud_type"):
+            restage["sky"] = merged.get("cloud_type") or "CLEAR"
+    elif "sky" in (fields.get("restage") or {}):
+        sky = restage.get("sky") or "AS_SHOT"
+        merged["sky_replacement"] = sky != "AS_SHOT"
+        merged["cloud_type"] = sky if sky in LEGACY_CLOUDS else None
+    merged["restage"] = restage or None
+    return merged
 
 
 @dataclass
@@ -169,6 +219,10 @@ class OrderRecord:
     image_ids: list[str] = field(default_factory=list)
     bracket_ids: list[str] = field(default_factory=list)
     is_merging: bool = False
+    default_sort: str = "date_added"
+    """`default_image_sort_order`: upload order unless the photographer arranged it (inferred default)."""
+    custom_order: list[str] = field(default_factory=list)
+    """The photographer's arrangement (image ids) for `custom`; images not in it follow, oldest first."""
 
 
 def order_status(statuses: list[str]) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from simulator import imaging, synthetic
-from simulator.errors import Conflict, NotFound, ValidationFailed
+from simulator.errors import ApiError, Conflict, NotFound, ValidationFailed
 from simulator.faults import Fault, FaultBook
 from simulator.records import (
     DEFAULT_SETTINGS,
@@ -29,10 +29,12 @@ from simulator.records import (
     ImageRecord,
     OrderRecord,
     WebhookTarget,
+    fold_sky,
     iso,
     order_status,
 )
 from simulator.renders import Renderer
+from simulator.versions import LENIENT, ApiVersion, parse_version
 
 SEED_STATUSES = ("processed", "processing", "waiting", "error")
 DEFAULT_SYNTHETIC_SIZE = 64 * 1024
@@ -44,6 +46,7 @@ ROUTE_NAMES = (
     "order_create", "order_list", "order_get", "order_update", "order_delete", "order_process", "order_merge",
     "order_brackets", "bracket_create", "bracket_upload", "image_create", "image_get", "image_delete",
     "image_process", "image_report", "enhanced", "original", "preview", "asset", "redirect_loop", "upload",
+    "image_premium",
 )  # fmt: skip
 """Route names counted in `stats` (one counter each, present from the start)."""
 
@@ -111,7 +114,10 @@ class SimulatorState:
         max_upload_bytes: int | None = None,
         max_upload_pixels: int | None = None,
         upload_store_bytes: int | None = None,
+        api_version: str | None = None,
     ) -> None:
+        self.api_version = parse_version(api_version) if api_version is not None else None
+        """The account's API version, served to requests without `x-api-version` (None: lenient)."""
         self.api_keys = set(api_keys) if api_keys is not None else None
         self.processing_seconds = processing_seconds
         self.asset_base_url = asset_base_url.rstrip("/") if asset_base_url else None
@@ -138,7 +144,7 @@ class SimulatorState:
         self._lock = threading.RLock()
         self.webhook: WebhookTarget | None = None
         self.webhook_log: list[dict[str, Any]] = []
-        self.request_log: collections.deque[dict[str, str]] = collections.deque(maxlen=REQUEST_LOG_SIZE)
+        self.request_log: collections.deque[dict[str, str | None]] = collections.deque(maxlen=REQUEST_LOG_SIZE)
         """The last API requests (method, path, query), for tests that check what a client asked."""
         self._webhook_queue: list[dict[str, Any]] = []
 
@@ -151,12 +157,14 @@ class SimulatorState:
         return self.api_keys is None or key in self.api_keys
 
     def configure(self, **changes: Any) -> dict[str, Any]:
-        """Change download_latency, max_concurrent_downloads or processing_seconds at run time."""
-        allowed = {"download_latency", "max_concurrent_downloads", "processing_seconds"}
+        """Change download_latency, max_concurrent_downloads, processing_seconds or api_version at run time."""
+        allowed = {"download_latency", "max_concurrent_downloads", "processing_seconds", "api_version"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"unknown settings: {sorted(unknown)}")
         for name, value in changes.items():
+            if name == "api_version" and value is not None:
+                value = parse_version(value)
             setattr(self, name, value)
         return self.config()
 
@@ -166,6 +174,7 @@ class SimulatorState:
             "max_concurrent_downloads": self.max_concurrent_downloads,
             "processing_seconds": self.processing_seconds,
             "asset_base_url": self.asset_base_url,
+            "api_version": self.api_version,
         }
 
     def add_fault(self, fault: Fault) -> Fault:
@@ -321,13 +330,29 @@ class SimulatorState:
                 return "error", forced
             return image.status, image.status_reason
 
-    def image_json(self, image: ImageRecord) -> dict[str, Any]:
+    def image_json(self, image: ImageRecord, version: ApiVersion = LENIENT) -> dict[str, Any]:
         status, reason = self.effective_status(image)
-        return image.to_json(status, reason)
+        return image.to_json(status, reason, version)
 
-    def order_json(self, order: OrderRecord) -> dict[str, Any]:
+    def ordered_images(self, order: OrderRecord, sort: str | None = None) -> list[ImageRecord]:
+        """The order's images in `sort`, else in its `default_image_sort_order` (inferred: the list
+        follows the order's default when `sort_images_by` is not given)."""
+        images = [self.images[i] for i in order.image_ids if i in self.images]  # upload order
+        sort = sort or order.default_sort
+        if sort in ("name", "-name"):
+            images.sort(key=lambda i: (i.image_name or "").casefold(), reverse=sort == "-name")
+        elif sort == "-date_added":
+            images.reverse()
+        elif sort == "custom":
+            place = {image_id: n for n, image_id in enumerate(order.custom_order)}
+            images.sort(key=lambda i: place.get(i.image_id, len(place)))  # stable: the rest by date added
+        return images
+
+    def order_json(
+        self, order: OrderRecord, version: ApiVersion = LENIENT, sort: str | None = None
+    ) -> dict[str, Any]:
         with self._lock:
-            images = [self.image_json(self.images[i]) for i in order.image_ids if i in self.images]
+            images = [self.image_json(image, version) for image in self.ordered_images(order, sort)]
             updated = max([order.updated_at, *(self.images[i].updated_at for i in order.image_ids if i in self.images)])
         statuses = [i["status"] for i in images]
         return {
@@ -341,6 +366,7 @@ class SimulatorState:
             "is_deleted": False,
             "status": order_status(statuses),
             "total_images": len(images),
+            "default_image_sort_order": order.default_sort,
         }
 
     # ---- orders --------------------------------------------------------------------------
@@ -380,17 +406,44 @@ class SimulatorState:
                 self.brackets.pop(bracket_id, None)
             del self.orders[order_id]
 
-    def list_orders(self, per_page: int, offset: str | None) -> dict[str, Any]:
-        """Newest first; the offset token is an opaque encoding of the next order's sequence."""
-        start = _decode_offset(offset) if offset else None
+    def list_orders(
+        self,
+        per_page: int,
+        offset: str | None,
+        *,
+        q: str | None = None,
+        sort: str | None = None,
+        version: ApiVersion = LENIENT,
+    ) -> dict[str, Any]:
+        """`sort` (default -date: newest first); `q` keeps the orders whose name contains it, case
+        folded (inferred: the docs say "text search on the name"). The offset token is opaque: the
+        place in the sorted, searched list where the next page starts."""
+        start = _decode_offset(offset) if offset else 0
         with self._lock:
-            ordered = sorted(self.orders.values(), key=lambda o: o.seq, reverse=True)
-            if start is not None:
-                ordered = [o for o in ordered if o.seq <= start]
-            page, rest = ordered[:per_page], ordered[per_page:]
-            orders = [self.order_json(o) for o in page]
-        next_offset = _encode_offset(rest[0].seq) if rest else None
+            ordered = sorted(self.orders.values(), key=lambda o: o.seq, reverse=(sort or "-date") == "-date")
+            if sort in ("name", "-name"):
+                ordered.sort(key=lambda o: (o.name or "").casefold(), reverse=sort == "-name")
+            if q:
+                ordered = [o for o in ordered if q.casefold() in (o.name or "").casefold()]
+            page = ordered[start : start + per_page]
+            orders = [self.order_json(o, version) for o in page]
+        next_offset = _encode_offset(start + per_page) if start + per_page < len(ordered) else None
         return {"orders": orders, "pagination": {"next_offset": next_offset, "per_page": per_page}}
+
+    def arrange(self, order_id: str, default_sort: str | None, custom_order: list[str] | None) -> OrderRecord:
+        """What a photographer does in the web app: choose the order's default sort, or drag the
+        photos into a custom order (ids of this order only)."""
+        with self._lock:
+            order = self.get_order(order_id)
+            if custom_order is not None:
+                strangers = [i for i in custom_order if i not in order.image_ids]
+                if strangers or len(set(custom_order)) != len(custom_order):
+                    raise ValidationFailed("json", {"custom_order": ["Not this order's image ids, or repeated."]})
+                order.custom_order = list(custom_order)
+            if default_sort is not None:
+                order.default_sort = default_sort
+            order.updated_at = time.time()
+            return order
 
     # ---- images --------------------------------------------------------------------------
 
@@ -411,7 +464,7 @@ class SimulatorState:
             image = ImageRecord(
                 image_id=image_id, order_id=order_id, image_name=fields["image_name"], created_at=now, updated_at=now
             )
-            image.settings = {**DEFAULT_SETTINGS, **_settings(fields)}
+            image.settings = fold_sky(DEFAULT_SETTINGS, _settings(fields))
             image.content_type = fields.get("content_type") or fields.get("contentType")
             self.images[image_id] = image
             order.image_ids.append(image_id)
@@ -467,12 +520,51 @@ class SimulatorState:
         with self._lock:
             image = self.get_image(image_id)
             image.advance(now)
-            image.settings.update(_settings(fields))
+            image.settings = fold_sky(image.settings, _settings(fields))
             if fields.get("image_name"):
                 image.image_name = fields["image_name"]
             if image.data is not None or image.synthetic_size is not None:
                 image.start_processing(now, self.processing_seconds)
             image.updated_at = now
+            return image
+
+    def premium_edit(self, image_id: str, fields: dict[str, Any]) -> ImageRecord:
+        """Day to Dusk on a processed image: a NEW image in the same order, the original untouched.
+
+        Documented: only on an image that finished processing, and it makes a new image. Inferred:
+        the path (PUT /v3/images/{id}), the new image's name (`<name> (dusk)`), its place (added last,
+        also in a custom arrangement), and the 422 code when the image is not processed yet."""
+        now = time.time()
+        with self._lock:
+            source = self.get_image(image_id)
+            environment = (fields.get("restage") or {}).get("environment")
+            if environment != "DUSK":
+                raise ValidationFailed("json", {"restage": ["A premium edit needs restage.environment DUSK."]})
+            status, _ = self.effective_status(source, now)
+            if status != "processed":
+                raise ApiError(
+                    422,
+                    "A premium edit needs an image that has finished processing",
+                    {"code": "IMAGE_NOT_PROCESSED", "status": status},
+                )
+            order = self.get_order(source.order_id)
+            stem, dot, ext = (source.image_name or "image").rpartition(".")
+            name = f"{stem} (dusk).{ext}" if dot and stem else f"{source.image_name or 'image'} (dusk)"
+            image = ImageRecord(
+                image_id=str(uuid.uuid4()), order_id=order.order_id, image_name=name, created_at=now, updated_at=now
+            )
+            image.settings = fold_sky(source.settings, {"restage": {"environment": "DUSK"}})
+            image.data = source.data
+            image.synthetic_size = source.synthetic_size
+            image.sniffed_format = source.sniffed_format
+            image.uploaded_content_type = source.uploaded_content_type
+            image.source_image_id = source.image_id
+            image.start_processing(now, self.processing_seconds)
+            self.images[image.image_id] = image
+            order.image_ids.append(image.image_id)
+            if order.custom_order:
+                order.custom_order.append(image.image_id)
+            order.updated_at = now
             return image
 
     def delete_image(self, image_id: str) -> None:
@@ -539,7 +631,7 @@ class SimulatorState:
                     created_at=now,
                     updated_at=now,
                 )
-                image.settings = {**DEFAULT_SETTINGS, **_settings(fields)}
+                image.settings = fold_sky(DEFAULT_SETTINGS, _settings(fields))
                 image.data = middle.data
                 image.sniffed_format = imaging.sniff_format(middle.data or b"")
                 image.fail_reason = None if image.sniffed_format else UNSUPPORTED_REASON
@@ -563,7 +655,7 @@ class SimulatorState:
                 for image in drop:
                     self.images.pop(image.image_id, None)
                     order.image_ids.remove(image.image_id)
-                keep.settings.update(_settings(fields))
+                keep.settings = fold_sky(keep.settings, _settings(fields))
                 keep.settings["hdr"] = False
                 keep.start_processing(now, self.processing_seconds)
             order.updated_at = now
@@ -608,15 +700,29 @@ def _groups(brackets: list[BracketRecord], fields: dict[str, Any]) -> list[list[
     return [brackets[i : i + size] for i in range(0, len(brackets), size)]
 
 
-def _encode_offset(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+PREMIUM_ON_INITIAL = "PREMIUM_RESTAGE_ON_INITIAL_PROCESSING"
+
+
+def refuse_premium_restage(fields: dict[str, Any]) -> None:
+    """Day to Dusk only on a processed image (PUT): on create or processing it is a 422 with this code
+    (documented); where the code sits in the body (`detail.code`) is inferred."""
+    if (fields.get("restage") or {}).get("environment") == "DUSK":
+        raise ApiError(
+            422,
+            "restage.environment DUSK is a premium edit of a processed image, not an initial setting",
+            {"code": PREMIUM_ON_INITIAL},
+        )
+
+
+def _encode_offset(position: int) -> str:
+    return base64.urlsafe_b64encode(f"at:{position}".encode()).decode().rstrip("=")
 
 
 def _decode_offset(token: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        if not raw.startswith("seq:"):
+        if not raw.startswith("at:") or int(raw[3:]) < 0:
             raise ValueError(raw)
-        return int(raw[4:])
+        return int(raw[3:])
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ValidationFailed("query", {"offset": ["Invalid offset."]}) from None

@@ -34,6 +34,19 @@ AI_VERSIONS = (
     "3.1",
     "3.0",
 )
+AI_CHANNELS = ("latest", "stable", "beta", "5.3", "5.2", "5.1")
+"""From January 2026: the channels, and the numbered versions up to 5.3 that Stable aliases."""
+RESTAGE = {
+    "sky": ("AS_SHOT", "CLEAR", "LOW_CLOUD", "LOW_CLOUD_LOW_SAT", "HIGH_CLOUD", "WHISPY_CLOUD", "DUSK_CLOUD"),
+    "grass": ("AS_SHOT", "GREEN"),
+    "fire_in_fireplaces": ("AS_SHOT", "ALIGHT"),
+    "tvs": ("AS_SHOT", "BLACK_OUT"),
+    "photographer": ("AS_SHOT", "REMOVE"),
+    "environment": ("AS_SHOT", "DUSK"),
+}
+"""`restage` sub-properties and their values (each also null); `environment` is the premium Day to Dusk."""
+IMAGE_SORTS = ("name", "-name", "date_added", "-date_added", "custom")
+ORDER_SORTS = ("name", "-name", "date", "-date")
 ENHANCE_TYPES = ("property", "property_usa", "warm", "neutral", "modern")
 CLOUD_TYPES = ("CLEAR", "LOW_CLOUD", "HIGH_CLOUD")
 WINDOW_PULL_TYPES = ("NONE", "ONLY_WINDOWS", "WINDOWS_WITH_SKIES")
@@ -167,6 +180,24 @@ def list_of(item: Parser) -> Parser:
     return parse
 
 
+def restage(value: Any) -> dict[str, str | None]:
+    """A `restage` object: known sub-properties only, each one of its values (upper-cased) or null."""
+    data = mapping(value)
+    out: dict[str, str | None] = {}
+    for name, raw in data.items():
+        choices = RESTAGE.get(name)
+        if choices is None:
+            raise FieldError(f"Unknown field: {name}.")
+        if raw is None:
+            out[name] = None
+            continue
+        text = raw.upper() if isinstance(raw, str) else raw
+        if text not in choices:
+            raise FieldError(f"{name}: must be one of: {', '.join(choices)}.")
+        out[name] = text
+    return out
+
+
 def parse_fields(location: str, data: Mapping[str, Any], schema: Mapping[str, Field]) -> dict[str, Any]:
     """Validate `data` against `schema`; only fields present in data (or required) are returned."""
     errors: dict[str, list[str]] = {}
@@ -222,6 +253,7 @@ IMAGE_SETTINGS: dict[str, Field] = {
     "rating": Field(integer(0, 5)),
     "metadata": Field(mapping),
     "finetune_settings": Field(mapping),
+    "restage": Field(restage),
 }
 
 IMAGE_IN: dict[str, Field] = {
@@ -267,4 +299,17 @@ DOWNLOAD_QUERY: dict[str, Field] = {
     "size": Field(one_of(SIZES, fold=str.lower)),
 }
 
-LIST_QUERY: dict[str, Field] = {"per_page": Field(integer(1, 15)), "offset": Field(string)}
+LIST_QUERY: dict[str, Field] = {
+    "per_page": Field(integer(1, 15)),
+    "offset": Field(string),
+    "q": Field(string),
+    "sort": Field(one_of(ORDER_SORTS)),
+}
+ORDER_QUERY: dict[str, Field] = {"sort_images_by": Field(one_of(IMAGE_SORTS))}
+
+
+def with_channels(schema: dict[str, Field], channels: bool) -> dict[str, Field]:
+    """`schema` with the `ai_version` values the served API version accepts."""
+    if not channels or "ai_version" not in schema:
+        return schema
+    return {**schema, "ai_version": Field(one_of(AI_CHANNELS + AI_VERSIONS))}

@@ -300,8 +300,8 @@ def test_order_with_renamed_and_missing_fields(simulator: Sim, service: Service)
     record = simulator.state.get_order(order_id)
     original = simulator.state.order_json
 
-    def legacy_json(order: object) -> dict:
-        data = original(order)
+    def legacy_json(order: object, *args: object) -> dict:
+        data = original(order, *args)  # type: ignore[arg-type]
         if order is record:
             images = []
             for img in data["images"]:

@@ -94,7 +94,7 @@ def test_direct_mode_reports_partial_orders_like_the_service(simulator: Sim, tmp
 def test_direct_mode_errors_are_one_line_and_cost_no_request(simulator: Sim, tmp_path: Path) -> None:
     order_id = seed(simulator, 1)
     simulator.state.reset_stats()
-    code, _, err = direct(simulator, "not-an-order", tmp_path / "x.zip")
+    code, _, err = direct(simulator, "not\x01an-order", tmp_path / "x.zip")  # (a printable text is searched as a name)
     assert code == 2 and "Invalid order id" in err and "Traceback" not in err
     code, _, err = direct(simulator, order_id, tmp_path / "missing" / "x.zip")
     assert code == 2 and "does not exist" in err and "Traceback" not in err

@@ -111,6 +111,7 @@ def test_job_runs_to_complete_and_downloads_as_a_file(simulator: Sim, client: ht
         "names": "original",
         "max_width": None,
         "scale": None,
+        "sort": None,
     }
     assert status["finished_at"] and status["expires_at"] > status["finished_at"] and not status["expired"]
 

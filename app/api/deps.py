@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.responses import FAILURES_SCHEMA, error
 from app.api.security import credit_refusal
-from app.core.models import BatchOptions, ImageFormat, NameStyle, OrderInfo, validate_order_id
+from app.core.models import BatchOptions, ImageFormat, ImageSort, NameStyle, OrderInfo, validate_order_id
 from app.core.sets import SET_HELP, parse_sets
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.webhooks.urls import InvalidCallbackUrl
@@ -60,6 +60,11 @@ def batch_options(
         int | None, Query(ge=1, le=20000, description="The full set: at most this many pixels wide")
     ] = None,
     scale: Annotated[float | None, Query(gt=0, le=1, description="The full set: scale factor 0-1")] = None,
+    sort: Annotated[
+        ImageSort | None,
+        Query(description="Photo order for numbered names, the manifest and the report; default: the order's own "
+              "(`default_image_sort_order`, as the photographer arranged it on Autoenhance)"),
+    ] = None,
 ) -> BatchOptions:
     return BatchOptions(
         format=format,
@@ -70,6 +75,7 @@ def batch_options(
         names=names,
         max_width=max_width,
         scale=scale,
+        sort=sort.value if sort is not None else None,
     )
 
 
@@ -109,7 +115,7 @@ def wait_options(
 WaitDep = Annotated[WaitOptions, Depends(wait_options)]
 
 
-async def load_order(order_id: str, services: Services) -> OrderInfo:
+async def load_order(order_id: str, services: Services, sort: str | None = None) -> OrderInfo:
     """Validate the id (400 before any upstream call), fetch the order and bind it to the logs.
 
     A plain function, not a dependency: FastAPI would run a dependency even when the query
@@ -117,7 +123,7 @@ async def load_order(order_id: str, services: Services) -> OrderInfo:
     """
     order_id = validate_order_id(order_id)
     structlog.contextvars.bind_contextvars(order_id=order_id)
-    order = await services.client.get_order(order_id)
+    order = await services.client.get_order(order_id, sort)
     services.stats.orders_processed += 1
     return order
 

@@ -121,6 +121,14 @@ async def _resume(
         return None
     if replay is None:
         return Response(status_code=499)
+    try:  # the replay holds spools: released if the response cannot be made
+        return _replay_response(replay, services, order, layout, start)
+    except BaseException:
+        replay.close()
+        raise
+
+
+def _replay_response(replay: Replay, services: Services, order: OrderInfo, layout: Layout, start: int) -> Response:
     if start >= replay.total:
         replay.close()
         return Response(status_code=416, headers={"Content-Range": f"bytes */{replay.total}", "ETag": layout.etag})

@@ -20,6 +20,9 @@ from app.core.naming import content_disposition
 from app.errors import BadRequest, UnsatisfiableRange
 from app.webhooks.payload import JobCallback
 
+CLEANUP_SECONDS = 10.0
+"""How long a streamed archive's cleanup may outlive its request's cancellation."""
+
 
 class ArchiveResponse(StreamingResponse):
     """A streaming ZIP that stops the moment its client hangs up.
@@ -58,10 +61,15 @@ class ArchiveResponse(StreamingResponse):
                 group.start_soon(stream)
                 group.start_soon(watch)
         finally:
-            body: Any = self.body_iterator
-            if hasattr(body, "aclose"):
-                await body.aclose()
-            await self._on_close()  # also when the body never started: a generator closed unstarted runs no finally
+            # shielded, within a bound: a cancelled request (server shutdown) still releases what the
+            # body holds, but a slow share to S3 cannot hold the shutdown (the claim then lapses by lease)
+            with anyio.move_on_after(CLEANUP_SECONDS, shield=True):
+                body: Any = self.body_iterator
+                try:
+                    if hasattr(body, "aclose"):
+                        await body.aclose()
+                finally:
+                    await self._on_close()  # also when the body never started: a generator closed unstarted runs no finally
 
 
 class ArchiveFileResponse(FileResponse):

@@ -86,6 +86,11 @@ class Flights:
         self._land_script = redis.register_script(_LAND) if redis is not None else None
         self._renew_script = redis.register_script(_RENEW) if redis is not None else None
 
+    @property
+    def leading(self) -> int:
+        """Claims this process holds now (each must land: a claim left behind stalls every follower)."""
+        return len(self._local)
+
     @classmethod
     def from_url(cls, url: str | None, prefix: str, box_dir: Path | None = None) -> Flights:
         """Redis claims with `url`; else claims shared through `box_dir` by the processes of this box."""

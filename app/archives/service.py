@@ -30,6 +30,7 @@ from typing import Any
 from app.archives.cache import ArchiveCache, CacheWriter
 from app.archives.flights import Flight, Flights
 from app.archives.layouts import LayoutStore, Recording
+from app.archives.numbering import Numbering
 from app.archives.shared import SharedCache
 from app.core.engine import Batch, Engine
 from app.core.models import BatchOptions, OrderInfo
@@ -107,11 +108,14 @@ class Build:
         writer: CacheWriter | None = archives.cache.writer(self.key, meta)
         complete = False
         try:
-            async for chunk in batch.archive(self.recording):
-                if writer is not None:
-                    writer.write(chunk)
-                archives.stats.bytes_sent += len(chunk)
-                yield chunk
+            # aclosing: a caller who stops reading closes the archive (its feeder, downloads, spools) now,
+            # not whenever the garbage collector finalises an abandoned generator
+            async with contextlib.aclosing(batch.archive(self.recording)) as chunks:
+                async for chunk in chunks:
+                    if writer is not None:
+                        writer.write(chunk)
+                    archives.stats.bytes_sent += len(chunk)
+                    yield chunk
             complete = True
         finally:
             if writer is not None:
@@ -138,8 +142,11 @@ class Build:
             await self.flight.land()
 
     async def close(self) -> None:
-        await self.batch.aclose()
-        await self.release()
+        """Release everything the build holds (its downloads, spools, then its claim), whatever fails."""
+        try:
+            await self.batch.aclose()
+        finally:
+            await self.release()
 
 
 class Archives:
@@ -153,6 +160,7 @@ class Archives:
         shared: SharedCache | None,
         stats: Stats,
         layouts: LayoutStore,
+        numbering: Numbering | None = None,
     ) -> None:
         self.engine = engine
         self.cache = cache
@@ -160,11 +168,19 @@ class Archives:
         self.shared = shared
         self.stats = stats
         self.layouts = layouts
+        self.numbering = numbering
+
+    async def numbered(self, order: OrderInfo, options: BatchOptions) -> OrderInfo:
+        """The order with the sequence numbers its archives keep (every door calls this before `key`,
+        `find_or_build` or a resume, so a cached, a new and a resumed archive number alike)."""
+        if self.numbering is None:
+            return order
+        return await self.numbering.apply(order, options)
 
     @staticmethod
     def key(order: OrderInfo, options: BatchOptions) -> str:
         """The cache key: order, options and order version, so a reprocessed order misses."""
-        return ArchiveCache.key(order.order_id, options, order.last_updated_at)
+        return ArchiveCache.key(order.order_id, options, f"{order.last_updated_at}|{order.arrangement()}")
 
     @staticmethod
     def flight_key(key: str) -> str:
@@ -290,6 +306,8 @@ class Archives:
     async def aclose(self) -> None:
         await self.flights.aclose()
         await self.layouts.aclose()
+        if self.numbering is not None:
+            await self.numbering.aclose()
         if self.shared is not None:
             await self.shared.aclose()
 

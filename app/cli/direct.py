@@ -12,26 +12,30 @@ Imports nothing from the web server (no FastAPI, no uvicorn): the base install i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import re
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 from rich.progress import Progress
 
+from app.cli.orders import resolve_order_name
 from app.cli.transfer import Outcome, TransferError, image_and_byte_tasks, part_path
 from app.core.budget import FairLimiter
 from app.core.connect import build_client
 from app.core.engine import Batch, Engine, EngineLimits
 from app.core.keep import FolderKeep
-from app.core.models import BatchOptions, OrderInfo
+from app.core.models import BatchOptions, NameStyle, OrderInfo, assign_numbers, is_order_id
 from app.core.proxies import env_proxies
 from app.core.sets import credit_cost
 from app.core.stats import Stats
 from app.core.trusted_hosts import env_entries
-from app.core.upstream import AutoenhanceClient
+from app.core.upstream import DEFAULT_API_VERSION, AutoenhanceClient
 from app.core.wait import WaitOptions, wait_until_ready
 from app.errors import ServiceError, UpstreamAuthError
 
@@ -59,6 +63,21 @@ class DirectRun:
     concurrency: int = CONCURRENCY
     asset_hosts: list[str] = field(default_factory=env_entries)
     """ALLOWED_ASSET_HOSTS, as the service reads it: an operator's private asset store works here too."""
+    api_version: str = field(default_factory=lambda: api_version_from_env())
+    """AUTOENHANCE_API_VERSION, as the service reads it: the same answers as the service is tested against."""
+
+
+API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def api_version_from_env() -> str:
+    """AUTOENHANCE_API_VERSION when it is a YYYY-MM-DD date, else the version this release pins."""
+    value = os.environ.get("AUTOENHANCE_API_VERSION", "").strip()
+    if not value:
+        return DEFAULT_API_VERSION
+    if not API_VERSION.match(value):
+        raise TransferError(f"AUTOENHANCE_API_VERSION must be a date such as {DEFAULT_API_VERSION}, not {value[:40]!r}")
+    return value
 
 
 def _engine(client: AutoenhanceClient, spool_dir: Path, concurrency: int) -> Engine:
@@ -87,32 +106,44 @@ async def _archive(batch: Batch, part: Path, progress: Progress) -> int:
     return written
 
 
-async def download_direct(run: DirectRun, progress: Progress, say: Callable[[str], None]) -> Outcome:
-    """Fetch the order, warn about credits, and write the ZIP (resuming from `<out>.parts/`)."""
-    timeout = httpx.Timeout(connect=10.0, read=min(run.timeout, 60.0), write=30.0, pool=None)
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=True) as http:
-        # Built as the service builds it (app/core/connect.py), without its metrics, tracing and breaker.
+@contextlib.asynccontextmanager
+async def direct_client(
+    base_url: str, api_key: str, seconds: float, api_version: str, asset_hosts: list[str] | None = None
+) -> AsyncIterator[AutoenhanceClient]:
+    """The client to Autoenhance, built as the service builds it (app/core/connect.py), without its
+    metrics, tracing and breaker; the same pinned API version."""
+    http_timeout = httpx.Timeout(connect=10.0, read=min(seconds, 60.0), write=30.0, pool=None)
+    async with httpx.AsyncClient(timeout=http_timeout, follow_redirects=False, trust_env=True) as http:
         client = build_client(
-            base_url=run.base_url,
-            api_key=run.api_key,
+            base_url=base_url,
+            api_key=api_key,
             http=http,
-            read_timeout=min(run.timeout, 60.0),
-            asset_hosts=run.asset_hosts,
+            read_timeout=min(seconds, 60.0),
+            asset_hosts=asset_hosts if asset_hosts is not None else env_entries(),
             proxies=env_proxies(),
-            image_timeout=run.timeout,
+            image_timeout=seconds,
             order_timeout=30.0,
+            api_version=api_version,
         )
         try:
-            return await _download(client, run, progress, say)
+            yield client
         finally:
             await client.aclose()
+
+
+async def download_direct(run: DirectRun, progress: Progress, say: Callable[[str], None]) -> Outcome:
+    """Fetch the order, warn about credits, and write the ZIP (resuming from `<out>.parts/`)."""
+    async with direct_client(run.base_url, run.api_key, run.timeout, run.api_version, run.asset_hosts) as client:
+        if not is_order_id(run.order_id):
+            run.order_id = await resolve_order_name(client, run.order_id, say)
+        return await _download(client, run, progress, say)
 
 
 async def _download(
     client: AutoenhanceClient, run: DirectRun, progress: Progress, say: Callable[[str], None]
 ) -> Outcome:
     try:
-        order = await client.get_order(run.order_id)
+        order = await client.get_order(run.order_id, run.options.sort)
         if run.wait.wait:
             say("Waiting for Autoenhance to finish enhancing the order...")
         order = await wait_until_ready(client, order, run.wait)
@@ -143,6 +174,9 @@ async def _run_batch(
     identity = {"order_id": order.order_id, "options": run.options.key()}
     keep = FolderKeep(parts_path(run.out), identity)
     kept = keep.saved()
+    if run.options.names is NameStyle.sequence:  # a rerun names its files as the interrupted run did
+        order = replace(order, numbers=assign_numbers(order.images, keep.numbers()))
+        keep.keep_numbers(order.numbers or {})
     if kept:
         say(f"Resuming: {kept} file{'s' * (kept != 1)} already downloaded by an earlier run are reused")
     part = part_path(run.out)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -26,7 +27,9 @@ from app.cli.transfer import (
     progress_bars,
     stream_archive,
 )
-from app.core.models import BatchOptions, ImageFormat, NameStyle, validate_order_id
+from app.core.models import BatchOptions, ImageFormat, ImageSort, NameStyle, validate_order_id
+from app.core.models import is_order_id as looks_like_order_id
+from app.core.naming import safe_stem
 from app.core.sets import SET_HELP, credit_cost, parse_sets
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.errors import InvalidOption, InvalidOrderId
@@ -121,7 +124,13 @@ def _summary(outcome: Outcome, unit: str = "images") -> int:
 
 @cli.command()
 def download(
-    order_id: Annotated[str, typer.Argument(help="The Autoenhance order id (a UUID).", show_default=False)],
+    order_id: Annotated[
+        str,
+        typer.Argument(
+            help="The Autoenhance order id (a UUID), or its name (direct mode: it must pick one order).",
+            show_default=False,
+        ),
+    ],
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Where to save the ZIP. Default: autoenhance-<order id>.zip", show_default=False),
@@ -146,6 +155,11 @@ def download(
     names: Annotated[
         NameStyle, typer.Option("--names", help="sequence: number the files in the order's order ('01 - front.jpg').")
     ] = NameStyle.original,
+    sort: Annotated[
+        ImageSort | None,
+        typer.Option("--sort", help="Photo order for --names sequence, the manifest and the report. Default: the "
+                     "order's own, as arranged on Autoenhance.", show_default=False),
+    ] = None,
     format: Annotated[ImageFormat, typer.Option("--format", "-f", help="Format of the full set.")] = ImageFormat.jpeg,
     quality: Annotated[
         int | None, typer.Option("--quality", "-q", min=1, max=90, help="Image quality 1-90 (default: Autoenhance's).")
@@ -195,15 +209,21 @@ def download(
     Exit status: 0 all images saved; 3 saved, but some images are missing (listed, and in the ZIP's
     report); 1 nothing saved (the reason is printed); 2 the command line is wrong (nothing was asked).
     """
+    by_name = not looks_like_order_id(order_id)
     try:
-        order_id = validate_order_id(order_id.strip())
+        text = order_id.strip()
+        if by_name and (url is not None or not api_key or not text.isprintable() or len(text) > 200):
+            validate_order_id(text)  # not a name direct mode can look up: say what an id looks like
+        order_id = order_id.strip() if by_name else validate_order_id(order_id.strip())
         options = BatchOptions(
             format=format, quality=quality, preview=preview, dev_mode=dev_mode, sets=parse_sets(sets), names=names,
-            max_width=max_width, scale=scale,
+            max_width=max_width, scale=scale, sort=sort.value if sort is not None else None,
         )
-    except (InvalidOrderId, InvalidOption) as exc:
+    except InvalidOrderId as exc:
+        raise _usage(f"{exc.message} (an order's name works in direct mode, with --api-key)") from None
+    except InvalidOption as exc:
         raise _usage(exc.message) from None
-    out = output or Path(f"autoenhance-{order_id[:8]}.zip")
+    out = output or Path(f"autoenhance-{safe_stem(order_id, 'order')[:40] if by_name else order_id[:8]}.zip")
     if not out.parent.is_dir():
         raise _usage(f"The folder {out.parent} does not exist; create it or choose another -o")
     if out.is_dir():
@@ -218,6 +238,8 @@ def download(
     url = url or DEFAULT_URL
     params = {"format": format.value, "preview": str(preview).lower(), "dev_mode": str(dev_mode).lower()}
     params |= {"sets": ",".join(options.sets), "names": names.value}
+    if sort is not None:
+        params["sort"] = sort.value
     for name, value in (("quality", quality), ("max_width", max_width), ("scale", scale)):
         if value is not None:
             params[name] = str(value)
@@ -266,8 +288,8 @@ def _direct(
     """
     from app.cli.direct import DirectRun, download_direct, parts_path
 
-    run = DirectRun(order_id, options, out, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
     try:
+        run = DirectRun(order_id, options, out, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
         with progress_bars(err) as progress:
             return asyncio.run(download_direct(run, progress, progress.console.print))
     except TransferError as exc:
@@ -281,6 +303,68 @@ def _direct(
         else:
             err.print("[bold yellow]Interrupted[/] before any photo was saved.")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+class OrderSort(StrEnum):
+    by_name = "name"
+    by_name_reversed = "-name"
+    oldest_first = "date"
+    newest_first = "-date"
+
+
+@cli.command("orders")
+def orders(
+    search: Annotated[
+        str | None,
+        typer.Option("--search", "-s", help="Only orders whose name contains this (an address, say).", show_default=False),
+    ] = None,
+    sort: Annotated[OrderSort, typer.Option("--sort", help="name, -name, date or -date (newest first).")] = (
+        OrderSort.newest_first
+    ),
+    limit: Annotated[int, typer.Option("--limit", min=1, max=60, help="List at most this many.")] = 15,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key", envvar="AUTOENHANCE_API_KEY", show_envvar=True, show_default=False,
+            help="Your Autoenhance API key (direct mode).",
+        ),
+    ] = None,
+    base_url: Annotated[
+        str, typer.Option("--base-url", envvar="AUTOENHANCE_BASE_URL", help="The Autoenhance API.")
+    ] = DEFAULT_BASE_URL,
+    timeout: TimeoutOption = 60.0,
+) -> None:
+    """List your Autoenhance orders (newest first), or find one by name: id, date, photos and name.
+
+    Prints one order a line on stdout, so `autoenhance-batch orders -s oak | head -1 | cut -d' ' -f1` gives an id.
+    """
+    if not api_key:
+        raise _usage("orders talks to Autoenhance directly: give --api-key or set AUTOENHANCE_API_KEY")
+    if search is not None and (not search.strip() or len(search) > 200 or not search.isprintable()):
+        raise _usage("--search takes 1-200 printable characters")
+    from app.cli.direct import api_version_from_env, direct_client
+    from app.cli.orders import find_orders
+    from app.errors import ServiceError, UpstreamAuthError
+
+    async def listing() -> tuple[list[Any], bool]:
+        async with direct_client(base_url, api_key, timeout, api_version_from_env()) as client:
+            return await find_orders(client, search.strip() if search else None, sort=sort.value, limit=limit)
+
+    try:
+        found, more = asyncio.run(listing())
+    except UpstreamAuthError:
+        raise _fail("Autoenhance rejected the API key (check --api-key or AUTOENHANCE_API_KEY)") from None
+    except (ServiceError, TransferError) as exc:
+        raise _fail(str(exc.message if isinstance(exc, ServiceError) else exc)) from None
+    except httpx.TransportError as exc:
+        raise _fail(f"Could not reach Autoenhance at {base_url} ({type(exc).__name__})") from None
+    if not found:
+        err.print(f"No order's name contains {search!r}." if search else "No orders yet.")
+        raise typer.Exit(0)
+    for order in found:
+        typer.echo(order.line())
+    if more:
+        err.print(f"(more than {len(found)}: narrow with --search or raise --limit)")
 
 
 @cli.command()

@@ -43,6 +43,10 @@ class Member:
     """`chunks` never blocks (bytes already in memory): written on the event loop, not in a worker thread."""
 
 
+class ArchiveFeedFailed(Exception):
+    """What feeds the writer failed (its cause is chained): the archive ends unfinished, never silently."""
+
+
 class _End:
     pass
 
@@ -50,18 +54,29 @@ class _End:
 _END = _End()
 
 
+@dataclass
+class _Failed:
+    """What went wrong feeding the writer: raised to its reader instead of waiting for a member."""
+
+    error: BaseException
+
+
 class ZipWriter:
     """One archive being written: `feed()` members, `finish()`, and iterate `chunks()`."""
 
     def __init__(self, chunk_size: int = CHUNK_SIZE, zip32_limit: int = ZIP32_LIMIT, start: int = 0) -> None:
         self._encoder = Encoder(start=start, zip32_limit=zip32_limit, chunk_size=chunk_size)
-        self._members: asyncio.Queue[Member | _End] = asyncio.Queue()
+        self._members: asyncio.Queue[Member | _End | _Failed] = asyncio.Queue()
 
     def feed(self, member: Member) -> None:
         self._members.put_nowait(member)
 
     def finish(self) -> None:
         self._members.put_nowait(_END)
+
+    def fail(self, error: BaseException) -> None:
+        """No more members will come: the reader gets `error` (a cancelled feeder: CancelledError)."""
+        self._members.put_nowait(_Failed(error))
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The archive's bytes, as the pieces the encoder produced (no copy to join them)."""
@@ -73,6 +88,8 @@ class ZipWriter:
         """The archive's bytes as lists of pieces of about `chunk_size` together."""
         encoder = self._encoder
         while not isinstance(member := await self._members.get(), _End):
+            if isinstance(member, _Failed):
+                raise ArchiveFeedFailed("the archive could not be completed") from member.error
             entry = Entry(member.name, member.size, member.crc32, member.modified_at, member.trusted)
             pieces = encoder.member(entry, member.chunks)
             if member.in_memory:

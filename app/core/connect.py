@@ -30,6 +30,7 @@ class ClientOptions(TypedDict, total=False):
     image_timeout: float
     guard: UpstreamGuard
     max_json_bytes: int
+    api_version: str | None
 
 
 def build_client(

@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -168,7 +168,11 @@ class Engine:
         """
         self.check(order)
         batch = Batch(self, order, options, keep)
-        batch.start()
+        try:
+            batch.start()
+        except BaseException:  # planning failed part-way: what started must not hold its slots
+            await batch.aclose()
+            raise
         return batch
 
 
@@ -218,17 +222,21 @@ class Batch:
         """
         folders = uses_folders(self.options)
         allocators = {r.set: NameAllocator() for r in self.renditions}
-        width = max(2, len(str(len(self.order.images))))
+        numbers = self.order.numbers or {}
+        width = max(2, len(str(max([len(self.order.images), *numbers.values()]))))
         planned = []
         for position, image in enumerate(self.order.images, start=1):
-            prefix = f"{position:0{width}d} - " if self.options.names is NameStyle.sequence else ""
+            number = numbers.get(image.image_id, position)  # kept numbers: a photo added later takes the next
+            prefix = f"{number:0{width}d} - " if self.options.names is NameStyle.sequence else ""
             for rendition in self.renditions:
                 name = allocators[rendition.set].allocate(image.name, image.image_id, rendition.extension(image), prefix)
                 planned.append((image, rendition, f"{rendition.set}/{name}" if folders else name))
         return planned
 
     def start(self) -> None:
+        """Plan every file, then start the downloads (planning first: a failure there starts nothing)."""
         self.engine.active_batches += 1
+        planned = self.plan()
         for index in range(self.order.unidentified):
             self._fail(
                 "(unknown)",
@@ -236,7 +244,7 @@ class Batch:
                 "the order lists this image without an id",
                 "Check the order on Autoenhance; this entry cannot be downloaded",
             )
-        for image, rendition, name in self.plan():
+        for image, rendition, name in planned:
             skip = image.skip_reason() if rendition.endpoint == "enhanced" else None
             if skip is not None:
                 recovery = RECOVER_UPSTREAM if (image.status or "").lower() in ("error", "expired") else RECOVER_WAIT
@@ -314,7 +322,7 @@ class Batch:
 
     # -- archive ---------------------------------------------------------------------------------
 
-    async def archive(self, recorder: LayoutRecorder | None = None) -> AsyncIterator[bytes]:
+    async def archive(self, recorder: LayoutRecorder | None = None) -> AsyncGenerator[bytes, None]:
         """The ZIP: images in completion order, then the report (if anything failed) and manifest.
 
         With a `recorder`, each member is on record before its first byte is written, and every
@@ -327,9 +335,19 @@ class Batch:
             await feeder
         finally:
             feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)  # its failure was raised through the writer
             await self.aclose()
 
     async def _feed(self, writer: ZipWriter, recorder: LayoutRecorder | None) -> None:
+        """Hand members to the writer; a failure here (the layout record, the report, the manifest)
+        fails the writer, so the archive ends with the error instead of waiting for a member forever."""
+        try:
+            await self._feed_members(writer, recorder)
+        except BaseException as exc:
+            writer.fail(exc)
+            raise
+
+    async def _feed_members(self, writer: ZipWriter, recorder: LayoutRecorder | None) -> None:
         now = recorder.layout.modified if recorder is not None else datetime.now(UTC)
         for _ in range(self._fetching):
             done = await self._ready.get()

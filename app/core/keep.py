@@ -26,6 +26,8 @@ from app.core.spool import Spool
 
 READ_CHUNK = 1024 * 1024
 STATE_NAME = "batch.json"
+NUMBERS_NAME = "numbers.json"
+"""`names=sequence` numbers the interrupted run gave, so the rerun names its files alike."""
 
 
 class Keep(Protocol):
@@ -59,7 +61,20 @@ class FolderKeep:
         return self.folder / f"{digest}.img", self.folder / f"{digest}.json"
 
     def saved(self) -> int:
-        return sum(1 for _ in self.folder.glob("*.json") if _.name != STATE_NAME)
+        return sum(1 for _ in self.folder.glob("*.json") if _.name not in (STATE_NAME, NUMBERS_NAME))
+
+    def numbers(self) -> dict[str, int]:
+        """The sequence numbers kept by the interrupted run ({} when none or unreadable)."""
+        try:
+            data = json.loads((self.folder / NUMBERS_NAME).read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {str(k): v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+
+    def keep_numbers(self, numbers: dict[str, int]) -> None:
+        (self.folder / NUMBERS_NAME).write_text(json.dumps(numbers))
 
     def load(self, key: str, spool: Spool) -> bool:
         data, meta = self._paths(key)

@@ -6,14 +6,22 @@ Upstream JSON is parsed tolerantly: the v3 API has renamed fields across version
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from app.core.text import valid_text
 from app.errors import InvalidOrderId, UpstreamBadResponse
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+
+
+def is_order_id(text: str) -> bool:
+    """Whether `text` is an order id (a UUID), not an order's name."""
+    return bool(_UUID.match(text.strip()))
 
 
 def validate_order_id(order_id: str) -> str:
@@ -84,6 +92,8 @@ class BatchOptions:
     names: NameStyle = NameStyle.original
     max_width: int | None = None
     scale: float | None = None
+    sort: str | None = None
+    """The photo order asked for (one of IMAGE_SORTS); None: the order's own `default_image_sort_order`."""
 
     def key(self) -> str:
         q = "auto" if self.quality is None else str(self.quality)
@@ -92,6 +102,8 @@ class BatchOptions:
             key += f"-sets{'+'.join(self.sets)}-names{self.names.value}"
         if self.max_width is not None or self.scale is not None:
             key += f"-w{self.max_width or 0}-s{self.scale if self.scale is not None else 0:g}"
+        if self.sort is not None:
+            key += f"-sort{self.sort}"
         return key
 
     def as_dict(self) -> dict[str, Any]:
@@ -104,6 +116,7 @@ class BatchOptions:
             "names": self.names.value,
             "max_width": self.max_width,
             "scale": self.scale,
+            "sort": self.sort,
         }
 
     @classmethod
@@ -117,6 +130,7 @@ class BatchOptions:
             names=NameStyle(data.get("names") or "original"),
             max_width=data.get("max_width"),
             scale=data.get("scale"),
+            sort=_known_sort(data.get("sort")),
         )
 
 
@@ -137,6 +151,8 @@ class ImageInfo:
     name: str | None
     status: str | None
     status_reason: str | None
+    date_added: float | None = None
+    """When it was added (Autoenhance sends epoch milliseconds); sorts `date_added`."""
 
     def skip_reason(self) -> str | None:
         """Why the order says this image cannot be downloaded now, or None to try it."""
@@ -156,6 +172,32 @@ class OrderInfo:
     images: list[ImageInfo]
     unidentified: int = 0
     """Entries of the order's image list that carry no id: reported, never fetched."""
+    default_sort: str | None = None
+    """The order's `default_image_sort_order` (how the photographer arranged it), when Autoenhance says."""
+    sort: str | None = None
+    """The sort `images` follows (None: as Autoenhance listed them, its default)."""
+    api_version: str | None = None
+    """The Autoenhance API version asked for when the order was read (None: the account's own)."""
+    numbers: dict[str, int] | None = None
+    """`names=sequence` numbers by image id, when kept from earlier archives (else: places in `images`)."""
+
+    def arrangement(self) -> str:
+        """A digest of what numbered names depend on: the sort, the images' order and kept numbers. Part of
+        the archive cache key, so a rearranged order misses even if Autoenhance kept its last_updated_at."""
+        numbers = self.numbers or {}
+        text = "|".join([self.sort or "-", *(f"{i.image_id}:{numbers.get(i.image_id, '')}" for i in self.images)])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def sorted_by(self, sort: str | None, *, api_version: str | None = None) -> OrderInfo:
+        """This order with its images in `sort`. Name and date sorts are applied here as well, so an
+        API version that ignores `sort_images_by` still gives them; `custom` is Autoenhance's to know,
+        so its listing order is kept. Ties keep Autoenhance's order (a stable sort)."""
+        images = list(self.images)
+        if sort in ("name", "-name"):
+            images.sort(key=lambda i: ((i.name or "").casefold(), i.name or ""), reverse=sort == "-name")
+        elif sort in ("date_added", "-date_added"):
+            images.sort(key=lambda i: i.date_added if i.date_added is not None else 0.0, reverse=sort == "-date_added")
+        return replace(self, images=images, sort=sort, api_version=api_version)
 
     @property
     def is_processing(self) -> bool:
@@ -163,9 +205,10 @@ class OrderInfo:
 
 
 def _text(value: Any) -> str | None:
+    """A field as text, valid Unicode (a lone surrogate could reach no file name or header), or None."""
     if value is None:
         return None
-    text = str(value).strip()
+    text = valid_text(str(value)).strip()
     return text or None
 
 
@@ -179,11 +222,13 @@ def parse_image(raw: Any) -> ImageInfo | None:
     status = _text(raw.get("status"))
     if status is None and raw.get("error") is True:
         status = "error"
+    added = raw.get("date_added")
     return ImageInfo(
         image_id=image_id,
         name=_text(raw.get("image_name")) or _text(raw.get("name")),
         status=status,
         status_reason=_text(raw.get("status_reason")) or _text(raw.get("error_reason")),
+        date_added=float(added) if isinstance(added, int | float) and not isinstance(added, bool) else None,
     )
 
 
@@ -206,4 +251,43 @@ def parse_order(order_id: str, raw: Any) -> OrderInfo:
         or _text(raw.get("created_at")),
         images=images,
         unidentified=len(parsed) - len(images),
+        default_sort=_known_sort(raw.get("default_image_sort_order")),
     )
+
+
+IMAGE_SORTS = ("name", "-name", "date_added", "-date_added", "custom")
+"""How an order's images can be ordered (`sort_images_by`, `default_image_sort_order`)."""
+
+
+class ImageSort(StrEnum):
+    """IMAGE_SORTS as an enum, for query validation and the command's choices."""
+
+    by_name = "name"
+    by_name_reversed = "-name"
+    oldest_first = "date_added"
+    newest_first = "-date_added"
+    custom = "custom"
+
+
+def assign_numbers(images: list[ImageInfo], kept: dict[str, int]) -> dict[str, int]:
+    """Sequence numbers for `images` (in the order's order), keeping the numbers earlier archives gave.
+
+    An image not numbered before gets the next free number (after the highest ever given), so a
+    photo added later (a Day-to-Dusk result) never renumbers the others. When the kept numbers no
+    longer rise along `images`, the photographer rearranged the order: number afresh from 1.
+    """
+    known = [kept[i.image_id] for i in images if i.image_id in kept]
+    if not known or any(a >= b for a, b in itertools.pairwise(known)):
+        return {image.image_id: n for n, image in enumerate(images, start=1)}
+    numbers = dict(kept)
+    after = max(kept.values())
+    for image in images:
+        if image.image_id not in numbers:
+            after += 1
+            numbers[image.image_id] = after
+    return numbers
+
+
+def _known_sort(value: Any) -> str | None:
+    """A sort this service knows; an unknown value (a future one) is read as "not said"."""
+    return value if isinstance(value, str) and value in IMAGE_SORTS else None

@@ -26,6 +26,22 @@ class Batch(Protocol):
     def failed(self) -> int: ...
 
 
+def _in_order(batch: Batch) -> tuple[list[dict[str, object]], list[ImageFailure]]:
+    """Files and failures in the photographer's order (the order's images, then the sets), not in
+    the order the downloads happened to finish."""
+    place = {image.image_id: index for index, image in enumerate(batch.order.images)}
+    sets = {name: index for index, name in enumerate(batch.options.sets)}
+    unknown = len(place)
+
+    def file_key(member: dict[str, object]) -> tuple[int, int]:
+        return place.get(str(member.get("image_id")), unknown), sets.get(str(member.get("set")), 0)
+
+    def failure_key(failure: ImageFailure) -> tuple[int, int]:
+        return place.get(failure.image_id, unknown), sets.get(failure.set or "", 0)
+
+    return sorted(batch.members, key=file_key), sorted(batch.failures, key=failure_key)
+
+
 def _retry_url(batch: Batch) -> str:
     o = batch.options
     query = f"format={o.format.value}&preview={str(o.preview).lower()}&dev_mode={str(o.dev_mode).lower()}"
@@ -39,6 +55,8 @@ def _retry_url(batch: Batch) -> str:
         query += f"&sets={','.join(o.sets)}"
     if o.names.value != "original":
         query += f"&names={o.names.value}"
+    if batch.order.sort is not None:
+        query += f"&sort={batch.order.sort}"
     return f"GET /orders/{batch.order.order_id}/images?{query}"
 
 
@@ -51,6 +69,8 @@ def report_text(batch: Batch) -> str:
         f"Order:      {order.name or '(unnamed)'} ({order.order_id})",
         f"Generated:  {datetime.now(UTC).isoformat(timespec='seconds')}",
         f"Options:    {json.dumps(batch.options.as_dict())}",
+        f"Photo order: {batch.order.sort or 'as Autoenhance lists them'}",
+        f"API version: {batch.order.api_version or 'the account default'}",
         "",
         f"Photos in order: {batch.photos}",
         f"Sets:            {', '.join(batch.options.sets)}",
@@ -61,7 +81,7 @@ def report_text(batch: Batch) -> str:
         "Failed images",
         "-------------",
     ]
-    for number, failure in enumerate(batch.failures, start=1):
+    for number, failure in enumerate(_in_order(batch)[1], start=1):
         lines += [
             f"{number}. {failure.name}  (image id {failure.image_id}"
             + (f", set {failure.set})" if failure.set else ")"),
@@ -82,18 +102,21 @@ def report_text(batch: Batch) -> str:
 
 def manifest_json(batch: Batch) -> str:
     """`_manifest.json`: which file is which image, for integrations that map ids to files."""
+    files, failures = _in_order(batch)
     return json.dumps(
         {
             "order_id": batch.order.order_id,
             "order_name": batch.order.name,
+            "api_version": batch.order.api_version,
+            "image_order": batch.order.sort,
             "options": batch.options.as_dict(),
             "photos": batch.photos,
             "sets": list(batch.options.sets),
             "total": batch.total,
             "downloaded": batch.downloaded,
             "failed": batch.failed,
-            "files": batch.members,
-            "failures": [f.as_dict() for f in batch.failures],
+            "files": files,
+            "failures": [f.as_dict() for f in failures],
         },
         indent=2,
         ensure_ascii=False,

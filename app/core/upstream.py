@@ -35,6 +35,7 @@ from app.core.fetch import Fetcher, HttpxFetcher, Reply, TargetRefused
 from app.core.models import OrderInfo, parse_order
 from app.core.sets import Rendition
 from app.core.spool import ImageTooLarge, Spool
+from app.core.text import may_hold_surrogates, valid_json
 from app.core.trusted_hosts import TrustedHosts
 from app.errors import (
     InvalidPageOffset,
@@ -52,6 +53,24 @@ REDIRECTS = frozenset((301, 302, 303, 307, 308))
 DRAIN_LIMIT = 64 * 1024  # redirect bodies up to this are read so the connection is reused
 MAX_RETRY_AFTER = 30.0
 USER_AGENT = "autoenhance-batch/1.0"
+DEFAULT_API_VERSION = "2026-11-09"
+"""The Autoenhance API version every call asks for (`x-api-version`; AUTOENHANCE_API_VERSION changes it).
+
+Each account is assigned the version current when it joined, and a request without the header gets
+that one: pinning makes the answers this client reads the ones it was tested against."""
+UPLOAD_URL_KEYS = ("upload_file_url", "upload_url", "s3PutObjectUrl")
+"""Where create-image puts the upload URL: from 2026-11-09, 2025-05-08 to 2026-10-01, up to 2025-01-01."""
+ORDER_SORTS = ("name", "-name", "date", "-date")
+"""`sort` on GET /v3/orders/ (Autoenhance's default: -date, newest first)."""
+
+
+def upload_url_of(created: dict[str, Any]) -> str | None:
+    """The upload URL of a create-image answer, under whichever name the served API version uses."""
+    for key in UPLOAD_URL_KEYS:
+        value = created.get(key)
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            return value
+    return None
 
 
 class Retryable(Exception):
@@ -134,8 +153,12 @@ class AutoenhanceClient:
         fetcher: Fetcher | None = None,
         asset_hosts: TrustedHosts = TrustedHosts(),
         max_json_bytes: int = 32 * 1024 * 1024,
+        api_version: str | None = DEFAULT_API_VERSION,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.api_version = api_version
+        """Sent as `x-api-version` on every call to the API itself (None: the account's own version)."""
+        self._api_prefix = f"{self.base_url}/v3/"
         self._api_origin = _origin(self.base_url)
         self._fetcher: Fetcher = fetcher or HttpxFetcher(http)
         self._asset_hosts = asset_hosts  # ALLOWED_ASSET_HOSTS; the fetcher trusts the same value (app/core/connect.py)
@@ -157,13 +180,16 @@ class AutoenhanceClient:
         return f"{self.base_url}/v3/{path.lstrip('/')}"
 
     def _headers(self, url: str | httpx.URL, *, dev_mode: bool = False) -> dict[str, str]:
-        """Credentials only for the API's own origin, never for an asset or storage host."""
+        """Credentials only for the API's own origin, never for an asset or storage host; the API
+        version only on the API's own /v3/ calls (an upload or asset URL on the same origin is not one)."""
         headers = {"user-agent": USER_AGENT}
         if _origin(url) == self._api_origin:
             if self._api_key:
                 headers["x-api-key"] = self._api_key
             if dev_mode:
                 headers["x-dev-mode"] = "true"
+            if self.api_version and str(url).startswith(self._api_prefix):
+                headers["x-api-version"] = self.api_version
         return headers
 
     def _retrying(self, timeout: float) -> Any:
@@ -207,16 +233,30 @@ class AutoenhanceClient:
 
     @staticmethod
     def _json(response: httpx.Response, what: str) -> Any:
+        """The parsed body, its text made valid Unicode (app/core/text.py) before anything else sees it."""
         try:
-            return response.json()
-        except ValueError as exc:
+            data = response.json()
+            return valid_json(data, what=what) if may_hold_surrogates(response.content) else data
+        except (ValueError, RecursionError) as exc:
             log.error("upstream %s returned non-JSON (%s): %.300s", what, response.status_code, response.text)
             raise UpstreamBadResponse(f"Autoenhance returned a response this service cannot read ({what})") from exc
 
     # -- orders ----------------------------------------------------------------------------------
 
-    async def get_order(self, order_id: str) -> OrderInfo:
-        response = await self._json_call("GET", f"orders/{order_id}", what="order fetch")
+    async def get_order(self, order_id: str, sort: str | None = None) -> OrderInfo:
+        """The order with its images in the photographer's order: `sort` (one of IMAGE_SORTS) when the
+        caller chose one, else the order's own `default_image_sort_order`, asked for by name."""
+        order = await self._fetch_order(order_id, sort)
+        wanted = sort or order.default_sort
+        if sort is None and wanted == "custom":
+            # Only Autoenhance knows a custom arrangement: ask for it by name rather than trust the
+            # default listing to follow it (whether it does is not documented).
+            order = await self._fetch_order(order_id, wanted)
+        return order.sorted_by(wanted, api_version=self.api_version)
+
+    async def _fetch_order(self, order_id: str, sort: str | None) -> OrderInfo:
+        params = {"sort_images_by": sort} if sort else None
+        response = await self._json_call("GET", f"orders/{order_id}", what="order fetch", params=params)
         if response.status_code == 404:
             raise OrderNotFound(f"Order {order_id} was not found on Autoenhance")
         if response.status_code != 200:
@@ -228,13 +268,23 @@ class AutoenhanceClient:
         response = await self._json_call("POST", "orders/", what="order creation", json={"name": name})
         return self._expect_json(response, "order creation")
 
-    async def create_image(self, order_id: str, image_name: str, content_type: str) -> dict[str, Any]:
-        body = {"order_id": order_id, "image_name": image_name, "content_type": content_type}
+    async def create_image(
+        self, order_id: str, image_name: str, content_type: str, settings: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """`settings`: enhancement choices (enhance_type, restage, vertical_correction, privacy, ...)."""
+        body = {**(settings or {}), "order_id": order_id, "image_name": image_name, "content_type": content_type}
         response = await self._json_call("POST", "images/", what="image creation", json=body)
         return self._expect_json(response, "image creation")
 
-    async def list_orders(self, per_page: int = 10, offset: str | None = None) -> dict[str, Any]:
+    async def list_orders(
+        self, per_page: int = 10, offset: str | None = None, *, q: str | None = None, sort: str | None = None
+    ) -> dict[str, Any]:
+        """One page of the account's orders; `q` searches their names, `sort` is one of ORDER_SORTS."""
         params: dict[str, Any] = {"per_page": per_page}
+        if q:
+            params["q"] = q
+        if sort:
+            params["sort"] = sort
         if offset:
             params["offset"] = offset
         response = await self._json_call("GET", "orders/", what="order listing", params=params)

@@ -71,7 +71,7 @@ async def wait_until_ready(
         await asyncio.sleep(min(delay * random.uniform(0.8, 1.2), remaining))
         if gone is not None and await gone():
             raise CallerGone()
-        order = await client.get_order(order.order_id)
+        order = await client.get_order(order.order_id, order.sort)
         polls += 1
         delay = min(delay * 2, MAX_POLL_SECONDS)
     waited = time.monotonic() - started

@@ -222,7 +222,7 @@ class JobRunner:
     ) -> Outcome:
         """Copy a finished identical archive, or run the engine into the job's file; the record fields of the end."""
         if order is None:  # queued by another process, or resumed: the order may have changed (open re-checks)
-            order = await self.client.get_order(job.order_id)
+            order = await self.client.get_order(job.order_id, job.options.sort)
             await self.store.update(
                 job.job_id,
                 only_attempt=job.attempt,
@@ -234,6 +234,8 @@ class JobRunner:
 
         async def leader_result(tag: str) -> Finished | None:
             return await self._copy_leader_job(job, tag)
+
+        order = await self.archives.numbered(order, job.options)
 
         answer = await self.archives.find_or_build(
             order,

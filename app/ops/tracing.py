@@ -108,11 +108,11 @@ class TracedAutoenhanceClient(AutoenhanceClient):
         super().__init__(**kwargs)
         self._tracer = tracer
 
-    async def get_order(self, order_id: str) -> OrderInfo:
+    async def get_order(self, order_id: str, sort: str | None = None) -> OrderInfo:
         with self._tracer.start_as_current_span(
             "autoenhance order fetch", kind=SpanKind.CLIENT, attributes={"autoenhance.order_id": order_id}
         ) as span:
-            order = await super().get_order(order_id)
+            order = await super().get_order(order_id, sort)
             span.set_attribute("autoenhance.images", len(order.images))
             return order
 

@@ -8,6 +8,7 @@ on its loopback, a cloud metadata address. `redirects[image_id]` is the Location
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -67,3 +68,23 @@ class Bystander:
         self.hits += 1
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"internal secret"})
+
+
+class RawNamesUpstream(HostileUpstream):
+    """Sends its order JSON with names encoded by `surrogatepass` (CESU-8): lone surrogates as raw
+    bytes (ED A0 BD), not as `\\uXXXX` escapes. Python's json decodes such a body into the same
+    unencodable text as the escapes; a real upstream built on another stack could send it."""
+
+    def __init__(self, names: dict[str, str], order_name: str) -> None:
+        super().__init__({image_id: f"/asset/{image_id}" for image_id in names})
+        self.names = names
+        self.order_name = order_name
+
+    async def order(self, request: Request) -> Response:
+        images = [
+            {"image_id": image_id, "image_name": name, "status": "processed", "enhanced": True}
+            for image_id, name in self.names.items()
+        ]
+        body = {"order_id": request.path_params["order_id"], "name": self.order_name, "images": images}
+        raw = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        return Response(raw, media_type="application/json")

@@ -15,7 +15,7 @@ from app.api.deps import COMMON_ERRORS, OrderIdPath, ServicesDep, SpendingOption
 from app.api.ranges import conditional
 from app.api.responses import ZIP_CONTENT, ArchiveResponse, archive_headers, finished_response, unless_hangup
 from app.api.security import ServiceKey
-from app.archives.service import STREAM_PATIENCE_SECONDS, Finished
+from app.archives.service import STREAM_PATIENCE_SECONDS, Build, Finished
 from app.core.models import BatchOptions, OrderInfo
 from app.core.wait import wait_until_ready
 from app.errors import NothingSucceeded
@@ -58,9 +58,10 @@ router = APIRouter(tags=["batch"])
 async def download_order_images(
     order_id: OrderIdPath, options: SpendingOptionsDep, services: ServicesDep, request: Request, wait: WaitDep
 ) -> Response:
-    order = await load_order(order_id, services)
+    order = await load_order(order_id, services, options.sort)
     if request.method != "HEAD":  # HEAD never downloads an image, nor waits for one
         order = await wait_until_ready(services.client, order, wait, gone=request.is_disconnected)
+    order = await services.archives.numbered(order, options)  # before the key: numbers are part of it
     order_id = order.order_id
     log.info("order fetched", extra={"images": len(order.images), "options": options.key()})
 
@@ -76,18 +77,23 @@ async def download_order_images(
         archives.count_served(answer.size)
         return finished_response(answer, order.name, order_id)
 
-    batch = answer.batch
-    try:
-        succeeded = await unless_hangup(request, batch.wait_first())  # held until an image succeeds: many retries
+    try:  # from here the build holds download slots, spools and a claim: released on any failure
+        return await stream_response(request, order, answer)
     except BaseException:
         await answer.close()
         raise
+
+
+async def stream_response(request: Request, order: OrderInfo, answer: Build) -> Response:
+    """The response that streams `answer`, which it owns from then on (closed when it ends, however)."""
+    batch = answer.batch
+    succeeded = await unless_hangup(request, batch.wait_first())  # held until an image succeeds: many retries
     if not succeeded:  # every image failed, or the caller left while we waited
         await answer.close()
         if succeeded is None:
             return Response(status_code=499)
         raise NothingSucceeded(list(batch.failures), headers={"X-Total-Images": str(batch.total)})
-    headers = archive_headers(order.name, order_id, batch.total) | {"X-Cache": "miss"}
+    headers = archive_headers(order.name, order.order_id, batch.total) | {"X-Cache": "miss"}
     if (recording := await answer.record()) is not None:
         headers |= {"ETag": recording.layout.etag, "Accept-Ranges": "bytes"}
     return ArchiveResponse(answer.stream(), headers=headers, on_close=answer.close)

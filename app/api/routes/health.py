@@ -113,6 +113,7 @@ async def check_redis(url: str) -> dict[str, Any]:
 
 READY_EXAMPLE = {
     "status": "ready",
+    "autoenhance_api_version": "2026-11-09",
     "checks": {
         "upstream": {"ok": True, "detail": "reachable, key accepted", "seconds": 0.08},
         "storage": {"ok": True, "detail": "writable", "seconds": 0.002},
@@ -142,6 +143,7 @@ async def ready(services: ServicesDep) -> JSONResponse:
     ok = all(check["ok"] for check in checks.values())
     failing = [name for name, check in checks.items() if not check["ok"]]
     body: dict[str, Any] = {"status": "ready" if ok else "not ready", "checks": checks}
+    body["autoenhance_api_version"] = settings.autoenhance_api_version  # what every upstream call asks for
     if not ok:
         body["detail"] = "Not ready: " + ", ".join(f"{name} ({checks[name]['detail']})" for name in failing)
     return JSONResponse(body, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})

@@ -116,7 +116,7 @@ async def create_job(
     services: ServicesDep,
     wait: WaitDep,
 ) -> JSONResponse:
-    order = await load_order(order_id, services)
+    order = await load_order(order_id, services, options.sort)
     job = await services.jobs.create(
         order,
         options,

@@ -1,4 +1,4 @@
-"""GET /api/orders: the account's recent orders, a page at a time, for the web page's picker.
+"""GET /api/orders: the account's orders, a page at a time, searched by name, for the web page's picker.
 
 Guarded like order creation (admin token; open in demo mode): knowing an order id is what lets a
 visitor download it, so the listing of every id in the account is for the operator.
@@ -6,6 +6,7 @@ visitor download it, so the listing of every id in the account is for the operat
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -20,6 +21,15 @@ router = APIRouter(tags=["orders"], dependencies=[AdminToken])
 
 MAX_PER_PAGE = 15
 """Autoenhance's own page-size limit (the SDK validates `per_page <= 15`)."""
+
+
+class OrderSort(StrEnum):
+    """Autoenhance's order-list sorts: by name, or by date (`-date`, newest first, is its default)."""
+
+    by_name = "name"
+    by_name_reversed = "-name"
+    oldest_first = "date"
+    newest_first = "-date"
 
 
 class OrderSummary(BaseModel):
@@ -54,9 +64,11 @@ def _summary(raw: Any) -> OrderSummary | None:
 
 @router.get(
     "/api/orders",
-    summary="Recent orders, newest first, one page at a time",
-    description="Pass the previous page's `next_offset` as `offset` for the next page; `next_offset` is null "
-    "on the last page. Needs X-Admin-Token when ADMIN_TOKEN is set (open in demo mode).",
+    summary="The account's orders, searched by name (`q`) and sorted, one page at a time",
+    description="`q` keeps the orders whose name contains it (Autoenhance's own search: an address works); "
+    "`sort` is name, -name, date or -date (default -date, newest first). Pass the previous page's `next_offset` "
+    "as `offset` for the next page, with the same `q` and `sort`; `next_offset` is null on the last page. "
+    "Needs X-Admin-Token when ADMIN_TOKEN is set (open in demo mode).",
     response_model=OrderPage,
     responses={
         401: error("ADMIN_TOKEN is set and X-Admin-Token is missing or wrong"),
@@ -71,8 +83,15 @@ async def list_orders(
     offset: Annotated[
         str | None, Query(max_length=512, description="The `next_offset` of the previous page")
     ] = None,
+    q: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="Text the order's name contains, e.g. 'oak'")
+    ] = None,
+    sort: Annotated[OrderSort | None, Query(description="name, -name, date or -date (default: -date)")] = None,
 ) -> OrderPage:
-    data = await services.client.list_orders(per_page=per_page, offset=offset)
+    q = q.strip() if q else None
+    data = await services.client.list_orders(
+        per_page=per_page, offset=offset, q=q or None, sort=sort.value if sort is not None else None
+    )
     raw_orders = data.get("orders")
     if not isinstance(raw_orders, list):
         raise UpstreamBadResponse("Autoenhance returned an order listing this service cannot read")

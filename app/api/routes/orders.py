@@ -10,12 +10,14 @@ import weakref
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from PIL import Image, UnidentifiedImageError
 
 from app.api.deps import ServicesDep
 from app.api.responses import error
 from app.api.security import AdminToken
+from app.core.enhancement import EnhancementSettings, EnhanceType, Fire, Grass, Photographer, Sky, Tvs
+from app.core.upstream import upload_url_of
 from app.errors import InvalidUpload, PayloadTooLarge, ServiceError, UpstreamBadResponse
 
 log = logging.getLogger("app.orders")
@@ -92,20 +94,26 @@ def sniff(data: bytes) -> str | None:
         return None
 
 
-async def _create(services: ServicesDep, name: str, photos: list[tuple[str, bytes, str]]) -> dict[str, Any]:
+async def _create(
+    services: ServicesDep,
+    name: str,
+    photos: list[tuple[str, bytes, str]],
+    settings: EnhancementSettings | None = None,
+) -> dict[str, Any]:
     client = services.client
+    chosen = settings.body() if settings is not None else {}
     order = await client.create_order(name)
     order_id = str(order.get("order_id") or order.get("id") or "")
     if not order_id:
         raise UpstreamBadResponse("Autoenhance created an order without an id")
     for filename, data, content_type in photos:
-        image = await client.create_image(order_id, filename, content_type)
-        url = image.get("upload_url") or image.get("s3PutObjectUrl")
+        image = await client.create_image(order_id, filename, content_type, chosen)
+        url = upload_url_of(image)  # its name depends on the API version served
         if not url:
             raise UpstreamBadResponse("Autoenhance returned no upload URL for an image")
-        await client.upload(str(url), data, content_type)
+        await client.upload(url, data, content_type)
     log.info("order created", extra={"order_id": order_id, "images": len(photos)})
-    return {"order_id": order_id, "name": name, "images": len(photos)}
+    return {"order_id": order_id, "name": name, "images": len(photos), "settings": chosen}
 
 
 @router.post(
@@ -126,7 +134,8 @@ async def create_sample_order(services: ServicesDep) -> dict[str, Any]:
         413: error("A photo is over MAX_UPLOAD_BYTES"),
         422: error(
             "No photos, too many photos, a photo over MAX_UPLOAD_PIXELS (read from its header, before decoding), "
-            "or a file that is not a JPEG/PNG/WebP/TIFF image"
+            "a file that is not a JPEG/PNG/WebP/TIFF image, or an enhancement setting Autoenhance does not offer "
+            "(checked before anything is uploaded)"
         ),
     },
 )
@@ -134,7 +143,22 @@ async def create_order(
     services: ServicesDep,
     files: Annotated[list[UploadFile], File(description="Photos (JPEG, PNG, WebP or TIFF, sniffed from the bytes)")],
     name: str | None = None,
+    enhance_type: Annotated[EnhanceType | None, Form(description="warm, neutral, modern (AI 4+); property...")] = None,
+    sky: Annotated[Sky | None, Form(description="Sky replacement (restage.sky); AS_SHOT keeps the sky")] = None,
+    grass: Annotated[Grass | None, Form(description="GREEN: greener grass (restage.grass)")] = None,
+    fire_in_fireplaces: Annotated[Fire | None, Form(description="ALIGHT: fire in fireplaces")] = None,
+    tvs: Annotated[Tvs | None, Form(description="BLACK_OUT: blank TV screens")] = None,
+    photographer: Annotated[
+        Photographer | None, Form(description="REMOVE: the photographer, tripod and reflections")
+    ] = None,
+    vertical_correction: Annotated[bool | None, Form(description="Straighten verticals (Autoenhance: on)")] = None,
+    privacy: Annotated[bool | None, Form(description="Blur faces and number plates")] = None,
 ) -> dict[str, Any]:
+    """The settings are form fields beside the photos; each is checked here (a 422 naming it) before
+    an order is created or a byte is uploaded. Unset ones take Autoenhance's defaults."""
+    chosen = EnhancementSettings(
+        enhance_type, sky, grass, fire_in_fireplaces, tvs, photographer, vertical_correction, privacy
+    )
     settings = services.settings
     if not files:
         raise InvalidUpload("Send at least one photo in the 'files' field")
@@ -156,4 +180,4 @@ async def create_order(
         if content_type is None:
             raise InvalidUpload(f"'{label}' is not a complete, readable JPEG, PNG, WebP or TIFF image")
         photos.append((Path(label).name or "photo", data, content_type))
-    return await _create(services, (name or "Uploaded order")[:200], photos)
+    return await _create(services, (name or "Uploaded order")[:200], photos, chosen)

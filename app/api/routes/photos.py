@@ -45,7 +45,7 @@ _IMAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 async def order_photos(
     order_id: OrderIdPath, options: OptionsDep, services: ServicesDep, request: Request
 ) -> dict[str, Any]:
-    order = await load_order(order_id, services)
+    order = await load_order(order_id, services, options.sort)  # thumbnails in the photographer's order
     refusal = credit_refusal(services.settings, options, request.headers.get("x-api-key"))
     photos = [
         {

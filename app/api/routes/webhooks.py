@@ -76,7 +76,7 @@ async def watch_order(
 ) -> JSONResponse:
     if services.settings.autoenhance_webhook_token is None:
         raise NotConfigured("Watching needs Autoenhance's webhook: the operator must set AUTOENHANCE_WEBHOOK_TOKEN")
-    order = await load_order(order_id, services)
+    order = await load_order(order_id, services, options.sort)
     watch = await services.watcher.watch(order, options, callback, public_base_url(request))
     return JSONResponse(watch.view(), status_code=202, headers={"Location": f"/watches/{watch.watch_id}"})
 

@@ -26,12 +26,14 @@ const el = {
   orderView: $("order-view"), orderName: $("order-name"), orderCount: $("order-count"), thumbs: $("thumbs"),
   thumbsMore: $("thumbs-more"), orderStatus: $("order-status"), maxWidth: $("max-width"), maxWidthMsg: $("max-width-msg"),
   namesSequence: $("names-sequence"), setsMsg: $("sets-msg"),
+  sort: $("sort"), orderMatches: $("order-matches"), enhanceType: $("enhance-type"), sky: $("sky"),
+  verticalCorrection: $("vertical-correction"), privacy: $("privacy"),
 };
 
 const state = {
   demo: false, selected: [], jobRun: 0, recentNext: null, recentRun: 0, recentNeedsToken: false,
   // The order shown above the options: {id, data} once looked up, {id, error} when the lookup failed.
-  order: null, lookup: null, lookupFor: "", lookupTimer: 0, thumbUrls: [], shownId: "",
+  order: null, lookup: null, lookupFor: "", lookupTimer: 0, thumbUrls: [], shownId: "", searchRun: 0,
 };
 
 // ---------- helpers ----------
@@ -83,6 +85,9 @@ function filenameFrom(disposition, fallback) {
 // ---------- the form ----------
 
 function orderId() { return el.orderId.value.trim().toLowerCase(); } // UUIDs are case-insensitive
+function orderText() { return el.orderId.value.trim(); }
+/** Not an ID (nor the start of one): the order's name, or part of it, to search for. */
+function isName(text) { return text.length >= 2 && /[^0-9a-f-]/i.test(text); }
 function serviceKey() { return el.serviceKey.value.trim(); }
 function adminHeaders() {
   const token = el.adminToken.value.trim();
@@ -94,7 +99,7 @@ function validateOrderId() {
   let msg = "The order's UUID, from the Autoenhance web app or API.";
   let kind = "";
   if (id && UUID.test(id)) { msg = "Looks like a valid order ID."; kind = "ok"; }
-  else if (id && /[^0-9a-f-]/i.test(id)) { msg = "Order IDs contain only 0-9, a-f and dashes."; kind = "error"; }
+  else if (isName(orderText())) { msg = "Searching the orders' names: choose the order below."; }
   else if (id) { msg = "Not a complete order ID yet: expected 8-4-4-4-12 hex digits."; kind = "error"; }
   setStatus(el.orderMsg, msg, kind);
   el.orderId.setAttribute("aria-invalid", String(kind === "error"));
@@ -136,6 +141,7 @@ function options() {
   const sets = chosenSets();
   if (sets.length && sets.join(",") !== "full") params.set("sets", sets.join(","));
   if (el.namesSequence.checked) params.set("names", "sequence");
+  if (el.sort.value) params.set("sort", el.sort.value);
   return params;
 }
 
@@ -217,13 +223,36 @@ function onOrderChanged() {
   clearOrderView();
   clearTimeout(state.lookupTimer);
   if (UUID.test(id)) state.lookupTimer = setTimeout(() => lookupOrder(id), LOOKUP_DELAY_MS);
+  else if (isName(orderText())) state.lookupTimer = setTimeout(() => searchOrders(orderText()), LOOKUP_DELAY_MS);
+  if (!isName(orderText())) { state.searchRun++; el.orderMatches.replaceChildren(); }
+}
+
+/** The orders whose name contains `text` (Autoenhance's own search), offered as buttons that fill in the ID. */
+async function searchOrders(text) {
+  const run = ++state.searchRun;
+  const params = new URLSearchParams({ q: text, per_page: "15" });
+  try {
+    const page = await getJSON(`${API}api/orders?${params}`, { headers: adminHeaders() });
+    if (run !== state.searchRun) return;
+    el.orderMatches.replaceChildren(...page.orders.map(recentItem));
+    const n = page.orders.length;
+    const more = page.next_offset ? " (the first 15: type more of the name)" : "";
+    setStatus(el.orderMsg, n ? `${plural(n, "order")} named like “${text}”${more}: choose one.`
+      : `No order's name contains “${text}”.`, n ? "" : "error");
+  } catch (err) {
+    if (run !== state.searchRun) return;
+    el.orderMatches.replaceChildren();
+    const text401 = "Searching the account's orders is for the operator: type the admin token under “Create an order”, or paste the order's ID.";
+    setStatus(el.orderMsg, err.status === 401 || err.status === 403 ? text401 : `Could not search orders: ${err.message}`, "error");
+  }
 }
 
 function lookupOrder(id) {
   if (state.lookup && state.lookupFor === id) return state.lookup;
   state.lookupFor = id;
   setStatus(el.orderStatus, "Looking up the order…");
-  state.lookup = getJSON(`${API}orders/${encodeURIComponent(id)}/photos`, { headers: keyHeaders() })
+  const sort = el.sort.value ? `?sort=${encodeURIComponent(el.sort.value)}` : ""; // thumbnails in the chosen order
+  state.lookup = getJSON(`${API}orders/${encodeURIComponent(id)}/photos${sort}`, { headers: keyHeaders() })
     .then((data) => {
       if (orderId() !== id) return state.order;
       state.order = { id, data };
@@ -554,6 +583,14 @@ function renderPreviews() {
 function uploadPhotos() {
   const form = new FormData();
   state.selected.forEach(({ file }) => form.append("files", file, file.name));
+  if (el.enhanceType.value) form.append("enhance_type", el.enhanceType.value);
+  if (el.sky.value) form.append("sky", el.sky.value);
+  for (const box of document.querySelectorAll("input[name=restage]:checked")) {
+    const [field, value] = box.value.split("=");
+    form.append(field, value);
+  }
+  form.append("vertical_correction", String(el.verticalCorrection.checked));
+  if (el.privacy.checked) form.append("privacy", "true");
   createOrder(`${API}api/create-order`, { body: form }).then((ok) => { if (ok) clearPhotos(); });
 }
 
@@ -594,6 +631,7 @@ function recentItem(order) {
   button.append(name, meta, id);
   button.addEventListener("click", () => {
     el.orderId.value = order.order_id;
+    el.orderMatches.replaceChildren();
     refresh();
     el.orderId.focus();
   });
@@ -698,6 +736,11 @@ for (const node of document.querySelectorAll("input[name=format], input[name=set
 for (const node of [el.orderId, el.quality, el.maxWidth]) {
   node.addEventListener("keydown", (e) => { if (e.key === "Enter") startDownload(); });
 }
+el.sort.addEventListener("change", () => { // the thumbnails follow the chosen order: look them up again
+  state.lookup = null;
+  state.shownId = "";
+  refresh();
+});
 el.downloadBtn.addEventListener("click", startDownload);
 el.jobBtn.addEventListener("click", () => runJob());
 el.copyCurl.addEventListener("click", copyCurl);
