@@ -66,9 +66,52 @@ class Settings(BaseSettings):
     spool_memory_bytes: int = Field(
         default=4 * 1024 * 1024, ge=0, description="An image is held in memory up to this size, then spilled to disk."
     )
+    spool_request_memory_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="The images one streamed archive or resume holds in memory together, at most; the rest wait on disk.",
+    )
+    spool_ahead_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="How far a streamed archive's downloads may run ahead of its reader (images downloaded, not yet "
+        "sent); past it they wait for the reader, holding no download slot.",
+    )
+    stream_stall_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="An archive response whose reader takes no piece (up to 1 MiB) for this long is cut, and "
+        "everything it held released.",
+    )
+    max_streams_per_caller: int = Field(
+        default=4,
+        ge=1,
+        description="Archive downloads (GET of an order's images) one caller may have in flight on this "
+        "instance; over it, 429.",
+    )
+    max_resumes_per_caller: int = Field(
+        default=2,
+        ge=1,
+        description="Of those, resumes (a Range request) one caller may have in flight on this instance; over it, 429.",
+    )
     data_dir: Path = Field(default=Path("data"), description="Cache, job results, job database, spool files.")
+    share_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs share links; unset: one is generated and kept under DATA_DIR. Every instance "
+        "behind one address needs the same value.",
+    )
+    delivery_sets: Path | None = Field(
+        default=None,
+        description="A TOML or JSON file of extra delivery sets (listing-board presets); read at start.",
+    )
     cache_ttl_seconds: int = Field(default=3600, ge=0, description="How long a cached archive is served. 0 disables.")
     cache_max_bytes: int = Field(default=2 * 1024**3, ge=0, description="Disk budget of the archive cache. 0 disables.")
+    data_dir_max_bytes: int = Field(
+        default=0, ge=0, description="Disk budget of all of DATA_DIR; beyond it new jobs answer 503. 0: no budget."
+    )
+    data_dir_min_free_bytes: int = Field(
+        default=512 * 1024**2, ge=0, description="Free disk space kept; below it new jobs answer 503. 0: no floor."
+    )
     job_ttl_seconds: int = Field(default=24 * 3600, ge=60, description="How long a finished job's ZIP is kept.")
     max_upload_files: int = Field(default=20, ge=1, description="Photos per create-order upload.")
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1024, description="Largest photo accepted for upload.")
@@ -216,6 +259,8 @@ class Settings(BaseSettings):
         "s3_region",
         "s3_access_key_id",
         "s3_secret_access_key",
+        "share_secret",
+        "delivery_sets",
         mode="before",
     )
     @classmethod

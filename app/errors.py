@@ -31,6 +31,7 @@ instead). Errors marked * are defined beside the code that raises them.
   + Unavailable                   503  try again later (Retry-After where known)
     - CircuitOpen*                     app/core/breaker.py
     - TooManyJobs*                     app/jobs/records.py
+    - StorageBudgetExceeded*           app/core/disk_budget.py (DATA_DIR over its budget)
     - NotConfigured                    a feature the operator has not set up
 """
 

@@ -18,13 +18,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
+from redis.exceptions import ReadOnlyError as RedisReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.api.forwarded import ForwardedClientMiddleware
 from app.api.intake import IntakeMiddleware
 from app.api.ratelimit import install_rate_limit
 from app.api.security import SecurityHeadersMiddleware
+from app.api.streams import install_stream_caps
 from app.config import Settings
+from app.core.setfile import load_sets
 from app.errors import ServiceError
 from app.ops.logs import configure_logging, configure_sentry
 from app.ops.metrics import RequestMetrics
@@ -91,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.telemetry = telemetry
+    # read now, so a wrong DELIVERY_SETS stops the start with the entry and field named
+    app.state.delivery_sets = load_sets(settings.delivery_sets) if settings.delivery_sets else {}
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
@@ -103,6 +109,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.error("Redis unreachable", extra={"error": type(exc).__name__})
         body = {"detail": "The service's shared store (Redis) is not answering; try again shortly"}
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(RedisOutOfMemoryError)
+    @app.exception_handler(RedisReadOnlyError)
+    async def shared_store_refuses_writes(_: Request, exc: Exception) -> JSONResponse:
+        # full under `noeviction`, or a read-only replica: it answers, but records nothing; /ready says so
+        log.error("Redis refuses writes", extra={"error": type(exc).__name__})
+        body = {"detail": "The service's shared store (Redis) refuses writes (full or read-only); try again later"}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "30"})
 
     @app.exception_handler(OSError)
     @app.exception_handler(sqlite3.OperationalError)
@@ -130,27 +144,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         clean = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
         return JSONResponse({"detail": detail, "errors": clean}, status_code=422)
 
-    from app.api.routes import batch, docs, health, jobs, listing, metrics, orders, photos, ui, webhooks
+    from app.api.routes import batch, docs, health, jobs, listing, metrics, orders, photos, shares, ui, webhooks
 
     # The API lives under /v1/; the unversioned paths stay as aliases, served but left out of the
     # OpenAPI document so generated clients and new callers pick the versioned path (docs/api.md).
-    for module in (batch, jobs, webhooks, orders, listing, photos):
+    for module in (batch, jobs, shares, webhooks, orders, listing, photos):
         app.include_router(module.router, prefix=API_PREFIX)
         app.include_router(module.router, include_in_schema=False)
     app.include_router(health.api_router, prefix=API_PREFIX)
     app.include_router(health.api_router, include_in_schema=False)
     for module in (health, metrics, ui, docs):  # probes, metrics, the page and the docs are not versioned
         app.include_router(module.router)
+    app.include_router(shares.public)  # share links: opened by people, never versioned, no key
     ui.mount_static(app)
     docs.mount_docs_assets(app)
 
+    install_stream_caps(app, settings)  # innermost: a request the rate limit refuses holds no download
     app.add_middleware(IntakeMiddleware, settings=settings)  # credentials and sizes before any body is read
     install_rate_limit(app, settings)  # outside the intake checks, so refused credentials count; inside CORS and the security headers: a 429 carries both
     if settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.allowed_origins,
-            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+            allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
             allow_headers=["X-API-Key", "X-Admin-Token", "Range", "Content-Type"],
             expose_headers=["Content-Disposition", "X-Total-Images", "X-Downloaded", "X-Failed", "X-Request-ID"],
         )

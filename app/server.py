@@ -26,6 +26,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from app.api.stall import ABORT_EXTENSION
+
 log = logging.getLogger("app.server")
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -48,7 +50,22 @@ class FramedCycle(RequestResponseCycle):
     (`make profile`). Here a large piece goes out as three buffers handed to the transport's
     `writelines`, which uvloop sends with one writev(2), bytes untouched. Every other message,
     and the last one (which closes the response), takes uvicorn's own path.
+
+    It also offers the application an `abort` (scope extension ABORT_EXTENSION): a response cut
+    because its reader stalled (app/api/stall.py) resets the connection at once. uvicorn's own
+    close would first wait to flush what is buffered, which a reader who reads nothing never takes.
     """
+
+    async def run_asgi(self, app: Any) -> None:
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})  # type: ignore[assignment]
+        extensions[ABORT_EXTENSION] = self.abort
+        await super().run_asgi(app)
+
+    def abort(self) -> None:
+        """Reset the connection, dropping what is buffered for it; the application sees a disconnect."""
+        self.disconnected = True
+        self.transport.abort()
+        self.message_event.set()
 
     async def send(self, message: Any) -> None:
         if (

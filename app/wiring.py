@@ -89,6 +89,8 @@ class Services:
                 spool_dir=settings.spool_dir,
                 spool_memory_bytes=settings.spool_memory_bytes,
                 max_image_bytes=settings.max_image_bytes,
+                request_memory_bytes=settings.spool_request_memory_bytes,
+                ahead_bytes=settings.spool_ahead_bytes,
             )
             engine = Engine(client, limiter, limits, stats, shared_budget)
             archives = _archives(settings, engine, stats, redis_url)
@@ -206,13 +208,12 @@ def _archives(settings: Settings, engine: Engine, stats: Stats, redis_url: str |
     )
     shared = None
     if redis_url and settings.s3_bucket and cache.enabled:
-        import redis.asyncio as aioredis
-
         from app.archives.shared import SharedCache
+        from app.core.redis_client import connect
         from app.core.s3 import s3_store
 
         shared = SharedCache(
-            aioredis.from_url(redis_url, decode_responses=True),
+            connect(redis_url),
             s3_store(settings),
             settings.redis_key_prefix,
             settings.s3_prefix,

@@ -14,6 +14,7 @@ import signal
 import sys
 
 from app.config import Settings
+from app.jobs.queue import stream_key
 from app.ops.logs import configure_logging, configure_sentry
 
 log = logging.getLogger("app.worker")
@@ -28,7 +29,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     telemetry = Telemetry.from_settings(settings)
     services = await Services.start(settings, telemetry, consume=True)
     try:
-        log.info("worker ready", extra={"queue": f"{settings.redis_key_prefix}jobs:queue"})
+        log.info("worker ready", extra={"queue": stream_key(settings.redis_key_prefix)})
         await stop.wait()
     finally:
         await services.aclose()

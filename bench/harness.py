@@ -136,6 +136,9 @@ def service(upstream: str, data_dir: Path, log: Path | None = None, **settings: 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOENHANCE_", "SERVICE_API_KEY", "ADMIN_TOKEN"))}
     env |= {"AUTOENHANCE_API_KEY": SIM_KEY, "AUTOENHANCE_BASE_URL": upstream, "DATA_DIR": str(data_dir),
             "LOG_LEVEL": "WARNING"}
+    # every benchmark caller comes from 127.0.0.1 (and the soak's share one key), yet stands for another
+    # person: the per-caller caps on downloads in flight would make them one caller
+    env |= {"MAX_STREAMS_PER_CALLER": "10000", "MAX_RESUMES_PER_CALLER": "10000"}
     env |= {k.upper(): str(v) for k, v in settings.items()}
     # as `make run` starts it: uvloop, httptools with the head limits of app/server.py
     cmd = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port)]

@@ -39,6 +39,7 @@ def _render_spec(
         scale=query.get("scale"),
         watermark=bool(query.get("watermark")) or dev,
         enhance_type=image.settings.get("enhance_type"),
+        dpi=query.get("dpi"),
     )
 
 
@@ -83,7 +84,7 @@ def _original_spec(
     if image.data is None and image.synthetic_size is None:
         raise NotFound("Image not uploaded yet", {"status": state.effective_status(image)[0]})
     preview = bool(query.get("preview", False))
-    asked = preview or any(k in query for k in ("format", "quality", "max_width", "scale", "size", "watermark"))
+    asked = preview or any(k in query for k in ("format", "quality", "max_width", "scale", "size", "watermark", "dpi"))
     if image.synthetic_size is not None or not asked:
         return None
     return _render_spec(image, query, enhanced=False, preview=preview, dev=dev)

@@ -54,6 +54,8 @@ class RenderSpec:
     scale: float | None = None
     watermark: bool = False
     enhance_type: str | None = None
+    dpi: int | None = None
+    """Written into the file's density (JPEG JFIF, PNG pHYs, WebP/AVIF where Pillow can) when asked."""
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -162,11 +164,11 @@ def target_size(width: int, height: int, spec: RenderSpec) -> tuple[int, int]:
     return (new_w, new_h) if factor < 1.0 else (width, height)
 
 
-def encode(img: Image.Image, fmt: str, quality: int | None) -> bytes:
+def encode(img: Image.Image, fmt: str, quality: int | None, dpi: int | None = None) -> bytes:
     """Encode with Pillow; quality applies to jpeg, webp, avif and jxl (speed settings favour tests)."""
     buf = io.BytesIO()
     if fmt == "png":
-        img.save(buf, "PNG", compress_level=3)
+        img.save(buf, "PNG", compress_level=3, **({"dpi": (dpi, dpi)} if dpi else {}))
     elif fmt == "webp":
         img.save(buf, "WEBP", quality=quality or 80, method=2)
     elif fmt == "avif":
@@ -174,7 +176,7 @@ def encode(img: Image.Image, fmt: str, quality: int | None) -> bytes:
     elif fmt == "jxl":
         img.save(buf, "JXL", quality=quality or 80, effort=3)
     else:
-        img.save(buf, "JPEG", quality=quality or 90)
+        img.save(buf, "JPEG", quality=quality or 90, **({"dpi": (dpi, dpi)} if dpi else {}))
     return buf.getvalue()
 
 
@@ -193,4 +195,4 @@ def render(base: Image.Image, spec: RenderSpec) -> tuple[bytes, str]:
     """Bytes and Content-Type of one download from `base` (already enhanced when spec.enhanced)."""
     fmt = spec.format if spec.format in CONTENT_TYPES else "jpeg"
     quality = spec.quality if spec.quality is not None else (75 if spec.preview else None)
-    return encode(prepare(base, spec), fmt, quality), CONTENT_TYPES[fmt]
+    return encode(prepare(base, spec), fmt, quality, spec.dpi), CONTENT_TYPES[fmt]

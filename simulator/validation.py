@@ -297,6 +297,7 @@ DOWNLOAD_QUERY: dict[str, Field] = {
     "max_width": Field(integer(1)),
     "scale": Field(number(0, 1)),
     "size": Field(one_of(SIZES, fold=str.lower)),
+    "dpi": Field(integer(72)),
 }
 
 LIST_QUERY: dict[str, Field] = {

@@ -170,10 +170,10 @@ def test_unknown_set_is_refused_before_any_upstream_call(simulator: Sim, service
     order_id, _ = seed_photos(simulator)
     simulator.state.reset_stats()
     with service.client() as client:
-        response = client.get(f"/orders/{order_id}/images", params={"sets": "full,print"})
+        response = client.get(f"/orders/{order_id}/images", params={"sets": "full,poster"})
         names = client.get(f"/orders/{order_id}/images", params={"names": "random"})
     assert response.status_code == 422
-    assert "print" in response.json()["detail"] and "mls" in response.json()["detail"]
+    assert "poster" in response.json()["detail"] and "mls" in response.json()["detail"]
     assert names.status_code == 422
     assert list(simulator.state.request_log) == []
 

@@ -112,6 +112,10 @@ def test_job_runs_to_complete_and_downloads_as_a_file(simulator: Sim, client: ht
         "max_width": None,
         "scale": None,
         "sort": None,
+        "images": [],
+        "template": None,
+        "dpi": None,
+        "custom_sets": [],
     }
     assert status["finished_at"] and status["expires_at"] > status["finished_at"] and not status["expired"]
 

@@ -181,7 +181,7 @@ def test_the_shared_queue_has_a_flood_guard(
         refused = client.post(f"/orders/{order_id}/jobs")
         assert refused.status_code == 503 and refused.headers["retry-after"] == "30"
         assert "Too many jobs" in refused.json()["detail"]
-    assert redis.Redis.from_url(REDIS_URL).llen(f"{redis_prefix}jobs:queue") == 2  # the two messages wait in Redis
+    assert redis.Redis.from_url(REDIS_URL).xlen(f"{redis_prefix}jobs:stream") == 2  # the two messages wait in Redis
 
 
 def test_a_queued_job_whose_message_was_lost_is_sent_again(

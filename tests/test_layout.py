@@ -46,7 +46,7 @@ def test_any_offset_replays_the_same_bytes_without_the_earlier_members(zip32_lim
         read: list[str] = []
         lazy = [(e, (lambda e=e, c=c, read=read: (read.append(e.name), c())[1])) for e, c in members(files)]  # type: ignore[misc]
         assert b"".join(write(lazy, start=start, zip32_limit=zip32_limit)) == whole[start:], start  # type: ignore[arg-type]
-        ends = {e.name: o + len(e.name.encode()) + 30 + e.size for e, o in zip(entries, where, strict=True)}  # type: ignore[attr-defined]
+        ends = {e.name: o + len(e.name.encode()) + 30 + 9 + e.size for e, o in zip(entries, where, strict=True)}  # type: ignore[attr-defined]
         assert all(ends[name] > start for name in read)  # nothing wholly before `start` was read
 
 
@@ -68,7 +68,7 @@ def test_layout_record_round_trips_and_knows_what_a_resume_needs() -> None:
     parsed = Layout.parse(list(layout.lines()))
     assert parsed == layout and not parsed.complete
     assert parsed.unsent() == [("i3", "c.jpg")]
-    assert parsed.needed_from(0) == [0, 1] and parsed.needed_from(30 + 5 + 1000) == [1]
+    assert parsed.needed_from(0) == [0, 1] and parsed.needed_from(30 + 5 + 9 + 1000) == [1]  # header, name, 0x5455
     assert parsed.needed_from(10**6) == []
     assert Layout.parse(['{"v": 99, "layout": {}}']) is None and Layout.parse(["not json"]) is None
     assert layout_id_of(layout.etag) == layout.layout_id

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.spool import ImageTooLarge, Spool
+from app.core.spool import ImageTooLarge, MemoryAccount, MemoryGauge, Spool
 
 
 def open_files_under(directory: Path) -> int:
@@ -84,4 +84,33 @@ def test_crc_matches_zlib_for_pieces_of_every_size(tmp_path: Path, memory_limit:
         spool.write(part)
     assert spool.on_disk == (memory_limit == 0)
     assert (spool.size, spool.crc32) == (sum(map(len, parts)), zlib.crc32(b"".join(parts)))
+    spool.close()
+
+
+def test_spools_of_one_request_share_a_memory_bound_and_the_rest_goes_to_disk(tmp_path: Path) -> None:
+    gauge = MemoryGauge()
+    account = MemoryAccount(1000, gauge)
+    first = Spool(tmp_path, memory_limit=4000, max_bytes=10_000, account=account)
+    second = Spool(tmp_path, memory_limit=4000, max_bytes=10_000, account=account)
+    first.write(b"a" * 800)
+    second.write(b"b" * 100)
+    second.write(b"c" * 200)  # 800 + 100 + 200 is over the request's 1000: this spool goes to disk
+    assert not first.on_disk and second.on_disk
+    assert gauge.held == account.held == 800 and gauge.peak == 900
+    assert b"".join(second.chunks()) == b"b" * 100 + b"c" * 200
+    first.close()
+    second.close()
+    assert gauge.held == 0
+
+
+def test_a_spool_on_disk_reads_the_same_for_readers_taking_turns(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, memory_limit=0, max_bytes=10_000_000)
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    spool.write(data)
+    one, two = spool.chunks(), spool.chunks()
+    got_one, got_two = bytearray(), bytearray()
+    for a, b in zip(one, two, strict=True):  # interleaved: a shared file position would mix them up
+        got_one += a
+        got_two += b
+    assert got_one == got_two == data
     spool.close()

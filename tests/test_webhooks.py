@@ -542,7 +542,7 @@ def test_openapi_declares_the_callback_with_its_payload_schema(hooked: Service) 
     schema = spec["components"]["schemas"]["JobCallback"]
     assert set(schema["required"]) >= {"event", "job_id", "order_id", "status", "total", "downloaded", "failed",
                                        "duration_seconds", "download_url", "errors"}  # fmt: skip
-    assert schema["properties"]["status"]["enum"] == ["completed", "completed_with_errors", "failed"]
+    assert schema["properties"]["status"]["enum"] == ["completed", "completed_with_errors", "failed", "cancelled"]
     create_job = spec["paths"]["/v1/orders/{order_id}/jobs"]["post"]
     assert any(p["name"] == "callbackUrl" and p["in"] == "header" for p in create_job["parameters"])
     assert "422" in create_job["responses"]

@@ -12,8 +12,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.responses import FAILURES_SCHEMA, error
 from app.api.security import credit_refusal
-from app.core.models import BatchOptions, ImageFormat, ImageSort, NameStyle, OrderInfo, validate_order_id
-from app.core.sets import SET_HELP, parse_sets
+from app.core.models import (
+    BatchOptions,
+    ImageFormat,
+    ImageSort,
+    NameStyle,
+    OrderInfo,
+    SetDefinition,
+    validate_order_id,
+)
+from app.core.selection import parse_images
+from app.core.sets import MAX_DPI, MIN_DPI, SET_HELP, definitions, parse_sets
+from app.core.templates import MAX_TEMPLATE, checked_template
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.webhooks.urls import InvalidCallbackUrl
 from app.wiring import Services
@@ -41,7 +51,14 @@ SETS_HELP = "Comma list of delivery sets, each in its own folder: " + "; ".join(
 )
 
 
+def delivery_sets(request: Request) -> dict[str, SetDefinition]:
+    """The operator's sets (DELIVERY_SETS), read when the app was made."""
+    sets: dict[str, SetDefinition] = getattr(request.app.state, "delivery_sets", {})
+    return sets
+
+
 def batch_options(
+    request: Request,
     format: Annotated[ImageFormat, Query(description="Output format of every image")] = ImageFormat.jpeg,
     quality: Annotated[
         int | None, Query(ge=1, le=90, description="Image quality 1-90; omit for Autoenhance's default")
@@ -65,17 +82,45 @@ def batch_options(
         Query(description="Photo order for numbered names, the manifest and the report; default: the order's own "
               "(`default_image_sort_order`, as the photographer arranged it on Autoenhance)"),
     ] = None,
+    images: Annotated[
+        str | None,
+        Query(
+            max_length=100_000,
+            description="Only these photos: a comma list of image ids or exact image names (default: every "
+            "photo). A name that matches no photo is a 422 before any download; numbers (names=sequence) stay "
+            "the photos' places in the whole order",
+        ),
+    ] = None,
+    dpi: Annotated[
+        int | None,
+        Query(ge=MIN_DPI, le=MAX_DPI, description="The full set: density in dots per inch written into each file "
+              "(Autoenhance's dpi, 72 or more); the print set is always 300"),
+    ] = None,
+    template: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_TEMPLATE,
+            description="Name every file from a template: {n} (place in the order, zero-padded), {name} "
+            "(original name), {ext}, {order} (order name), {set}, {letter} (a, b, c...); modifiers {n:1}, "
+            "{order:slug}, {letter:upper}; {{ and }} are braces. '{n:1}-print-{order:slug}' gives "
+            "'1-print-123-main-st.jpg'. Overrides names=",
+        ),
+    ] = None,
 ) -> BatchOptions:
     return BatchOptions(
         format=format,
         quality=quality,
         preview=preview,
         dev_mode=dev_mode,
-        sets=parse_sets(sets),
+        sets=(chosen := parse_sets(sets, delivery_sets(request))),
+        custom=definitions(chosen, delivery_sets(request)),
         names=names,
         max_width=max_width,
         scale=scale,
         sort=sort.value if sort is not None else None,
+        images=parse_images(images),
+        template=checked_template(template),
+        dpi=dpi,
     )
 
 

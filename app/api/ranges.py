@@ -13,6 +13,7 @@ whole archive, which RFC 9110 allows a server to send instead of a range.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from app.core.layout import Layout
 from app.core.models import BatchOptions, OrderInfo
 from app.core.resume import LayoutChanged, LayoutRaced, Replay, prepare
 from app.core.stats import Stats
+from app.core.zipformat import listing_ranks
 from app.wiring import Services
 
 log = logging.getLogger("app.ranges")
@@ -122,15 +124,15 @@ async def _resume(
     if replay is None:
         return Response(status_code=499)
     try:  # the replay holds spools: released if the response cannot be made
-        return _replay_response(replay, services, order, layout, start)
+        return await _replay_response(replay, services, order, layout, start)
     except BaseException:
-        replay.close()
+        await asyncio.shield(replay.aclose())
         raise
 
 
-def _replay_response(replay: Replay, services: Services, order: OrderInfo, layout: Layout, start: int) -> Response:
+async def _replay_response(replay: Replay, services: Services, order: OrderInfo, layout: Layout, start: int) -> Response:
     if start >= replay.total:
-        replay.close()
+        await replay.aclose()
         return Response(status_code=416, headers={"Content-Range": f"bytes */{replay.total}", "ETag": layout.etag})
     downloaded = sum(1 for m in layout.members if m.image_id)
     headers = archive_headers(order.name, order.order_id, layout.total_images, downloaded, layout.failed)
@@ -142,15 +144,13 @@ def _replay_response(replay: Replay, services: Services, order: OrderInfo, layou
         "X-Cache": "resume",
     }
 
-    async def close() -> None:
-        replay.close()
-
     log.info("resuming an archive", extra={"layout_id": layout.layout_id, "start": start, "refetched": replay.fetched})
-    return ArchiveResponse(_replay_bytes(replay, services.stats), headers=headers, on_close=close, status_code=206)
+    return ArchiveResponse(_replay_bytes(replay, services.stats), headers=headers, on_close=replay.aclose, status_code=206)
 
 
 async def _replay_bytes(replay: Replay, stats: Stats) -> AsyncIterator[bytes]:
-    writer = ZipWriter(zip32_limit=replay.layout.zip32_limit, start=replay.start)
+    ranks = listing_ranks(name for _, name in replay.layout.plan)
+    writer = ZipWriter(zip32_limit=replay.layout.zip32_limit, start=replay.start, ranks=ranks)
     for member in replay.members:
         writer.feed(member)
     writer.finish()

@@ -11,10 +11,11 @@ from typing import Any, TypeVar
 import anyio
 from fastapi import APIRouter
 from fastapi.routing import BaseRoute
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSatisfiable, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from app.api.stall import StreamStalled, guarded
 from app.archives.service import Finished
 from app.core.naming import content_disposition
 from app.errors import BadRequest, UnsatisfiableRange
@@ -30,6 +31,8 @@ class ArchiveResponse(StreamingResponse):
     Starlette (ASGI 2.4 servers) notices a disconnect only when the next chunk fails to send, and
     our next chunk may be a whole image download away. So we also listen for `http.disconnect`
     and cancel at once, and always close the generator so its downloads and spool files go too.
+    A reader that takes nothing for STREAM_STALL_TIMEOUT_SECONDS is treated the same way, and its
+    response is cut (app/api/stall.py).
     """
 
     media_type = "application/zip"
@@ -46,11 +49,12 @@ class ArchiveResponse(StreamingResponse):
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        send = guarded(send, scope)
         try:
             async with anyio.create_task_group() as group:
 
                 async def stream() -> None:
-                    with contextlib.suppress(OSError):
+                    with contextlib.suppress(OSError):  # gone, or stalled (StreamStalled): cut, never ended
                         await self.stream_response(send)
                     group.cancel_scope.cancel()
 
@@ -81,6 +85,10 @@ class ArchiveFileResponse(FileResponse):
 
     chunk_size = 1024 * 1024
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with contextlib.suppress(StreamStalled):  # cut (app/api/stall.py): the file's handle closes with it
+            await super().__call__(scope, receive, guarded(send, scope))
+
     @classmethod
     def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
         """Starlette answers a bad Range in text/plain; every error of the API is JSON `{"detail"}`.
@@ -109,7 +117,15 @@ def finished_response(found: Finished, order_name: str | None, order_id: str) ->
     if found.chunks is None:
         raise ValueError(f"a {found.source!r} archive has nothing to send")
     headers["Content-Length"] = str(found.size)
-    return StreamingResponse(found.chunks(), media_type="application/zip", headers=headers)
+    return SharedArchiveResponse(found.chunks(), media_type="application/zip", headers=headers)
+
+
+class SharedArchiveResponse(StreamingResponse):
+    """An archive streamed from the shared cache (S3), cut like the others when its reader stalls."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with contextlib.suppress(StreamStalled, ClientDisconnect):  # Starlette turns the stall's OSError into ClientDisconnect
+            await super().__call__(scope, receive, guarded(send, scope))
 
 
 def archive_headers(

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.archives.box_claims import BoxClaims
+from app.core.redis_client import connect
 
 log = logging.getLogger("app.single_flight")
 
@@ -95,7 +96,7 @@ class Flights:
     def from_url(cls, url: str | None, prefix: str, box_dir: Path | None = None) -> Flights:
         """Redis claims with `url`; else claims shared through `box_dir` by the processes of this box."""
         if url:
-            return cls(aioredis.from_url(url, decode_responses=True), prefix)
+            return cls(connect(url), prefix)
         return cls(None, prefix, box=BoxClaims(box_dir) if box_dir is not None else None)
 
     async def aclose(self) -> None:

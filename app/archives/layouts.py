@@ -6,6 +6,12 @@ a dropped download to be picked up again, short enough to stay small (a few hund
 member). Each event is appended and stored before the call returns, so a member is on record
 before its first byte is handed to the response. With REDIS_URL every instance sees every layout,
 so a resume may land on another instance than the download it continues.
+
+Bounded, since every dropped download leaves one (a 1000-photo order's is ~100 KB): a layout stops
+being recorded past MAX_LAYOUT_BYTES (a resume then refuses offsets past what it records); in Redis,
+a layout lives INCOMPLETE_TTL_SECONDS until its archive is complete (then the full TTL), and beyond
+MAX_REDIS_LAYOUTS the oldest are deleted, so the layouts of dropped streams cannot fill a Redis that
+refuses writes when full (`noeviction`, which the job queue needs).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.core.layout import Layout, LayoutMember
+from app.core.redis_client import connect
 
 if TYPE_CHECKING:
     from app.core.engine import Batch
@@ -31,6 +38,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("app.layouts")
 
 DEFAULT_TTL_SECONDS = 86400
+INCOMPLETE_TTL_SECONDS = 3600
+"""A cut download is usually resumed within minutes; after an hour its layout goes (a later resume
+downloads the archive again from the start)."""
+MAX_REDIS_LAYOUTS = 500
+"""Layouts kept in Redis at once (the oldest are deleted first): ~50 MB at worst, ~5 MB typically."""
+MAX_LAYOUT_BYTES = 512 * 1024
+"""One layout's record: a few thousand members' lines."""
 _APPEND_IF = """
 if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return 0 end
 for i = 2, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
@@ -55,6 +69,8 @@ class LayoutBackend(Protocol):
     async def append_if(self, layout_id: str, expected: int, lines: list[str]) -> bool:
         """Append only if the record still holds `expected` lines (two resumes completing one layout)."""
     async def read(self, layout_id: str) -> list[str] | None: ...
+    async def completed(self, layout_id: str) -> None:
+        """The layout's archive is whole: keep it for the full TTL."""
 
 
 class DiskLayouts:
@@ -114,6 +130,9 @@ class DiskLayouts:
         except FileNotFoundError:
             return None
 
+    async def completed(self, layout_id: str) -> None:
+        return None  # the file's age counts from its last write, the completion
+
     def _sweep(self) -> None:
         now = time.time()
         if now - self._last_sweep < 60:
@@ -126,21 +145,36 @@ class DiskLayouts:
 
 
 class RedisLayouts:
-    """`<prefix>layout:<id>`: a list of lines, its TTL set when created."""
+    """`<prefix>layout:<id>`: a list of lines, living INCOMPLETE_TTL_SECONDS until complete, then the
+    TTL; `<prefix>layouts`: a sorted set of the ids by creation time, to delete the oldest beyond
+    MAX_REDIS_LAYOUTS."""
 
     def __init__(self, redis: aioredis.Redis, prefix: str, ttl: int) -> None:
         self._redis = redis
         self._prefix = f"{prefix}layout:"
+        self._index = f"{prefix}layouts"
         self.ttl = ttl
         self._append_if = redis.register_script(_APPEND_IF)
 
     async def append(self, layout_id: str, lines: list[str], *, create: bool = False) -> None:
         key = self._prefix + layout_id
+        now = time.time()
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.rpush(key, *lines)
             if create:
-                pipe.expire(key, self.ttl)
-            await pipe.execute()
+                pipe.expire(key, min(self.ttl, INCOMPLETE_TTL_SECONDS))
+                pipe.zadd(self._index, {layout_id: now})
+                pipe.zremrangebyscore(self._index, "-inf", now - self.ttl)  # their keys expired already
+                pipe.expire(self._index, self.ttl)
+                pipe.zcard(self._index)
+            results = await pipe.execute()
+        if create and (excess := int(results[-1]) - MAX_REDIS_LAYOUTS) > 0:
+            popped: list[tuple[str, float]] = await self._redis.zpopmin(self._index, excess)  # type: ignore[assignment]
+            oldest = [member for member, _ in popped]
+            await self._redis.delete(*[self._prefix + old for old in oldest])
+
+    async def completed(self, layout_id: str) -> None:
+        await self._redis.expire(self._prefix + layout_id, self.ttl)
 
     async def append_if(self, layout_id: str, expected: int, lines: list[str]) -> bool:
         taken = await self._append_if(keys=[self._prefix + layout_id], args=[expected, *lines])
@@ -161,12 +195,19 @@ class Recording:
         self._store = store
         self.layout = layout
         self.broken = False
+        self._bytes = sum(len(line) + 1 for line in layout.lines())
 
     async def _append(self, lines: list[str]) -> bool:
-        """Store lines; on a store failure, stop recording (logged) rather than fail the download.
+        """Store lines; on a store failure, or past MAX_LAYOUT_BYTES, stop recording (logged) rather
+        than fail the download.
 
         A record that stops early is still safe: a resume refuses an offset past what it records."""
         if self.broken:
+            return False
+        self._bytes += sum(len(line) + 1 for line in lines)
+        if self._bytes > MAX_LAYOUT_BYTES:
+            self.broken = True
+            log.warning("layout recording stopped: too large", extra={"layout_id": self.layout.layout_id})
             return False
         try:
             await self._store.backend.append(self.layout.layout_id, lines)
@@ -185,6 +226,13 @@ class Recording:
         if await self._append(lines):  # one append: the text members and the mark, all or nothing
             self.layout.members.extend(extras)
             self.layout.complete = True
+            await self._completed()
+
+    async def _completed(self) -> None:
+        try:
+            await self._store.backend.completed(self.layout.layout_id)
+        except (RedisError, OSError) as exc:  # it keeps its short life: a resume after it starts over
+            log.warning("layout kept briefly", extra={"layout_id": self.layout.layout_id, "error": repr(exc)})
 
     async def complete(self, members: list[LayoutMember]) -> bool:
         """A resume completing a cut layout: all its remaining members at once, only if no other
@@ -195,6 +243,7 @@ class Recording:
             return False
         self.layout.members.extend(members)
         self.layout.complete = True
+        await self._completed()
         return True
 
 
@@ -206,7 +255,7 @@ class LayoutStore:
     def for_settings(cls, data_dir: Path, redis_url: str | None, prefix: str, cache_ttl: int) -> LayoutStore:
         ttl = cache_ttl if cache_ttl > 0 else DEFAULT_TTL_SECONDS
         if redis_url:
-            return cls(RedisLayouts(aioredis.from_url(redis_url, decode_responses=True), prefix, ttl))
+            return cls(RedisLayouts(connect(redis_url), prefix, ttl))
         return cls(DiskLayouts(data_dir / "layouts", ttl))
 
     async def begin(self, layout: Layout) -> Recording:

@@ -10,6 +10,11 @@ left) or with a `Build`: a fresh batch the door consumes. The walk, in order:
    the local and shared caches; if the leader left nothing reusable, claim in its place;
 3. as leader: the shared cache (REDIS_URL + S3_BUCKET), else build.
 
+A leader whose caller reads slowly steps aside (`Build.stream`): the archive is made at its reader's
+pace, so a follower waiting for it would wait on a stranger's connection. Once the reader leaves a
+piece untaken for LEADER_READER_SECONDS the claim is landed with no result, and followers (streams
+and jobs, on this instance or another) look, find nothing, and claim the work for themselves.
+
 It owns the keys, the publishing (a `Build` streamed to a caller is teed into the local cache and,
 once complete with no failure, shared) and the "archives served" counters, so a new door cannot
 copy the walk with slightly different rules. Doors differ only in `tag` (who leads, for logs and
@@ -44,6 +49,11 @@ up, so it fetches by itself rather than wait longer for an identical request in 
 JOB_PATIENCE_SECONDS = 3600.0
 """A job has nobody on the line, so waiting for an identical run costs nothing; a dead leader's claim
 lapses with its lease (FLIGHT_LEASE_SECONDS) long before this."""
+
+LEADER_READER_SECONDS = 5.0
+"""A leader whose reader leaves a piece (up to 1 MiB) untaken this long (slower than ~200 KiB/s) hands
+its claim over: following it would tie followers to that reader's pace. A reader this slow takes
+minutes for an order of a few hundred MB, which is what followers would otherwise wait."""
 
 LeaderResult = Callable[[str], Awaitable["Finished | None"]]
 """A door's own reader of a leader's result, by the leader's tag (the job runner copies a job's archive)."""
@@ -90,6 +100,7 @@ class Build:
         self.flight = flight
         self.recording: Recording | None = None
         self._cached = False
+        self._stepping_aside: asyncio.Task[None] | None = None
 
     async def record(self) -> Recording | None:
         """Start recording the layout (before the response starts: its id is the ETag); None if the
@@ -107,6 +118,7 @@ class Build:
             meta |= {"layout_id": self.recording.layout.layout_id, "modified": self.recording.layout.created_at}
         writer: CacheWriter | None = archives.cache.writer(self.key, meta)
         complete = False
+        loop = asyncio.get_running_loop()
         try:
             # aclosing: a caller who stops reading closes the archive (its feeder, downloads, spools) now,
             # not whenever the garbage collector finalises an abandoned generator
@@ -115,7 +127,14 @@ class Build:
                     if writer is not None:
                         writer.write(chunk)
                     archives.stats.bytes_sent += len(chunk)
-                    yield chunk
+                    if self.flight is None or self.flight.landed:
+                        yield chunk
+                        continue
+                    slow = loop.call_later(LEADER_READER_SECONDS, self._step_aside)
+                    try:
+                        yield chunk  # returns when the reader has taken it
+                    finally:
+                        slow.cancel()
             complete = True
         finally:
             if writer is not None:
@@ -131,10 +150,19 @@ class Build:
                     "stream ended early", extra={"order_id": batch.order.order_id, "downloaded": batch.downloaded}
                 )
 
+    def _step_aside(self) -> None:
+        """The reader holds this build back: land the claim now, so followers fetch for themselves."""
+        if self.flight is None or self.flight.landed or self._stepping_aside is not None:
+            return
+        log.info("the leader's reader is slow; followers fetch for themselves", extra={"key": self.key})
+        self._stepping_aside = asyncio.create_task(self.flight.land(), name=f"step-aside-{self.key[:8]}")
+
     async def release(self) -> None:
         """Share the entry this build cached (if any), then land the claim so followers find it."""
         if self.flight is None:
             return
+        if self._stepping_aside is not None:
+            await asyncio.gather(self._stepping_aside, return_exceptions=True)
         try:
             if self._cached:
                 await self._archives.share(self.key)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 import tempfile
@@ -32,6 +33,7 @@ from app.core.engine import Batch, Engine, EngineLimits
 from app.core.keep import FolderKeep
 from app.core.models import BatchOptions, NameStyle, OrderInfo, assign_numbers, is_order_id
 from app.core.proxies import env_proxies
+from app.core.selection import pick, selected
 from app.core.sets import credit_cost
 from app.core.stats import Stats
 from app.core.trusted_hosts import env_entries
@@ -65,6 +67,9 @@ class DirectRun:
     """ALLOWED_ASSET_HOSTS, as the service reads it: an operator's private asset store works here too."""
     api_version: str = field(default_factory=lambda: api_version_from_env())
     """AUTOENHANCE_API_VERSION, as the service reads it: the same answers as the service is tested against."""
+    only: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    """--only/--exclude: ids, names or shell patterns, resolved against the order (app/core/selection.py)."""
 
 
 API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -147,18 +152,21 @@ async def _download(
         if run.wait.wait:
             say("Waiting for Autoenhance to finish enhancing the order...")
         order = await wait_until_ready(client, order, run.wait)
+        if run.only or run.exclude:
+            run.options = dataclasses.replace(run.options, images=pick(order, run.only, run.exclude))
     except UpstreamAuthError:
         raise TransferError("Autoenhance rejected the API key (check --api-key or AUTOENHANCE_API_KEY)") from None
     except ServiceError as exc:
         raise TransferError(exc.message) from None
-    _announce(order, run.options, say)
+    _announce(selected(order, run.options), run.options, say)
     with tempfile.TemporaryDirectory(prefix="autoenhance-batch-") as spool_dir:
         return await _run_batch(client, order, run, Path(spool_dir), progress, say)
 
 
 def _announce(order: OrderInfo, options: BatchOptions, say: Callable[[str], None]) -> None:
     photos = len(order.images)
-    say(f"Order {order.name or order.order_id}: {photos} photo{'s' * (photos != 1)}, sets: {', '.join(options.sets)}")
+    of = f" (chosen of {order.listed})" if order.listed is not None else ""
+    say(f"Order {order.name or order.order_id}: {photos} photo{'s' * (photos != 1)}{of}, sets: {', '.join(options.sets)}")
     cost = credit_cost(photos, options)
     if cost.credits:
         say(f"[bold yellow]{cost.sentence()}[/]")

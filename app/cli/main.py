@@ -27,10 +27,22 @@ from app.cli.transfer import (
     progress_bars,
     stream_archive,
 )
-from app.core.models import BatchOptions, ImageFormat, ImageSort, NameStyle, validate_order_id
+from app.core.models import (
+    BatchOptions,
+    ImageFormat,
+    ImageInfo,
+    ImageSort,
+    NameStyle,
+    OrderInfo,
+    SetDefinition,
+    validate_order_id,
+)
 from app.core.models import is_order_id as looks_like_order_id
 from app.core.naming import safe_stem
-from app.core.sets import SET_HELP, credit_cost, parse_sets
+from app.core.selection import pick
+from app.core.setfile import SetFileError, load_sets
+from app.core.sets import MAX_DPI, MIN_DPI, SET_HELP, catalogue, credit_cost, definitions, parse_sets
+from app.core.templates import checked_template
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.errors import InvalidOption, InvalidOrderId
 
@@ -185,6 +197,34 @@ def download(
     wait_timeout: Annotated[
         float, typer.Option("--wait-timeout", min=1, max=MAX_WAIT_SECONDS, help="With --wait: seconds at most.")
     ] = 60.0,
+    dpi: Annotated[
+        int | None,
+        typer.Option("--dpi", min=MIN_DPI, max=MAX_DPI, help="Full set: dots per inch written into each file (72+)."),
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            "--template", "-t",
+            help="Name files from a template: {n} {name} {ext} {order} {set} {letter}, e.g. "
+            "'{n:1}-print-{order:slug}' (1-print-123-main-st.jpg) or 'MLS1234{letter}' (MLS1234a.jpg).",
+            show_default=False,
+        ),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Only these photos: image ids, exact names or shell patterns ('*kitchen*'); repeat or comma-separate.",
+            show_default=False,
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude", help="Leave these photos out: ids, names or shell patterns; repeat or comma-separate.",
+            show_default=False,
+        ),
+    ] = None,
     job: Annotated[
         bool,
         typer.Option(
@@ -209,20 +249,27 @@ def download(
     Exit status: 0 all images saved; 3 saved, but some images are missing (listed, and in the ZIP's
     report); 1 nothing saved (the reason is printed); 2 the command line is wrong (nothing was asked).
     """
+    direct = url is None and bool(api_key)
     by_name = not looks_like_order_id(order_id)
     try:
         text = order_id.strip()
         if by_name and (url is not None or not api_key or not text.isprintable() or len(text) > 200):
             validate_order_id(text)  # not a name direct mode can look up: say what an id looks like
         order_id = order_id.strip() if by_name else validate_order_id(order_id.strip())
+        operator_sets = _operator_sets() if direct else {}
+        chosen_sets = parse_sets(sets, operator_sets, lenient=not direct)  # a service knows its own sets
         options = BatchOptions(
-            format=format, quality=quality, preview=preview, dev_mode=dev_mode, sets=parse_sets(sets), names=names,
-            max_width=max_width, scale=scale, sort=sort.value if sort is not None else None,
+            format=format, quality=quality, preview=preview, dev_mode=dev_mode, sets=chosen_sets, names=names,
+            custom=definitions(chosen_sets, operator_sets), max_width=max_width, scale=scale,
+            sort=sort.value if sort is not None else None, template=checked_template(template), dpi=dpi,
         )
     except InvalidOrderId as exc:
         raise _usage(f"{exc.message} (an order's name works in direct mode, with --api-key)") from None
     except InvalidOption as exc:
         raise _usage(exc.message) from None
+    except SetFileError as exc:
+        raise _usage(str(exc)) from None
+    chosen_only, chosen_out = _items(only), _items(exclude)
     out = output or Path(f"autoenhance-{safe_stem(order_id, 'order')[:40] if by_name else order_id[:8]}.zip")
     if not out.parent.is_dir():
         raise _usage(f"The folder {out.parent} does not exist; create it or choose another -o")
@@ -234,19 +281,24 @@ def download(
     if url is None and api_key and job:
         raise _usage("--job prepares the ZIP on a service: give its --url, or leave --job out to download directly")
     if url is None and api_key:
-        raise typer.Exit(_summary(_direct(order_id, options, out, api_key, base_url, wait, wait_timeout, timeout), unit))
+        run = _direct(order_id, options, out, api_key, base_url, wait, wait_timeout, timeout, (chosen_only, chosen_out))
+        raise typer.Exit(_summary(run, unit))
     url = url or DEFAULT_URL
     params = {"format": format.value, "preview": str(preview).lower(), "dev_mode": str(dev_mode).lower()}
     params |= {"sets": ",".join(options.sets), "names": names.value}
     if sort is not None:
         params["sort"] = sort.value
-    for name, value in (("quality", quality), ("max_width", max_width), ("scale", scale)):
+    if options.template is not None:
+        params["template"] = options.template
+    for name, value in (("quality", quality), ("max_width", max_width), ("scale", scale), ("dpi", dpi)):
         if value is not None:
             params[name] = str(value)
     if wait:
         params |= {"wait": "true", "wait_timeout": f"{wait_timeout:g}"}
     try:
         with _client(url, key, timeout) as client, progress_bars(err) as progress:
+            if chosen_only or chosen_out:
+                params["images"] = ",".join(_choose_remote(client, order_id, chosen_only, chosen_out))
             _warn_credits(client, order_id, params, options)
             if job:
                 outcome = job_archive(client, order_id, params, out, progress, retries=retries, say=progress.console.print)
@@ -259,6 +311,30 @@ def download(
     except httpx.TransportError as exc:
         raise _fail(f"Could not reach the service at {url} ({type(exc).__name__})") from None
     raise typer.Exit(_summary(outcome, unit))
+
+
+def _operator_sets() -> dict[str, SetDefinition]:
+    """Direct mode: the sets of the DELIVERY_SETS file, as the service reads them."""
+    path = os.environ.get("DELIVERY_SETS", "").strip()
+    return load_sets(Path(path)) if path else {}
+
+
+def _items(values: list[str] | None) -> tuple[str, ...]:
+    """Repeated and comma-separated flag values, as one tuple."""
+    return tuple(p.strip() for value in values or () for p in value.split(",") if p.strip())
+
+
+def _choose_remote(client: httpx.Client, order_id: str, only: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
+    """--only/--exclude resolved against the order's photos as the service lists them (ids and names)."""
+    response = client.get(f"v1/orders/{order_id}/photos")
+    if response.status_code != 200:
+        raise TransferError(error_detail(response))
+    photos = [p for p in response.json().get("photos", []) if isinstance(p, dict) and p.get("image_id")]
+    order = OrderInfo(order_id, None, None, [ImageInfo(str(p["image_id"]), p.get("name"), None, None) for p in photos])
+    try:
+        return pick(order, only, exclude)
+    except InvalidOption as exc:
+        raise TransferError(exc.message) from None
 
 
 def _warn_credits(client: httpx.Client, order_id: str, params: dict[str, str], options: BatchOptions) -> None:
@@ -280,7 +356,7 @@ def _warn_credits(client: httpx.Client, order_id: str, params: dict[str, str], o
 
 def _direct(
     order_id: str, options: BatchOptions, out: Path, api_key: str, base_url: str, wait: bool, wait_timeout: float,
-    timeout: float,
+    timeout: float, choice: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
 ) -> Outcome:
     """Direct mode: the engine in this process, straight against Autoenhance.
 
@@ -290,6 +366,7 @@ def _direct(
 
     try:
         run = DirectRun(order_id, options, out, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
+        run.only, run.exclude = choice
         with progress_bars(err) as progress:
             return asyncio.run(download_direct(run, progress, progress.console.print))
     except TransferError as exc:
@@ -413,6 +490,84 @@ def serve(
         timeout_graceful_shutdown=timeout_graceful_shutdown,
         **server_options(limit_concurrency=limit_concurrency),
     )
+
+
+JobIdArgument = Annotated[str, typer.Argument(help="The job id (from POST /v1/orders/{id}/jobs or --job).", show_default=False)]
+
+
+@cli.command("cancel")
+def cancel_job(job_id: JobIdArgument, url: UrlOption = DEFAULT_URL, key: KeyOption = None, timeout: TimeoutOption = 30.0) -> None:
+    """Cancel a job on the service: its downloads stop and its slot frees; a finished job's ZIP is deleted."""
+    answer = _ask(url, key, timeout, "DELETE", f"v1/jobs/{job_id}")
+    err.print(f"Job {answer['job_id']} is {answer['status']}.")
+
+
+@cli.command("share")
+def share_job(
+    job_id: JobIdArgument,
+    expires_in: Annotated[
+        int, typer.Option("--expires-in", min=60, max=90 * 24 * 3600, help="Seconds the link works (default 7 days).")
+    ] = 7 * 24 * 3600,
+    revoke: Annotated[
+        str | None,
+        typer.Option("--revoke", help="Withdraw this share id instead ('all' for every link of the job).", show_default=False),
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    key: KeyOption = None,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """Print a link to a finished job's ZIP that anyone can open without a key, until it expires."""
+    if revoke is not None:
+        path = f"v1/jobs/{job_id}/share" + ("" if revoke == "all" else f"/{revoke}")
+        answer = _ask(url, key, timeout, "DELETE", path)
+        err.print(f"Withdrawn: {', '.join(answer['revoked']) or 'no link'}.")
+        return
+    answer = _ask(url, key, timeout, "POST", f"v1/jobs/{job_id}/share", params={"expires_in": str(expires_in)})
+    typer.echo(answer["url"])
+    err.print(f"Works until {answer['expires_at']} (share id {answer['share_id']}; --revoke it to withdraw).")
+
+
+def _ask(url: str, key: str | None, timeout: float, method: str, path: str, **kwargs: object) -> dict[str, Any]:
+    """One call to the service; its JSON, or the one-line error (exit 1)."""
+    try:
+        with _client(url, key, timeout) as client:
+            response = client.request(method, path, **kwargs)  # type: ignore[arg-type]
+    except httpx.TransportError as exc:
+        raise _fail(f"Could not reach the service at {url} ({type(exc).__name__})") from None
+    if response.status_code >= 400:
+        raise _fail(error_detail(response))
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+@cli.command("sets")
+def list_sets(
+    url: Annotated[
+        str | None,
+        typer.Option("--url", "-u", envvar="AUTOENHANCE_BATCH_URL", show_default=False,
+                     help="Ask this running service which sets it offers (default: the sets built into this CLI)."),
+    ] = None,
+    key: KeyOption = None,
+    timeout: TimeoutOption = 30.0,
+) -> None:
+    """List the delivery sets --sets takes: what each asks Autoenhance for, and which spend credits."""
+    if url is None:
+        try:
+            listed = catalogue(_operator_sets())
+        except SetFileError as exc:
+            raise _fail(str(exc)) from None
+    else:
+        try:
+            with _client(url, key, timeout) as client:
+                response = client.get("v1/api/sets")
+        except httpx.TransportError as exc:
+            raise _fail(f"Could not reach the service at {url} ({type(exc).__name__})") from None
+        if response.status_code != 200:
+            raise _fail(error_detail(response))
+        listed = response.json()["sets"]
+    for item in listed:
+        credits = "spends credits" if item.get("spends_credits") else "free"
+        typer.echo(f"{item['name']:<10} {item['description']} ({credits})")
 
 
 @cli.command("sample-order")

@@ -12,10 +12,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -297,6 +298,21 @@ def job_archive(
     return outcome
 
 
+@contextlib.contextmanager
+def _get_following(client: httpx.Client, url: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
+    """GET from the service; a redirect to where the file lives (a scaled-out service's presigned S3
+    URL) is followed once, with the same Range headers but without the client's headers: the
+    service's key never leaves for another host, and the signature in the URL is the credential."""
+    with client.stream("GET", url, headers=headers) as response:
+        location = response.headers.get("location") if response.is_redirect else None
+        if location is None:
+            yield response
+            return
+        target = response.url.join(location)
+    with httpx.Client(timeout=client.timeout, trust_env=True) as plain, plain.stream("GET", target, headers=headers) as followed:
+        yield followed
+
+
 def _content_range_total(value: str | None) -> int | None:
     if value and "/" in value:
         total = value.rsplit("/", 1)[1]
@@ -328,7 +344,7 @@ def _resumable_get(
             resumed_from.append(have)
         expected: int | None = None
         try:
-            with client.stream("GET", url, headers=headers) as response:
+            with _get_following(client, url, headers) as response:
                 if response.status_code == 416:  # our .part is longer than the file: start over
                     part.unlink(missing_ok=True)
                     continue

@@ -12,13 +12,14 @@ offset. Here its encoder is driven member by member, pulled by the reader:
   disk never stalls the loop and no thread is parked while the next member is awaited.
 
 Nothing runs ahead of the reader: the next chunk is made when the last one has been taken, so a
-slow reader slows the writer (and, through `written`, the downloads) instead of filling memory.
+slow reader slows the writer instead of filling memory; through `written` the batch learns what the
+reader took, and its downloads wait once SPOOL_AHEAD_BYTES wait for it (app/core/engine.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -64,8 +65,15 @@ class _Failed:
 class ZipWriter:
     """One archive being written: `feed()` members, `finish()`, and iterate `chunks()`."""
 
-    def __init__(self, chunk_size: int = CHUNK_SIZE, zip32_limit: int = ZIP32_LIMIT, start: int = 0) -> None:
-        self._encoder = Encoder(start=start, zip32_limit=zip32_limit, chunk_size=chunk_size)
+    def __init__(
+        self,
+        chunk_size: int = CHUNK_SIZE,
+        zip32_limit: int = ZIP32_LIMIT,
+        start: int = 0,
+        ranks: Mapping[str, int] | None = None,
+    ) -> None:
+        """`ranks`: each planned name's place in the central directory (zipformat.listing_ranks)."""
+        self._encoder = Encoder(start=start, zip32_limit=zip32_limit, chunk_size=chunk_size, ranks=ranks)
         self._members: asyncio.Queue[Member | _End | _Failed] = asyncio.Queue()
 
     def feed(self, member: Member) -> None:

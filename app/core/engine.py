@@ -2,8 +2,11 @@
 
 Every door (the streaming route, jobs, the CLI through them) opens a `Batch` here and only decides
 where its bytes go. A batch downloads images concurrently under the fair budget, spools each one,
-and hands it to the archive as it completes. An image keeps its download slot until its ZIP member
-is written, so a slow reader slows the downloads instead of filling memory or disk.
+and hands it to the archive as it completes. An image gives its download slot back as soon as it is
+spooled: the budget is shared by every caller, and a slow reader must wait on its own spool, never
+on slots others need. Back-pressure is per batch instead: its spools hold at most
+SPOOL_REQUEST_MEMORY_BYTES in memory (the rest on disk), and once SPOOL_AHEAD_BYTES are downloaded
+ahead of the reader its next downloads wait for the reader before they take a slot.
 """
 
 from __future__ import annotations
@@ -23,14 +26,19 @@ from typing import TYPE_CHECKING
 
 from app.core.archive import Member, ZipWriter
 from app.core.budget import FairLimiter, OrderSlots
+from app.core.caps import fetch_within_caps
 from app.core.layout import LayoutMember, LayoutRecorder
 from app.core.models import BatchOptions, ImageInfo, NameStyle, OrderInfo
-from app.core.naming import NameAllocator
+from app.core.naming import NameAllocator, safe_stem
 from app.core.report import closing_files
+from app.core.selection import selected
 from app.core.sets import Rendition, renditions, uses_folders
-from app.core.spool import Spool
+from app.core.shared_files import SharedFiles
+from app.core.spool import MemoryAccount, MemoryGauge, Spool
 from app.core.stats import Stats
+from app.core.templates import Template, Values, parse_template, render
 from app.core.upstream import AutoenhanceClient, ImageDownloadFailed
+from app.core.zipformat import ZIP32_LIMIT, listing_ranks
 from app.errors import EmptyOrder, ImageFailure, OrderTooLarge
 
 if TYPE_CHECKING:
@@ -86,6 +94,10 @@ class EngineLimits:
     spool_dir: Path
     spool_memory_bytes: int
     max_image_bytes: int
+    request_memory_bytes: int = 16 * 1024 * 1024
+    """SPOOL_REQUEST_MEMORY_BYTES: one batch's (or resume's) spools together, in memory."""
+    ahead_bytes: int = 64 * 1024 * 1024
+    """SPOOL_AHEAD_BYTES: a batch's downloads wait for its reader once this much is spooled, unwritten."""
 
 
 class Engine:
@@ -106,6 +118,14 @@ class Engine:
         self.shared_budget = shared_budget
         """With REDIS_URL and SHARED_BUDGET: the budget across instances, taken after the local slot."""
         self.active_batches = 0
+        self.spool_memory = MemoryGauge()
+        """Bytes every spool of the process holds in memory (GET /api/stats, /metrics)."""
+        self.shared_files = SharedFiles()
+        """Files resumes are fetching or holding, shared by resumes of the same layout (app/core/resume.py)."""
+
+    def memory_account(self) -> MemoryAccount:
+        """One request's share of spool memory (SPOOL_REQUEST_MEMORY_BYTES), counted in `spool_memory`."""
+        return MemoryAccount(self.limits.request_memory_bytes, self.spool_memory)
 
     def order_slots(self, key: Hashable) -> OrderSlots:
         """One order's share of the download budget: its own cap, the fair global one, the shared one if any."""
@@ -114,16 +134,22 @@ class Engine:
 
     @asynccontextmanager
     async def download(
-        self, slots: OrderSlots, image_id: str, rendition: Rendition, obtain: Obtain | None = None
+        self,
+        slots: OrderSlots,
+        image_id: str,
+        rendition: Rendition,
+        obtain: Obtain | None = None,
+        memory: MemoryAccount | None = None,
     ) -> AsyncIterator[Spool | NotDownloaded]:
         """Spool one file under a slot of `slots`, held until the block ends; yields the spool or why not.
 
-        A live batch and a resume fetch files alike; only how long they hold the slot differs (a
-        batch until the ZIP member is written: back-pressure). A full spool disk is one file's
-        failure, worded alike for both (DISK_FULL). The spool is closed on a failure, on
-        cancellation and when the block raises; otherwise the caller owns it.
+        A live batch and a resume fetch files alike, and both leave the block at once, so the slot
+        goes back as soon as the file is spooled. `memory`: the request's account the spool keeps
+        its bytes in (past it, disk). A full spool disk is one file's failure, worded alike for both
+        (DISK_FULL). The spool is closed on a failure, on cancellation and when the block raises;
+        otherwise the caller owns it.
         """
-        spool = self._new_spool(image_id)
+        spool = self._new_spool(image_id, memory)
         if isinstance(spool, NotDownloaded):
             yield spool
             return
@@ -131,7 +157,7 @@ class Engine:
             async with slots.slot():
                 outcome: Spool | NotDownloaded = spool
                 try:
-                    await (obtain or self.client.download_enhanced)(image_id, rendition, spool)
+                    await (obtain or self._fetch)(image_id, rendition, spool)
                 except ImageDownloadFailed as exc:
                     spool.close()
                     outcome = NotDownloaded(exc.reason, exc.recovery)
@@ -143,10 +169,14 @@ class Engine:
             spool.close()
             raise
 
-    def _new_spool(self, image_id: str) -> Spool | NotDownloaded:
+    async def _fetch(self, image_id: str, rendition: Rendition, spool: Spool) -> None:
+        """The default way to get a file: from Autoenhance, within its set's byte cap and height."""
+        await fetch_within_caps(self.client, image_id, rendition, spool)
+
+    def _new_spool(self, image_id: str, memory: MemoryAccount | None) -> Spool | NotDownloaded:
         limits = self.limits
         try:
-            return Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes)
+            return Spool(limits.spool_dir, limits.spool_memory_bytes, limits.max_image_bytes, memory)
         except OSError as exc:  # SPOOL_MEMORY_BYTES=0: the spool file itself (an inode) is refused
             return _disk_full(exc, image_id)
 
@@ -166,7 +196,7 @@ class Engine:
 
         `keep` (the CLI's direct mode) saves each downloaded file and serves it again on a rerun.
         """
-        self.check(order)
+        self.check(selected(order, options))
         batch = Batch(self, order, options, keep)
         try:
             batch.start()
@@ -181,7 +211,7 @@ class Batch:
 
     def __init__(self, engine: Engine, order: OrderInfo, options: BatchOptions, keep: Keep | None = None) -> None:
         self.engine = engine
-        self.order = order
+        self.order = order = selected(order, options)  # the chosen photos only, each keeping its number
         self.options = options
         self.keep = keep
         self.renditions = renditions(options)
@@ -197,6 +227,10 @@ class Batch:
         self.plan_failures: list[ImageFailure] = []  # known before any download (skipped, unidentified)
         self.started_at = time.monotonic()
         self._slots = engine.order_slots(id(self))
+        self.memory = engine.memory_account()
+        self._gate = asyncio.Semaphore(engine.limits.per_order)  # files waiting for room: a handful, not the order
+        self._ahead = 0  # bytes spooled and not yet written into the archive
+        self._taken = asyncio.Event()  # the reader took a member: room ahead may have come back
         self._ready: asyncio.Queue[_Done | None] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._outstanding = 0
@@ -223,15 +257,40 @@ class Batch:
         folders = uses_folders(self.options)
         allocators = {r.set: NameAllocator() for r in self.renditions}
         numbers = self.order.numbers or {}
-        width = max(2, len(str(max([len(self.order.images), *numbers.values()]))))
+        width = max(2, len(str(max([self.order.listed or len(self.order.images), *numbers.values()]))))
+        template = parse_template(self.options.template) if self.options.template is not None else None
         planned = []
-        for position, image in enumerate(self.order.images, start=1):
-            number = numbers.get(image.image_id, position)  # kept numbers: a photo added later takes the next
-            prefix = f"{number:0{width}d} - " if self.options.names is NameStyle.sequence else ""
+        for index, image in enumerate(self.order.images, start=1):
+            # kept numbers first (a photo added later takes the next), then the place in the whole order
+            # (kept when photos are chosen), then the place here
+            position = numbers.get(image.image_id, image.position or index)
+            prefix = f"{position:0{width}d} - " if self.options.names is NameStyle.sequence else ""
             for rendition in self.renditions:
-                name = allocators[rendition.set].allocate(image.name, image.image_id, rendition.extension(image), prefix)
+                extension = rendition.extension(image)
+                allocator = allocators[rendition.set]
+                if template is None:
+                    name = allocator.allocate(image.name, image.image_id, extension, prefix)
+                else:
+                    stem = self._templated(template, image, position, width, rendition.set, extension)
+                    name = allocator.allocate(stem, image.image_id, extension)
                 planned.append((image, rendition, f"{rendition.set}/{name}" if folders else name))
         return planned
+
+    def _templated(self, template: Template, image: ImageInfo, position: int, width: int, set_name: str, extension: str) -> str:
+        """A template's stem for one file: path separators made plain characters (a name never makes a
+        folder), the extension taken off when the template wrote it (allocate adds it back)."""
+        values = Values(
+            n=position,
+            width=width,
+            name=safe_stem(image.name, image.image_id),
+            ext=extension.lstrip("."),
+            order=self.order.name or self.order.order_id,
+            set=set_name,
+        )
+        stem = render(template, values).replace("/", "_").replace("\\", "_")
+        if stem.casefold().endswith(extension.casefold()):
+            stem = stem[: -len(extension)]
+        return stem
 
     def start(self) -> None:
         """Plan every file, then start the downloads (planning first: a failure there starts nothing)."""
@@ -272,28 +331,43 @@ class Batch:
         if self.keep is not None and await asyncio.to_thread(self.keep.load, key, spool):
             self.reused += 1
             return
-        await self.engine.client.download_enhanced(image_id, rendition, spool)
+        await fetch_within_caps(self.engine.client, image_id, rendition, spool)
         if self.keep is not None:
             await asyncio.to_thread(self.keep.save, key, spool)
+
+    async def _room(self) -> None:
+        """Wait until less than SPOOL_AHEAD_BYTES wait for the reader (a download may then overshoot by one
+        file); with nothing waiting a download always starts, so a bound of 0 means one file ahead."""
+        while self._ahead and self._ahead >= self.engine.limits.ahead_bytes:
+            self._taken.clear()
+            await self._taken.wait()
 
     async def _fetch(self, image: ImageInfo, rendition: Rendition, name: str) -> None:
         handed_over = False
         try:
-            async with self.engine.download(self._slots, image.image_id, rendition, self._obtain) as got:
-                if isinstance(got, NotDownloaded):
-                    self._fail(image.image_id, name, got.reason, got.recovery, rendition.set)
-                    return
-                self.downloaded += 1
-                log.info(
-                    "image downloaded",
-                    extra={"order_id": self.order.order_id, "image_id": image.image_id, "bytes": got.size},
-                )
-                done = _Done(image, name, rendition, got, asyncio.Event())
-                self._ready.put_nowait(done)
-                handed_over = True
-                self._settled.set()
-                await done.written.wait()  # hold the slot: back-pressure from the reader
-            done.spool.close()  # its member is written
+            async with self._gate:
+                await self._room()
+                async with self.engine.download(self._slots, image.image_id, rendition, self._obtain, self.memory) as got:
+                    pass  # the slot goes back now: the file waits in its spool, not in the budget
+            if isinstance(got, NotDownloaded):
+                self._fail(image.image_id, name, got.reason, got.recovery, rendition.set)
+                return
+            self.downloaded += 1
+            log.info(
+                "image downloaded",
+                extra={"order_id": self.order.order_id, "image_id": image.image_id, "bytes": got.size},
+            )
+            done = _Done(image, name, rendition, got, asyncio.Event())
+            self._ready.put_nowait(done)
+            handed_over = True
+            self._settled.set()
+            self._ahead += got.size
+            try:
+                await done.written.wait()  # the spool waits for the reader; the budget does not
+            finally:
+                self._ahead -= got.size
+                self._taken.set()
+                got.close()  # its member is written (or the batch is closing)
         except Exception as exc:  # a bug, not an upstream failure: report it and keep the batch going
             if not handed_over:
                 log.exception("unexpected error fetching image", extra={"image_id": image.image_id})
@@ -323,11 +397,14 @@ class Batch:
     # -- archive ---------------------------------------------------------------------------------
 
     async def archive(self, recorder: LayoutRecorder | None = None) -> AsyncGenerator[bytes, None]:
-        """The ZIP: images in completion order, then the report (if anything failed) and manifest.
+        """The ZIP: images in completion order, then the report (if anything failed) and manifest;
+        its central directory lists them in plan order (set, then photo), see zipformat.listing_ranks.
 
         With a `recorder`, each member is on record before its first byte is written, and every
         member carries the layout's time, so the archive can be replayed from any offset."""
-        writer = ZipWriter(zip32_limit=recorder.layout.zip32_limit) if recorder is not None else ZipWriter()
+        ranks = listing_ranks(name for _, name in self.layout_plan)
+        limit = recorder.layout.zip32_limit if recorder is not None else ZIP32_LIMIT
+        writer = ZipWriter(zip32_limit=limit, ranks=ranks)
         feeder = asyncio.create_task(self._feed(writer, recorder), name=f"feed-{self.order.order_id}")
         try:
             async for chunk in writer.chunks():

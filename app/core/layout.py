@@ -20,7 +20,9 @@ from typing import Any, Protocol
 
 from app.core.zipformat import ZIP32_LIMIT, Entry, header_size, offsets, total_size
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: members carry the extended timestamp and the central directory is in plan order; a record of
+version 1 describes other bytes, so it is not resumed (the client gets a fresh 200)."""
 
 
 @dataclass(frozen=True)

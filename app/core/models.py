@@ -6,8 +6,10 @@ Upstream JSON is parsed tolerantly: the v3 API has renamed fields across version
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
+import json
 import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -77,6 +79,36 @@ DEFAULT_SETS: tuple[str, ...] = ("full",)
 
 
 @dataclass(frozen=True)
+class SetDefinition:
+    """A delivery set an operator defines in DELIVERY_SETS (app/core/setfile.py): what to ask
+    Autoenhance for, and the limits a listing board puts on each file."""
+
+    name: str
+    description: str = ""
+    format: ImageFormat = ImageFormat.jpeg
+    quality: int | None = None
+    max_width: int | None = None
+    max_height: int | None = None
+    """Autoenhance has no height limit: a file taller than this is asked for again at a narrower max_width."""
+    dpi: int | None = None
+    watermark: bool = False
+    """Autoenhance's own `watermark` on the download (a branded set)."""
+    max_bytes: int | None = None
+    """A byte cap: a larger file is asked for again at a lower quality, a few tries at most."""
+    preview: bool = False
+    """True: from the free preview (at most 1024 px); False: full resolution (spends credits)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["format"] = self.format.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SetDefinition:
+        return cls(**(data | {"format": ImageFormat(data.get("format", "jpeg"))}))
+
+
+@dataclass(frozen=True)
 class BatchOptions:
     """The caller's choices for one archive; every field is part of the cache key.
 
@@ -94,6 +126,15 @@ class BatchOptions:
     scale: float | None = None
     sort: str | None = None
     """The photo order asked for (one of IMAGE_SORTS); None: the order's own `default_image_sort_order`."""
+    images: tuple[str, ...] = ()
+    """The chosen photos (image ids once resolved by app/core/selection.py); empty: every photo."""
+    template: str | None = None
+    """A name template (app/core/templates.py), checked when the options are made; None: `names` decides."""
+    dpi: int | None = None
+    """The full set's density in dots per inch (Autoenhance's `dpi`, at least 72); None: Autoenhance's."""
+    custom: tuple[SetDefinition, ...] = ()
+    """The definitions of the operator's sets named in `sets`, carried with the options so a job run
+    elsewhere, the cache key and the manifest all see what was asked (a changed definition misses the cache)."""
 
     def key(self) -> str:
         q = "auto" if self.quality is None else str(self.quality)
@@ -104,6 +145,15 @@ class BatchOptions:
             key += f"-w{self.max_width or 0}-s{self.scale if self.scale is not None else 0:g}"
         if self.sort is not None:
             key += f"-sort{self.sort}"
+        if self.images:
+            key += "-images" + hashlib.sha256("\n".join(self.images).encode()).hexdigest()[:16]
+        if self.template is not None:
+            key += "-template" + hashlib.sha256(self.template.encode()).hexdigest()[:16]
+        if self.dpi is not None:
+            key += f"-dpi{self.dpi}"
+        if self.custom:
+            defined = json.dumps([d.as_dict() for d in self.custom], sort_keys=True)
+            key += "-custom" + hashlib.sha256(defined.encode()).hexdigest()[:16]
         return key
 
     def as_dict(self) -> dict[str, Any]:
@@ -117,6 +167,10 @@ class BatchOptions:
             "max_width": self.max_width,
             "scale": self.scale,
             "sort": self.sort,
+            "images": list(self.images),
+            "template": self.template,
+            "dpi": self.dpi,
+            "custom_sets": [d.as_dict() for d in self.custom],
         }
 
     @classmethod
@@ -131,6 +185,10 @@ class BatchOptions:
             max_width=data.get("max_width"),
             scale=data.get("scale"),
             sort=_known_sort(data.get("sort")),
+            images=tuple(data.get("images") or ()),
+            template=data.get("template"),
+            dpi=data.get("dpi"),
+            custom=tuple(SetDefinition.from_dict(d) for d in data.get("custom_sets") or ()),
         )
 
 
@@ -153,6 +211,8 @@ class ImageInfo:
     status_reason: str | None
     date_added: float | None = None
     """When it was added (Autoenhance sends epoch milliseconds); sorts `date_added`."""
+    position: int | None = None
+    """Its place (from 1) in the whole order, kept when photos are chosen (app/core/selection.py)."""
 
     def skip_reason(self) -> str | None:
         """Why the order says this image cannot be downloaded now, or None to try it."""
@@ -198,6 +258,8 @@ class OrderInfo:
         elif sort in ("date_added", "-date_added"):
             images.sort(key=lambda i: i.date_added if i.date_added is not None else 0.0, reverse=sort == "-date_added")
         return replace(self, images=images, sort=sort, api_version=api_version)
+    listed: int | None = None
+    """Images in the whole order when `images` holds only the chosen ones (numbers are padded to it)."""
 
     @property
     def is_processing(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from typing import Protocol
+from urllib.parse import quote
 
 from app.core.models import BatchOptions, OrderInfo
 from app.core.naming import MANIFEST_NAME, REPORT_NAME
@@ -57,6 +58,12 @@ def _retry_url(batch: Batch) -> str:
         query += f"&names={o.names.value}"
     if batch.order.sort is not None:
         query += f"&sort={batch.order.sort}"
+    if o.images:
+        query += f"&images={','.join(o.images)}"
+    if o.dpi is not None:
+        query += f"&dpi={o.dpi}"
+    if o.template is not None:
+        query += f"&template={quote(o.template, safe='')}"
     return f"GET /orders/{batch.order.order_id}/images?{query}"
 
 
@@ -72,7 +79,8 @@ def report_text(batch: Batch) -> str:
         f"Photo order: {batch.order.sort or 'as Autoenhance lists them'}",
         f"API version: {batch.order.api_version or 'the account default'}",
         "",
-        f"Photos in order: {batch.photos}",
+        f"Photos in order: {batch.photos}"
+        + (f" (chosen with images=, of {batch.order.listed})" if batch.order.listed is not None else ""),
         f"Sets:            {', '.join(batch.options.sets)}",
         f"Files planned:   {batch.total}",
         f"Downloaded:      {batch.downloaded}",

@@ -7,24 +7,28 @@ never a splice); when the cut came before the layout was complete, the planned i
 are fetched too, appended after the recorded ones in plan order, and the report and manifest are
 written and recorded. Members wholly before N are not fetched. Downloads here release their budget
 slot once spooled (they must all be in hand before the first byte), so a resume of a cut stream
-holds its remaining images in spools (memory, then disk) until they are written.
+holds its remaining images in spools until they are written: at most SPOOL_REQUEST_MEMORY_BYTES of
+them in memory, the rest on disk. Resumes of the same layout at the same time share those files
+(app/core/shared_files.py): each is downloaded once, and one memory account covers them all.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from app.core.archive import Member
+from app.core.budget import OrderSlots
 from app.core.engine import Batch, Engine
 from app.core.layout import Layout, LayoutMember, LayoutRecorder
 from app.core.models import BatchOptions, ImageInfo, OrderInfo
 from app.core.report import closing_files
+from app.core.selection import selected
 from app.core.sets import Rendition
-from app.core.spool import Spool
+from app.core.shared_files import Hold, Result
+from app.core.spool import MemoryAccount, Spool
 from app.errors import ImageFailure
 
 
@@ -55,18 +59,18 @@ class _Summary:
 
 @dataclass
 class Replay:
-    """A layout ready to be written from `start`: its members with data, and the spools to close."""
+    """A layout ready to be written from `start`: its members with data, and the hold on their files."""
 
     layout: Layout
     start: int
     total: int
     members: list[Member]
-    spools: list[Spool]
+    hold: Hold
     fetched: list[str]
 
-    def close(self) -> None:
-        for spool in self.spools:
-            spool.close()
+    async def aclose(self) -> None:
+        """Let go of the files (closed once no other resume of the layout holds them)."""
+        await self.hold.aclose()
 
 
 def _not_needed() -> Iterator[bytes]:
@@ -81,33 +85,30 @@ def _planned(engine: Engine, order: OrderInfo, options: BatchOptions) -> Planned
     return {name: (image, rendition) for image, rendition, name in Batch(engine, order, options).plan()}
 
 
-async def _fetch(engine: Engine, planned: Planned, names: list[str]) -> dict[str, Spool | str]:
-    """Each file spooled (or the reason it failed, then its recovery), under the same fair budget as a batch."""
-    slots = engine.order_slots(id(names))
-    results: dict[str, Spool | str] = {}
+def _hold(engine: Engine, layout: Layout) -> Hold:
+    """This resume's place among the resumes of `layout`: their files, memory account and budget share."""
 
-    async def one(name: str) -> None:
+    def context() -> tuple[MemoryAccount, OrderSlots]:
+        return engine.memory_account(), engine.order_slots(("resume", layout.layout_id))
+
+    return engine.shared_files.join(layout.layout_id, context)
+
+
+async def _fetch(engine: Engine, planned: Planned, names: list[str], hold: Hold) -> dict[str, Result]:
+    """Each file spooled (or the reason it failed, then its recovery), under the same fair budget as a
+    batch; a file another resume of this layout is fetching or holding is taken from it."""
+    memory, slots = hold.group.context
+
+    async def one(name: str) -> Result:
         image, rendition = planned[name]
         try:
-            async with engine.download(slots, image.image_id, rendition) as got:
+            async with engine.download(slots, image.image_id, rendition, memory=memory) as got:
                 pass  # the slot goes back at once: the file waits in its spool for the first byte
         except OSError as exc:  # the spool's disk failing otherwise (full is DISK_FULL): a failed file, not a failed resume
-            results[name] = f"not stored: {exc.strerror or type(exc).__name__}\nRetry the batch later"
-            return
-        results[name] = got if isinstance(got, Spool) else f"{got.reason}\n{got.recovery}"
+            return f"not stored: {exc.strerror or type(exc).__name__}\nRetry the batch later"
+        return got if isinstance(got, Spool) else f"{got.reason}\n{got.recovery}"
 
-    tasks = [asyncio.create_task(one(name), name=f"resume-{planned[name][0].image_id}") for name in names]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for value in results.values():
-            if isinstance(value, Spool):
-                value.close()
-        raise
-    return results
+    return await hold.results(names, one)
 
 
 async def prepare(
@@ -115,6 +116,7 @@ async def prepare(
 ) -> Replay:
     """Fetch and check what the bytes from `start` need; complete (and record) the layout if it was cut short."""
     layout = recorder.layout
+    order = selected(order, options)  # the report counts the chosen photos, as the live batch did
     if not layout.complete and start > layout.recorded_end():
         # the caller holds bytes the record does not cover (recording stopped early): no honest splice
         raise LayoutChanged(f"offset {start} is past the recorded members (they end at {layout.recorded_end()})")
@@ -124,9 +126,9 @@ async def prepare(
     planned = _planned(engine, order, options)
     if any(name not in planned for name in [m.name for m in layout.members if m.image_id] + unsent):
         raise LayoutChanged("the order's plan no longer names every recorded file")
-    results = await _fetch(engine, planned, recorded + unsent)
-    spools = [v for v in results.values() if isinstance(v, Spool)]
+    hold = _hold(engine, layout)
     try:
+        results = await _fetch(engine, planned, recorded + unsent, hold)
         by_name = {m.name: m for m in layout.members if m.image_id}
         for name in recorded:
             got, want = results[name], by_name[name]
@@ -136,8 +138,7 @@ async def prepare(
         if not layout.complete:
             await _complete(order, options, recorder, planned, unsent, results)
     except BaseException:
-        for spool in spools:
-            spool.close()
+        await hold.aclose()
         raise
     modified = layout.modified
     members = []
@@ -149,9 +150,9 @@ async def prepare(
         elif isinstance(held := results.get(m.name), Spool):
             chunks, in_memory = held.chunks, not held.on_disk
         members.append(Member(m.name, m.size, m.crc32, chunks, modified, in_memory=in_memory))
-    engine.stats.images_downloaded += len(spools)
     fetched = [name for name, value in results.items() if isinstance(value, Spool)]
-    return Replay(layout, start, layout.total(), members, spools, fetched)
+    engine.stats.images_downloaded += len(fetched)
+    return Replay(layout, start, layout.total(), members, hold, fetched)
 
 
 async def _complete(

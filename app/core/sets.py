@@ -8,6 +8,7 @@ Autoenhance's download endpoint already resizes and re-encodes (`max_width`, `sc
 - `full`:     the request's own format, quality, preview, max_width and scale (today's archive)
 - `mls`:      JPEG, max_width=2048, quality 80 (a 2048 px photo is then well under 4 MB), full size
 - `web`:      JPEG, max_width=1024, quality 80, from the free preview (previews are at most 1024 wide)
+- `print`:    JPEG at full resolution, quality 90 and 300 dpi, for print shops (full size: spends credits)
 - `original`: the uploaded photo, untouched (free)
 
 Credits: Autoenhance charges for full-resolution enhanced downloads (`preview=false`) unless dev mode.
@@ -17,38 +18,58 @@ costs at most one credit per photo however many full-size sets it asks for.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from app.core.models import DEFAULT_SETS, BatchOptions, ImageFormat, ImageInfo
+from app.core.models import DEFAULT_SETS, BatchOptions, ImageFormat, ImageInfo, SetDefinition
 from app.errors import InvalidOption
 
-SET_ORDER: tuple[str, ...] = ("full", "mls", "web", "original")
+SET_ORDER: tuple[str, ...] = ("full", "mls", "web", "print", "original")
 SET_HELP: dict[str, str] = {
     "full": "the chosen format, quality and size",
     "mls": "JPEG, 2048 px wide, for listing services",
     "web": "JPEG, 1024 px wide, for websites",
+    "print": "JPEG, full resolution, quality 90, 300 dpi, for print shops",
     "original": "the uploaded photos, untouched",
 }
+PRINT_QUALITY = 90
+PRINT_DPI = 300
+MIN_DPI = 72
+"""Autoenhance refuses less; the service refuses it first."""
+MAX_DPI = 2400
 MLS_WIDTH = 2048
 WEB_WIDTH = 1024
 SET_QUALITY = 80
 ORIGINAL_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif", ".dng"}
 
 
-def parse_sets(raw: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
-    """A comma list (or list) of set names -> canonical tuple; unknown names are a 422 before any call."""
+def parse_sets(
+    raw: str | list[str] | tuple[str, ...] | None,
+    custom: Mapping[str, SetDefinition] | None = None,
+    *,
+    lenient: bool = False,
+) -> tuple[str, ...]:
+    """A comma list (or list) of set names -> canonical tuple (built-in sets first, then the operator's
+    in file order); unknown names are a 422 before any call. `lenient` keeps unknown names, last (the
+    CLI's client mode: the service knows its own sets and says if one is wrong)."""
     if raw is None:
         return DEFAULT_SETS
     parts = raw.split(",") if isinstance(raw, str) else [p for item in raw for p in item.split(",")]
     wanted = {p.strip().lower() for p in parts if p.strip()}
-    unknown = sorted(wanted - set(SET_ORDER))
-    if unknown:
+    known = (*SET_ORDER, *(custom or {}))
+    unknown = sorted(wanted - set(known))
+    if unknown and not lenient:
         raise InvalidOption(
-            f"Unknown delivery set {', '.join(repr(u[:40]) for u in unknown)}: choose from {', '.join(SET_ORDER)}"
+            f"Unknown delivery set {', '.join(repr(u[:40]) for u in unknown)}: choose from {', '.join(known)}"
         )
     if not wanted:
         return DEFAULT_SETS
-    return tuple(name for name in SET_ORDER if name in wanted)
+    return tuple(name for name in known if name in wanted) + (tuple(unknown) if lenient else ())
+
+
+def definitions(names: tuple[str, ...], custom: Mapping[str, SetDefinition] | None) -> tuple[SetDefinition, ...]:
+    """The operator's definitions of the chosen sets (carried in BatchOptions.custom)."""
+    return tuple(custom[name] for name in names if custom and name in custom)
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,12 @@ class Rendition:
     max_width: int | None
     scale: float | None
     dev_mode: bool
+    dpi: int | None = None
+    watermark: bool = False
+    max_height: int | None = None
+    """Checked after the download (Autoenhance has no such parameter): see app/core/caps.py."""
+    max_bytes: int | None = None
+    """Checked after the download; a larger file is asked for again at a lower quality (app/core/caps.py)."""
 
     def path(self, image_id: str) -> str:
         return f"images/{image_id}/{self.endpoint}"
@@ -79,6 +106,10 @@ class Rendition:
             query["max_width"] = str(self.max_width)
         if self.scale is not None:
             query["scale"] = f"{self.scale:g}"
+        if self.dpi is not None:
+            query["dpi"] = str(self.dpi)
+        if self.watermark:
+            query["watermark"] = "true"
         return query
 
     @property
@@ -98,13 +129,20 @@ def renditions(options: BatchOptions) -> list[Rendition]:
     dev = options.dev_mode
     table = {
         "full": Rendition(
-            "full", "enhanced", options.format, options.quality, options.preview, options.max_width, options.scale, dev
+            "full", "enhanced", options.format, options.quality, options.preview, options.max_width, options.scale, dev,
+            options.dpi,
         ),
+        "print": Rendition("print", "enhanced", ImageFormat.jpeg, PRINT_QUALITY, False, None, None, dev, PRINT_DPI),
         "mls": Rendition("mls", "enhanced", ImageFormat.jpeg, SET_QUALITY, False, MLS_WIDTH, None, dev),
         "web": Rendition("web", "enhanced", ImageFormat.jpeg, SET_QUALITY, True, WEB_WIDTH, None, dev),
         "original": Rendition("original", "original", None, None, False, None, None, dev),
     }
-    return [table[name] for name in options.sets]
+    for defined in options.custom:
+        table[defined.name] = Rendition(
+            defined.name, "enhanced", defined.format, defined.quality, defined.preview, defined.max_width, None, dev,
+            defined.dpi, defined.watermark, defined.max_height, defined.max_bytes,
+        )
+    return [table[name] for name in options.sets if name in table]  # (a set only a remote service knows: none here)
 
 
 def uses_folders(options: BatchOptions) -> bool:
@@ -150,3 +188,32 @@ class CreditCost:
 
 def credit_cost(photos: int, options: BatchOptions) -> CreditCost:
     return CreditCost(photos, tuple(r.set for r in renditions(options) if r.full_resolution))
+
+
+def catalogue(custom: Mapping[str, SetDefinition] | None = None) -> list[dict[str, object]]:
+    """Every set this service offers, as GET /api/sets, the page and the CLI list them: what each asks
+    Autoenhance for (the `full` set as its defaults: callers shape it with format, quality, size, dpi),
+    the built-in ones first, then the operator's (DELIVERY_SETS)."""
+    custom = custom or {}
+    options = BatchOptions(sets=(*SET_ORDER, *custom), custom=tuple(custom.values()))
+    listed: list[dict[str, object]] = []
+    for rendition in renditions(options):
+        listed.append(
+            {
+                "name": rendition.set,
+                "description": SET_HELP.get(rendition.set) or custom[rendition.set].description,
+                "built_in": rendition.set in SET_HELP,
+                "max_height": rendition.max_height,
+                "max_bytes": rendition.max_bytes,
+                "watermark": rendition.watermark,
+                "source": rendition.endpoint,
+                "format": rendition.format.value if rendition.format is not None else None,
+                "quality": rendition.quality,
+                "max_width": rendition.max_width,
+                "dpi": rendition.dpi,
+                "full_resolution": rendition.endpoint == "enhanced" and not rendition.preview,
+                "spends_credits": rendition.full_resolution,
+                "shaped_by_options": rendition.set == "full",
+            }
+        )
+    return listed

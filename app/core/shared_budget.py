@@ -26,6 +26,8 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from app.core.redis_client import connect
+
 log = logging.getLogger("app.shared_budget")
 
 SLOT_LEASE_SECONDS = 30.0
@@ -70,7 +72,7 @@ class SharedBudget:
 
     @classmethod
     def from_url(cls, url: str, prefix: str, capacity: int) -> SharedBudget:
-        return cls(aioredis.from_url(url, decode_responses=True), f"{prefix}budget:slots", capacity)
+        return cls(connect(url, retries=1), f"{prefix}budget:slots", capacity)  # one reconnect, then fail open
 
     @property
     def held(self) -> int:

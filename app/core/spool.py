@@ -8,10 +8,17 @@ In memory the spool keeps the chunks exactly as the HTTP client handed them over
 (a SpooledTemporaryFile copies every byte into a growing BytesIO, then again on the way out: a
 tenth of the service's CPU at full speed). Past the memory limit it rolls over to an unnamed
 temporary file (O_TMPFILE on Linux: even a crash leaves nothing behind).
+
+Memory is also bounded per request: the spools of one batch or one resume share a `MemoryAccount`,
+and a spool whose next chunk would take the account over its limit rolls over to disk instead.
+Every account adds to the process's `MemoryGauge` (GET /api/stats, /metrics), so what spools hold
+in memory is counted, not guessed from RSS. A spool on disk is read with positional reads, so
+several readers (resumes of one layout sharing a download) can read it at once.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,14 +33,51 @@ class ImageTooLarge(Exception):
     """The image exceeded MAX_IMAGE_BYTES while downloading."""
 
 
+class MemoryGauge:
+    """Bytes every spool of the process holds in memory now, and the most it held at once."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.peak = 0
+
+    def add(self, n: int) -> None:
+        self.held += n
+        self.peak = max(self.peak, self.held)
+
+
+class MemoryAccount:
+    """The memory one request's spools may hold together (SPOOL_REQUEST_MEMORY_BYTES); past it, disk."""
+
+    def __init__(self, limit: int, gauge: MemoryGauge | None = None) -> None:
+        self.limit = limit
+        self.held = 0
+        self._gauge = gauge
+
+    def take(self, n: int) -> bool:
+        """Room for `n` more bytes in memory (taken), or False: the caller goes to disk."""
+        if self.held + n > self.limit:
+            return False
+        self.held += n
+        if self._gauge is not None:
+            self._gauge.add(n)
+        return True
+
+    def give(self, n: int) -> None:
+        self.held -= n
+        if self._gauge is not None:
+            self._gauge.add(-n)
+
+
 class Spool:
     """A write-once, read-once buffer for one image, with its running size and CRC-32."""
 
-    def __init__(self, directory: Path, memory_limit: int, max_bytes: int) -> None:
+    def __init__(self, directory: Path, memory_limit: int, max_bytes: int, account: MemoryAccount | None = None) -> None:
         self._directory = directory
         self._memory_limit = memory_limit
         self._max_bytes = max_bytes
+        self._account = account
         self._chunks: list[bytes] = []
+        self._in_memory = 0  # bytes of `_chunks`, taken from `_account`
         self._file: IO[bytes] | None = None
         self.size = 0
         self.crc32 = 0
@@ -45,18 +89,32 @@ class Spool:
         if self.size > self._max_bytes:
             raise ImageTooLarge(f"image larger than the {self._max_bytes} byte limit (MAX_IMAGE_BYTES)")
         self.crc32 = crc32(chunk, self.crc32)
-        if self._file is None and self.size > self._memory_limit:
+        if self._file is None and (self.size > self._memory_limit or not self._take(len(chunk))):
             self._rollover()
         if self._file is None:
             self._chunks.append(chunk)
         else:
             self._file.write(chunk)
 
+    def _take(self, n: int) -> bool:
+        if self._account is None:
+            return True
+        if not self._account.take(n):
+            return False
+        self._in_memory += n
+        return True
+
+    def _forget_memory(self) -> None:
+        self._chunks.clear()
+        if self._account is not None and self._in_memory:
+            self._account.give(self._in_memory)
+        self._in_memory = 0
+
     def _rollover(self) -> None:
         self._file = tempfile.TemporaryFile(dir=self._directory, prefix="img-", suffix=".part")  # noqa: SIM115
         for chunk in self._chunks:
             self._file.write(chunk)
-        self._chunks.clear()
+        self._forget_memory()
 
     @property
     def max_bytes(self) -> int:
@@ -65,7 +123,7 @@ class Spool:
 
     def reset(self) -> None:
         """Forget what was written (a retry starts the image again)."""
-        self._chunks.clear()
+        self._forget_memory()
         if self._file is not None:
             self._file.seek(0)
             self._file.truncate()
@@ -73,19 +131,28 @@ class Spool:
         self.crc32 = 0
 
     def chunks(self) -> Iterator[bytes]:
-        """Read the image back from the start (blocking reads: call from a worker thread)."""
+        """Read the image back from the start (blocking reads: call from a worker thread).
+
+        Positional reads, no shared file position: readers of one spool do not disturb each other."""
         if self._file is None:
             yield from self._chunks
             return
-        self._file.seek(0)
-        while chunk := self._file.read(READ_CHUNK):
+        self._file.flush()
+        fd, offset = self._file.fileno(), 0
+        while chunk := os.pread(fd, READ_CHUNK, offset):
+            offset += len(chunk)
             yield chunk
 
     @property
     def on_disk(self) -> bool:
         return self._file is not None
 
+    @property
+    def in_memory(self) -> int:
+        """Bytes this spool holds in memory (0 once on disk or closed)."""
+        return sum(map(len, self._chunks))
+
     def close(self) -> None:
-        self._chunks.clear()
+        self._forget_memory()
         if self._file is not None:
             self._file.close()

@@ -9,7 +9,11 @@ the live stream and any replay of it: byte identity by construction, not by coin
 
 Format choices (APPNOTE 6.3.10): members are stored (method 0) with size and CRC-32 in the local
 header, so there are no data descriptors; the UTF-8 flag is always set; every member carries the
-layout's modification time (DOS time, UTC) and mode 0644. A member stays 32-bit until its end
+layout's modification time twice: as DOS time (UTC: DOS time has no zone, and UTC keeps the bytes
+independent of the server's zone) and as the Info-ZIP extended timestamp (0x5455, Unix seconds), which
+unzip, bsdtar and 7-Zip prefer and show in the reader's own zone; and mode 0644. The central
+directory lists members in the photographer's order (`listing_ranks`), whatever order they were
+streamed in (they stream as they complete). A member stays 32-bit until its end
 would pass `zip32_limit` (4 GiB - 1 by default: Safari and Archive Utility mishandle needless
 ZIP64); from there on members are ZIP64 (sizes and offset in the 0x0001 extra field), and the end
 records are ZIP64 when the central directory lies past the limit or holds 65535+ entries.
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import stat
 import struct
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -66,6 +70,27 @@ def dos_time(modified: datetime) -> tuple[int, int]:
     return (t.hour << 11) | (t.minute << 5) | (t.second // 2), ((t.year - 1980) << 9) | (t.month << 5) | t.day
 
 
+_EXTENDED_TIME = struct.Struct("<HHBI")  # 9 bytes: tag 0x5455, size 5, flags (bit 0: mtime), mtime
+
+
+def extended_time(modified: datetime) -> bytes:
+    """The Info-ZIP extended timestamp extra field (same bytes in the local and central headers:
+    both carry only the modification time). Unix seconds, clamped to what 32 bits say."""
+    seconds = min(max(int(modified.timestamp()), 0), 0x7FFFFFFF)
+    return _EXTENDED_TIME.pack(0x5455, 5, 1, seconds)
+
+
+def listing_ranks(names: Iterable[str]) -> dict[str, int]:
+    """Each planned member name's place in the central directory: set (its folder, in the order the
+    sets first appear), then the photo's place in the plan. Names not ranked here (the report, the
+    manifest) are listed after, in the order they were written."""
+    listed = list(dict.fromkeys(names))
+    folders = list(dict.fromkeys(name.rpartition("/")[0] for name in listed))
+    by_folder = {folder: index for index, folder in enumerate(folders)}
+    ordered = sorted(range(len(listed)), key=lambda i: (by_folder[listed[i].rpartition("/")[0]], i))
+    return {listed[i]: rank for rank, i in enumerate(ordered)}
+
+
 def is_zip64(entry: Entry, offset: int, zip32_limit: int = ZIP32_LIMIT) -> bool:
     """Whether the member at `offset` needs ZIP64 (its end would pass the limit, or it is that big)."""
     end = offset + _LOCAL.size + len(entry.encoded_name) + entry.size
@@ -75,16 +100,17 @@ def is_zip64(entry: Entry, offset: int, zip32_limit: int = ZIP32_LIMIT) -> bool:
 def local_header(entry: Entry, offset: int, zip32_limit: int = ZIP32_LIMIT) -> bytes:
     name = entry.encoded_name
     time_, date = dos_time(entry.modified)
+    stamp = extended_time(entry.modified)
     if is_zip64(entry, offset, zip32_limit):
-        extra = struct.pack("<HHQQ", 0x0001, 16, entry.size, entry.size)
+        extra = struct.pack("<HHQQ", 0x0001, 16, entry.size, entry.size) + stamp
         fields = (0x04034B50, 45, _UTF8, 0, time_, date, entry.crc32, ZIP32_LIMIT, ZIP32_LIMIT, len(name), len(extra))
         return _LOCAL.pack(*fields) + name + extra
-    fields = (0x04034B50, 20, _UTF8, 0, time_, date, entry.crc32, entry.size, entry.size, len(name), 0)
-    return _LOCAL.pack(*fields) + name
+    fields = (0x04034B50, 20, _UTF8, 0, time_, date, entry.crc32, entry.size, entry.size, len(name), len(stamp))
+    return _LOCAL.pack(*fields) + name + stamp
 
 
 def header_size(entry: Entry, offset: int, zip32_limit: int = ZIP32_LIMIT) -> int:
-    return _LOCAL.size + len(entry.encoded_name) + (20 if is_zip64(entry, offset, zip32_limit) else 0)
+    return _LOCAL.size + len(entry.encoded_name) + _EXTENDED_TIME.size + (20 if is_zip64(entry, offset, zip32_limit) else 0)
 
 
 def central_directory(entries: Iterable[tuple[Entry, int]], cd_offset: int, zip32_limit: int = ZIP32_LIMIT) -> bytes:
@@ -100,6 +126,7 @@ def central_directory(entries: Iterable[tuple[Entry, int]], cd_offset: int, zip3
             sizes, where, version = (ZIP32_LIMIT, ZIP32_LIMIT), ZIP32_LIMIT, 45
         else:
             extra, sizes, where, version = b"", (entry.size, entry.size), offset, 20
+        extra += extended_time(entry.modified)
         parts.append(
             _CENTRAL.pack(
                 0x02014B50, _MADE_BY_UNIX | version, version, _UTF8, 0, time_, date, entry.crc32, *sizes,
@@ -148,9 +175,10 @@ def write(
     start: int = 0,
     zip32_limit: int = ZIP32_LIMIT,
     chunk_size: int = CHUNK_SIZE,
+    ranks: Mapping[str, int] | None = None,
 ) -> Iterator[bytes]:
     """The archive's bytes from offset `start`, in chunks of about `chunk_size` (see `batches`)."""
-    for batch in batches(members, start=start, zip32_limit=zip32_limit, chunk_size=chunk_size):
+    for batch in batches(members, start=start, zip32_limit=zip32_limit, chunk_size=chunk_size, ranks=ranks):
         yield batch[0] if len(batch) == 1 else b"".join(batch)
 
 
@@ -160,12 +188,13 @@ def batches(
     start: int = 0,
     zip32_limit: int = ZIP32_LIMIT,
     chunk_size: int = CHUNK_SIZE,
+    ranks: Mapping[str, int] | None = None,
 ) -> Iterator[list[bytes]]:
     """The archive's bytes from offset `start`, as lists of pieces totalling about `chunk_size`.
 
     `members` may arrive lazily (a live stream); see `Encoder` for what each member's bytes are.
     """
-    encoder = Encoder(start=start, zip32_limit=zip32_limit, chunk_size=chunk_size)
+    encoder = Encoder(start=start, zip32_limit=zip32_limit, chunk_size=chunk_size, ranks=ranks)
     for entry, chunks in members:
         yield from encoder.member(entry, chunks)
     yield from encoder.end()
@@ -189,8 +218,16 @@ class Encoder:
     around bad data).
     """
 
-    def __init__(self, *, start: int = 0, zip32_limit: int = ZIP32_LIMIT, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(
+        self,
+        *,
+        start: int = 0,
+        zip32_limit: int = ZIP32_LIMIT,
+        chunk_size: int = CHUNK_SIZE,
+        ranks: Mapping[str, int] | None = None,
+    ) -> None:
         self._start = start
+        self._ranks = ranks or {}
         self._zip32_limit = zip32_limit
         self._chunk_size = chunk_size
         self._offset = 0
@@ -229,8 +266,13 @@ class Encoder:
         yield from self._flush()
 
     def end(self) -> Iterator[list[bytes]]:
-        """The central directory and end records."""
-        yield from self._emit(central_directory(self._written, self._offset, self._zip32_limit), self._offset)
+        """The central directory (in `ranks` order, the rest as written) and end records."""
+        unranked = len(self._ranks)
+        listed = sorted(
+            enumerate(self._written), key=lambda item: (self._ranks.get(item[1][0].name, unranked), item[0])
+        )
+        directory = central_directory([written for _, written in listed], self._offset, self._zip32_limit)
+        yield from self._emit(directory, self._offset)
         yield from self._flush()
 
     def _emit(self, data: bytes, at: int) -> Iterator[list[bytes]]:

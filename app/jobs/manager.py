@@ -21,25 +21,32 @@ import logging
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from redis.exceptions import RedisError
 
 from app.archives.service import Archives
 from app.config import Settings
 from app.core import owner
+from app.core.disk_budget import DiskBudget
 from app.core.models import BatchOptions, OrderInfo
+from app.core.selection import selected
+from app.core.sharing import ShareSigner, ShareToken, load_secret, new_share_id
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient
 from app.core.wait import WaitOptions
 from app.jobs.queue import JobQueue
 from app.jobs.records import (
     Job,
+    JobCancelled,
     JobExpired,
     JobFailed,
     JobListener,
     JobNotFound,
     JobNotReady,
     JobStatus,
+    ShareGone,
+    ShareNotFound,
     TooManyJobs,
     iso,
 )
@@ -52,6 +59,9 @@ log = logging.getLogger("app.jobs")
 
 MAX_PENDING_JOBS = 200
 """Queued + running jobs this process accepts; beyond that POST answers 503 (a cheap flood guard)."""
+CANCEL_REASON = "cancelled by a DELETE of the job"
+CANCEL_TRIES = 5
+"""A cancel re-reads the record when it raced a status change; each race is one status step, so a few suffice."""
 MAX_SHARED_QUEUED_JOBS = 1000
 """With REDIS_URL: queued jobs across all instances beyond which POST answers 503."""
 
@@ -77,6 +87,9 @@ class JobManager:
         self.runner = JobRunner(settings, store, results, archives, client, stats, announce)
         self.queue = JobQueue.for_settings(settings, self.runner.execute)
         self.supervisor = Supervisor(settings, store, results, self.queue, announce, self.runner.running)
+        secret = settings.share_secret.get_secret_value() if settings.share_secret else None
+        self.signer = ShareSigner(load_secret(secret, settings.data_dir))
+        self.disk = DiskBudget(settings.data_dir, settings.data_dir_max_bytes, settings.data_dir_min_free_bytes)
         self._starting: asyncio.Task[None] | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._closing = False
@@ -160,6 +173,7 @@ class JobManager:
         callback_url: str | None = None,
         public_base_url: str | None = None,
         wait: WaitOptions | None = None,
+        share_expires_in: float | None = None,
     ) -> Job:
         """Record a queued job for an order already fetched, and queue it (it waits for a slot).
 
@@ -173,7 +187,9 @@ class JobManager:
             self.distributed and await self.store.count(JobStatus.queued) >= MAX_SHARED_QUEUED_JOBS
         ):
             raise TooManyJobs(headers={"Retry-After": "30"})
+        order = selected(order, options)  # the chosen photos: the job's total counts them
         self.engine.check(order)  # 422 now rather than a failed job later
+        await self.disk.check()  # 503 now rather than a disk that fills later
         now = time.time()
         job = Job(
             job_id=str(uuid.uuid4()),
@@ -188,6 +204,11 @@ class JobManager:
             lease_until=now + QUEUED_RESEND_SECONDS if self.distributed else None,
             runner=None if self.distributed else owner.PROCESS,  # single box: it waits in this process's queue
             wait_seconds=wait.timeout if wait is not None and wait.wait else None,
+            shares=(
+                ({"share_id": new_share_id(), "expires_at": int(now + share_expires_in), "revoked_at": None},)
+                if share_expires_in
+                else ()
+            ),
         )
         await self.store.insert(job)
         if not self.distributed:
@@ -222,6 +243,8 @@ class JobManager:
                 f"poll {job.status_url} until its status is 'complete'",
                 headers={"Retry-After": "2"},
             )
+        if job.status is JobStatus.cancelled:
+            raise JobCancelled()
         if job.status is JobStatus.failed:
             raise JobFailed(f"The job failed: {job.error}", list(job.failures))
         location = None if job.is_expired(self.ttl_seconds) else await self.results.locate(job.job_id)
@@ -236,6 +259,85 @@ class JobManager:
                 "deleted; create a new job"
             )
         return job, location
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel a job, whatever its status; the record after it (idempotent).
+
+        Queued or running: marked `cancelled` first (so no runner can claim or settle it), then a run
+        in this process is stopped and waited for (its downloads end, its slot frees, its `.part`
+        goes); a run in another process sees the status at its next heartbeat and does the same.
+        The job's webhook says `cancelled`. Finished: its archive is deleted (the record stays, as
+        `cancelled`, so a download answers 410).
+        """
+        for _ in range(CANCEL_TRIES):
+            job = await self.get(job_id)
+            if job.status is JobStatus.cancelled:
+                return job
+            now = time.time()
+            if job.status in (JobStatus.queued, JobStatus.running):
+                if not await self.store.update(
+                    job_id, only_if=job.status, status=JobStatus.cancelled, error=CANCEL_REASON,
+                    finished_at=now, lease_until=None,
+                ):
+                    continue  # it moved on meanwhile (claimed, finished): look again
+                await self.runner.stop(job_id)
+                await self.results.delete(job_id)
+                await asyncio.to_thread((self.settings.jobs_dir / f"{job_id}.zip.part").unlink, missing_ok=True)
+                await self.runner.announce(job_id)
+                log.info("job cancelled", extra={"job_id": job_id, "was": job.status.value})
+                return await self.get(job_id)
+            if await self.store.update(job_id, only_if=job.status, status=JobStatus.cancelled, expired_at=now):
+                await self.results.delete(job_id)
+                log.info("finished job cancelled; its archive deleted", extra={"job_id": job_id})
+                return await self.get(job_id)
+        raise JobNotReady("The job changed status while being cancelled; try again", headers={"Retry-After": "1"})
+
+    # -- share links (app/core/sharing.py) ---------------------------------------------------------
+
+    async def share(self, job_id: str, expires_in: float) -> tuple[Job, dict[str, Any], str]:
+        """A new share link of a job (its record, the share, the token); refused as a download would be
+        (409 not ready, 422 failed, 410 cancelled or expired) so a link never points at nothing."""
+        job, _ = await self.result(job_id)
+        share_id, expires_at = new_share_id(), int(time.time() + expires_in)
+        share: dict[str, Any] = {"share_id": share_id, "expires_at": expires_at, "revoked_at": None}
+        if not await self.store.update(job_id, only_if=JobStatus.complete, shares=(*job.shares, share)):
+            raise JobNotReady("The job changed while the link was made; try again", headers={"Retry-After": "1"})
+        log.info("share link made", extra={"job_id": job_id, "share_id": share["share_id"]})
+        return await self.get(job_id), share, self.signer.make(job_id, share_id, expires_at)
+
+    async def revoke(self, job_id: str, share_id: str | None) -> Job:
+        """Revoke one share link of a job, or all of them (share_id None); 404 for an unknown link."""
+        job = await self.get(job_id)
+        if share_id is not None and all(s["share_id"] != share_id for s in job.shares):
+            raise ShareNotFound()
+        now = time.time()
+        shares = tuple(
+            s | {"revoked_at": now} if share_id in (None, s["share_id"]) and s.get("revoked_at") is None else s
+            for s in job.shares
+        )
+        await self.store.update(job_id, shares=shares)
+        log.info("share links revoked", extra={"job_id": job_id, "share_id": share_id or "all"})
+        return await self.get(job_id)
+
+    async def shared(self, token: str) -> tuple[Job, Path | str, ShareToken]:
+        """What a share link opens: the job and its archive; ShareGone (410) once expired, revoked or
+        deleted, ShareNotFound (404) for a link this server did not sign."""
+        claims = self.signer.read(token)
+        if claims is None:
+            raise ShareNotFound()
+        job = await self.store.get(claims.job_id)
+        share = next((s for s in job.shares if s["share_id"] == claims.share_id), None) if job else None
+        if job is None or share is None:
+            raise ShareGone("This link no longer works: the download it pointed to was deleted.")
+        if share.get("revoked_at") is not None:
+            raise ShareGone("This link was withdrawn by whoever shared it. Ask them for a new one.")
+        if time.time() >= share["expires_at"]:
+            raise ShareGone(f"This link expired on {iso(share['expires_at'])}. Ask whoever shared it for a new one.")
+        try:
+            _, location = await self.result(job.job_id)
+        except (JobExpired, JobCancelled, JobFailed) as exc:
+            raise ShareGone("This link no longer works: the download it pointed to was deleted.") from exc
+        return job, location, claims
 
     async def aclose(self) -> None:
         """Stop consuming, stop this process's runs and settle their records, close the store.
@@ -254,7 +356,7 @@ class JobManager:
             if self.distributed:
                 job = await self.store.get(job_id)
                 if job is not None and job.attempt == attempt:
-                    await self.supervisor.retry_or_fail(job, SHUTDOWN_REASON)
+                    await self.supervisor.retry_or_fail(job, SHUTDOWN_REASON, handed_back=True)
                 continue
             await self.supervisor.fail_interrupted(job_id)
         self.runner.running.clear()

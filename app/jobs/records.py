@@ -19,6 +19,11 @@ class JobStatus(StrEnum):
     running = "running"
     complete = "complete"
     failed = "failed"
+    cancelled = "cancelled"
+    """Stopped by DELETE /jobs/{id}: its downloads stopped, its partial or finished archive deleted."""
+
+
+FINAL_STATUSES = (JobStatus.complete, JobStatus.failed, JobStatus.cancelled)
 
 
 # -- errors (mapped to JSON by the app's ServiceError handler) -------------------------------------
@@ -34,6 +39,18 @@ class JobNotReady(Conflict):
 
 class JobExpired(Gone):
     pass
+
+
+class ShareNotFound(NotFound):
+    message = "This is not a working share link (check that it was copied whole)"
+
+
+class ShareGone(Gone):
+    """An expired, revoked or emptied share link: 410 with a plain sentence for whoever opened it."""
+
+
+class JobCancelled(Gone):
+    message = "The job was cancelled and its archive deleted; create a new job"
 
 
 class JobFailed(Unprocessable):
@@ -92,6 +109,9 @@ class Job:
     """The service's absolute base URL as the creator saw it, for the links in that webhook."""
     attempt: int = 1
     """Which run of the job this is: a worker that died mid-job makes the next run attempt + 1."""
+    handed_back: int = 0
+    """Runs a departing worker handed back (SIGTERM, a rolling restart): not failures, so they do not
+    count toward JOB_MAX_ATTEMPTS (app/jobs/supervisor.py)."""
     lease_until: float | None = None
     """Running: the runner's heartbeat promise; past it, the runner is presumed dead. Queued (REDIS_URL): when
     the job's message is sent again if no runner has claimed it (app/jobs/supervisor.py)."""
@@ -100,6 +120,12 @@ class Job:
     process whose queue holds a queued job, so a neighbour can take it over if that process dies."""
     wait_seconds: float | None = None
     """wait=true: the run first polls the order up to this long until no image is processing (app/core/wait.py)."""
+    shares: tuple[dict[str, Any], ...] = ()
+    """Share links made of this job: {"share_id", "expires_at", "revoked_at"} (app/core/sharing.py)."""
+
+    def active_shares(self, now: float | None = None) -> list[dict[str, Any]]:
+        moment = time.time() if now is None else now
+        return [s for s in self.shares if s.get("revoked_at") is None and s["expires_at"] > moment]
 
     @property
     def status_url(self) -> str:
@@ -139,4 +165,8 @@ class Job:
             "status_url": self.status_url,
             "download_url": self.download_url,
             "attempt": self.attempt,
+            "shares": [
+                {"share_id": s["share_id"], "expires_at": iso(s["expires_at"]), "revoked": s.get("revoked_at") is not None}
+                for s in self.shares
+            ],
         }

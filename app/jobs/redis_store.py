@@ -7,6 +7,10 @@ Same contract (app/jobs/store.py `JobStore`) as the SQLite store. Keys (all unde
 
 Conditional updates (`only_if` status, `only_attempt`) are optimistic transactions (WATCH/MULTI), so
 two processes racing for one job (a worker finishing while a sweeper declares it dead) cannot both win.
+
+The client retries connection errors with backoff (app/core/redis_client.py). A connection lost
+during EXEC leaves it unknown whether the transaction ran; the update is then read again, and a
+record that already holds every value written (a claim's own start time, say) counts as our write.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from app.core.models import BatchOptions
+from app.core.redis_client import connect
 from app.jobs.records import Job, JobStatus
 
 _FIELDS = tuple(Job.__dataclass_fields__)
@@ -28,6 +33,7 @@ def _encode(job: Job) -> str:
     data["status"] = job.status.value
     data["options"] = job.options.as_dict()
     data["failures"] = list(job.failures)
+    data["shares"] = list(job.shares)
     return json.dumps(data)
 
 
@@ -37,7 +43,19 @@ def _decode(raw: str | bytes) -> Job:
     data["status"] = JobStatus(data["status"])
     data["options"] = BatchOptions.from_dict(data["options"])
     data["failures"] = tuple(data["failures"])
+    data["shares"] = tuple(data.get("shares") or ())
     return Job(**data)
+
+
+def _stored(name: str, value: Any) -> Any:
+    """A field's value as the JSON record holds it."""
+    if name == "status":
+        return JobStatus(value).value
+    if name in ("failures", "shares"):
+        return json.loads(json.dumps(list(value)))
+    if name == "options" and isinstance(value, BatchOptions):
+        return value.as_dict()
+    return value
 
 
 class RedisJobStore:
@@ -57,7 +75,7 @@ class RedisJobStore:
     @classmethod
     def connect(cls, url: str, prefix: str) -> RedisJobStore:
         """Connect lazily: the service starts even while Redis is down (the job manager retries)."""
-        return cls(aioredis.from_url(url, decode_responses=True), prefix)
+        return cls(connect(url), prefix)
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -77,7 +95,7 @@ class RedisJobStore:
             pipe.set(self._job(job.job_id), _encode(job), nx=True)
             pipe.sadd(self._status(job.status), job.job_id)
             created, _ = await pipe.execute()
-        if not created:
+        if not created and await self._redis.get(self._job(job.job_id)) != _encode(job):  # equal: our EXEC ran
             raise ValueError(f"job {job.job_id} already exists")
 
     async def get(self, job_id: str) -> Job | None:
@@ -114,6 +132,8 @@ class RedisJobStore:
         if unknown:
             raise ValueError(f"unknown job fields {sorted(unknown)}")
         key = self._job(job_id)
+        wanted = {name: _stored(name, value) for name, value in fields.items()}
+        again = False
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -122,19 +142,14 @@ class RedisJobStore:
                     if raw is None:
                         return False
                     data = json.loads(raw)
+                    if again and wanted and all(data.get(name) == value for name, value in wanted.items()):
+                        return True  # our EXEC ran before its connection dropped
                     if only_if is not None and data["status"] != only_if.value:
                         return False
                     if only_attempt is not None and data.get("attempt", 1) != only_attempt:
                         return False
                     before = data["status"]
-                    for name, value in fields.items():
-                        if name == "status":
-                            value = JobStatus(value).value
-                        elif name == "failures":
-                            value = list(value)
-                        elif name == "options" and isinstance(value, BatchOptions):
-                            value = value.as_dict()
-                        data[name] = value
+                    data.update(wanted)
                     pipe.multi()
                     pipe.set(key, json.dumps(data))
                     if data["status"] != before:
@@ -145,7 +160,8 @@ class RedisJobStore:
                     await pipe.execute()
                     return True
                 except WatchError:
-                    continue  # someone else wrote the record between our read and our write: re-read
+                    again = True  # someone else wrote the record, or the connection dropped: re-read
+                    continue
 
     async def delete_finished_before(self, cutoff: float) -> list[str]:
         ids = [str(i) for i in await self._redis.zrangebyscore(self._finished, "-inf", f"({cutoff}")]

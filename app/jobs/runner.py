@@ -19,16 +19,19 @@ from pathlib import Path
 from typing import IO, Any
 
 import structlog
+from redis.exceptions import RedisError
 
 from app.archives.service import JOB_PATIENCE_SECONDS, Archives, Build, Finished
 from app.config import Settings
 from app.core import owner
 from app.core.engine import Batch
 from app.core.models import OrderInfo
+from app.core.selection import selected
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient
 from app.core.wait import WaitOptions, wait_until_ready
 from app.errors import NothingSucceeded, ServiceError
+from app.jobs.queue import Ack
 from app.jobs.records import Job, JobListener, JobStatus
 from app.jobs.results import ResultStore
 from app.jobs.store import JobStore
@@ -45,7 +48,8 @@ Outcome = dict[str, Any]
 
 
 class LeaseLost(Exception):
-    """Another manager declared this run dead and took the job over: stop quietly."""
+    """The record no longer belongs to this run (another manager took the job over, or it was
+    cancelled): stop quietly."""
 
 
 class Announcer:
@@ -92,6 +96,7 @@ class JobRunner:
         self.running: dict[str, int] = {}  # job id -> attempt, while this process holds its lease
         self.pending: set[str] = set()  # created here and not finished (in-memory queue only)
         self.orders: dict[str, OrderInfo] = {}  # orders fetched by create(), handed to the local run
+        self.producing: dict[str, asyncio.Task[Outcome]] = {}  # the archive-making part of each local run
 
     @property
     def lease_seconds(self) -> float:
@@ -101,17 +106,31 @@ class JobRunner:
     def ttl_seconds(self) -> float:
         return float(self.settings.job_ttl_seconds)
 
-    async def execute(self, job_id: str, attempt: int) -> None:
-        """The queue's task: run attempt `attempt` of a job, if it is still that job's queued attempt."""
+    async def execute(self, job_id: str, attempt: int, ack: Ack | None = None) -> None:
+        """The queue's task: run attempt `attempt` of a job, if it is still that job's queued attempt.
+        `ack` acknowledges the message once the claim has an answer; a claim that raised leaves it
+        unacknowledged, so the queue delivers it again."""
         task = asyncio.current_task()
         if task is not None:
             self.tasks[job_id] = task
         try:
-            await self._run(job_id, attempt)
+            await self._run(job_id, attempt, ack)
         finally:
             if self.tasks.get(job_id) is task:
                 del self.tasks[job_id]
             self.pending.discard(job_id)
+
+    async def stop(self, job_id: str) -> None:
+        """Stop this process's run of a job (cancelled): its downloads end, its slot and partial file
+        go; returns once the run has let go. A run elsewhere notices at its next heartbeat."""
+        produce = self.producing.get(job_id)
+        if produce is not None:
+            produce.cancel()
+        run = self.tasks.get(job_id)
+        if run is not None and run is not asyncio.current_task():
+            await asyncio.wait({run})
+        self.pending.discard(job_id)
+        self.orders.pop(job_id, None)
 
     async def cancel_all(self) -> None:
         runs = list(self.tasks.values())
@@ -119,7 +138,7 @@ class JobRunner:
             task.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
 
-    async def _run(self, job_id: str, attempt: int) -> None:
+    async def _run(self, job_id: str, attempt: int, ack: Ack | None) -> None:
         structlog.contextvars.bind_contextvars(job_id=job_id)
         order = self.orders.pop(job_id, None)
         async with self._slots:
@@ -133,6 +152,8 @@ class JobRunner:
                 lease_until=now + self.lease_seconds,
                 runner=RUNNER,
             )
+            if ack is not None:
+                await _acknowledge(ack)
             job = await self.store.get(job_id)
             if not claimed or job is None:  # a duplicate or stale message: someone else has this run
                 log.info("job message skipped", extra={"attempt": attempt})
@@ -146,7 +167,12 @@ class JobRunner:
                     outcome = await self._produce_under_lease(job, order, held)
                 except LeaseLost:
                     self.running.pop(job_id, None)
-                    log.warning("job taken over by another runner", extra={"attempt": attempt})
+                    now_job = await self.store.get(job_id)
+                    if now_job is not None and now_job.status is JobStatus.cancelled:
+                        await self.results.delete(job_id)  # a result published just before the cancel
+                        log.info("job run stopped: cancelled", extra={"attempt": attempt})
+                    else:
+                        log.warning("job taken over by another runner", extra={"attempt": attempt})
                     return
                 except ServiceError as exc:  # upstream trouble on a resumed job's order fetch, and the like
                     outcome = {"status": JobStatus.failed, "error": exc.message}
@@ -166,6 +192,11 @@ class JobRunner:
                     await asyncio.shield(answer.release())
             self.running.pop(job_id, None)
         if not settled:
+            now_job = await self.store.get(job_id)
+            if now_job is not None and now_job.status is JobStatus.cancelled:
+                await self.results.delete(job_id)  # cancelled as it finished: the result must not outlive it
+                log.info("job cancelled as it finished", extra={"attempt": attempt})
+                return
             log.warning("job finished after another runner took it over", extra={"attempt": attempt})
             return
         await asyncio.shield(self.announce(job_id))  # a shutdown now must not lose the callback
@@ -184,9 +215,12 @@ class JobRunner:
         """Produce the archive while renewing the lease; LeaseLost if the lease was taken meanwhile."""
         progress: list[Batch] = []
         produce = asyncio.create_task(self._produce(job, order, progress, held), name=f"job-produce-{job.job_id}")
+        self.producing[job.job_id] = produce
         beat = asyncio.create_task(self._heartbeat(job, progress), name=f"job-heartbeat-{job.job_id}")
         try:
             await asyncio.wait({produce, beat}, return_when=asyncio.FIRST_COMPLETED)
+            if produce.cancelled():  # stop(): the job was cancelled
+                raise LeaseLost()
             if produce.done():
                 return produce.result()
             beat.result()  # a heartbeat that crashed (say, Redis unreachable) fails the job with its error
@@ -195,10 +229,12 @@ class JobRunner:
             for task in (produce, beat):
                 task.cancel()
             await asyncio.gather(produce, beat, return_exceptions=True)
+            self.producing.pop(job.job_id, None)
 
     async def _heartbeat(self, job: Job, progress: list[Batch]) -> None:
         """Publish the counts (at most every PROGRESS_INTERVAL_SECONDS) and renew the lease (every
-        third of it); return when the record says another run owns the job."""
+        third of it); return when the record says another run owns the job or it was cancelled
+        (checked on every beat, so a cancel made by another process stops this run within a beat)."""
         written = (0, 0)
         renewed = time.monotonic()
         while True:
@@ -212,10 +248,20 @@ class JobRunner:
             if time.monotonic() - renewed >= self.lease_seconds / 3:
                 fields["lease_until"] = time.time() + self.lease_seconds
                 renewed = time.monotonic()
-            if fields and not await self.store.update(
-                job.job_id, only_if=JobStatus.running, only_attempt=job.attempt, **fields
-            ):
-                return
+            try:
+                if fields:
+                    if not await self.store.update(
+                        job.job_id, only_if=JobStatus.running, only_attempt=job.attempt, **fields
+                    ):
+                        return
+                    continue
+                now = await self.store.get(job.job_id)  # a cancel made elsewhere stops this run within a beat
+                if now is None or now.status is not JobStatus.running or now.attempt != job.attempt:
+                    return
+            except RedisError as exc:  # Redis away longer than the client's retries: try at the next beat
+                log.warning("job heartbeat could not reach the store", extra={"error": repr(exc)})
+                if "lease_until" in fields:
+                    renewed -= self.lease_seconds  # renew at the next beat, not a third of a lease later
 
     async def _produce(
         self, job: Job, order: OrderInfo | None, progress: list[Batch], held: list[Finished | Build]
@@ -223,11 +269,12 @@ class JobRunner:
         """Copy a finished identical archive, or run the engine into the job's file; the record fields of the end."""
         if order is None:  # queued by another process, or resumed: the order may have changed (open re-checks)
             order = await self.client.get_order(job.order_id, job.options.sort)
+            chosen = selected(order, job.options)  # the chosen photos (a 422 if one is gone from the order)
             await self.store.update(
                 job.job_id,
                 only_attempt=job.attempt,
                 order_name=order.name,
-                total=len(order.images) + order.unidentified,
+                total=len(chosen.images) + chosen.unidentified,
             )
         if job.wait_seconds:
             order = await wait_until_ready(self.client, order, WaitOptions(True, job.wait_seconds))
@@ -299,8 +346,8 @@ class JobRunner:
         if found.path is not None:
             part = self.directory / f"{job.job_id}.zip.part"
             try:
-                await asyncio.to_thread(shutil.copyfile, found.path, part)
-            except FileNotFoundError:  # evicted between the lookup and the copy
+                await asyncio.to_thread(_share, found.path, part)
+            except FileNotFoundError:  # evicted between the lookup and the link
                 return False
             await self.results.publish(job.job_id, part)
             log.info("job reused a cached archive")
@@ -329,6 +376,15 @@ class JobRunner:
         return size
 
 
+async def _acknowledge(ack: Ack) -> None:
+    """The claim answered, so the message is done with; if the acknowledgement fails, the queue
+    delivers the message again later and its claim fails harmlessly."""
+    try:
+        await ack()
+    except (RedisError, OSError) as exc:
+        log.warning("job message not acknowledged", extra={"error": repr(exc)})
+
+
 def _reused(downloaded: int, size: int | None) -> Outcome:
     return {
         "status": JobStatus.complete,
@@ -338,6 +394,19 @@ def _reused(downloaded: int, size: int | None) -> Outcome:
         "failures": [],
         "size": size,
     }
+
+
+def _share(source: Path, target: Path) -> None:
+    """The cached archive as the job's file too: a hard link (one copy on disk, however many jobs;
+    it outlives the cache's eviction of its own name). Archives are never written in place, so
+    sharing is safe; on another filesystem (or one without links) it is copied."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        shutil.copyfile(source, target)
 
 
 def _open_for_write(path: Path) -> IO[bytes]:

@@ -35,7 +35,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempt     INTEGER NOT NULL DEFAULT 1, -- which run of the job (a dead worker's job runs again)
     lease_until REAL,                     -- a running job's heartbeat deadline
     runner      TEXT,                     -- host:pid of the process that runs or ran it
-    wait_seconds REAL                     -- wait=true: poll the order up to this long first
+    wait_seconds REAL,                    -- wait=true: poll the order up to this long first
+    shares      TEXT NOT NULL DEFAULT '[]', -- JSON list of the job's share links (app/core/sharing.py)
+    handed_back INTEGER NOT NULL DEFAULT 0  -- runs handed back by a departing worker (not failures)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
@@ -62,6 +64,8 @@ _COLUMNS = (
     "lease_until",
     "runner",
     "wait_seconds",
+    "shares",
+    "handed_back",
 )
 _MIGRATIONS = (
     # (column, DDL) added after the first release: applied to databases created before them
@@ -71,6 +75,8 @@ _MIGRATIONS = (
     ("lease_until", "ALTER TABLE jobs ADD COLUMN lease_until REAL"),
     ("runner", "ALTER TABLE jobs ADD COLUMN runner TEXT"),
     ("wait_seconds", "ALTER TABLE jobs ADD COLUMN wait_seconds REAL"),
+    ("shares", "ALTER TABLE jobs ADD COLUMN shares TEXT NOT NULL DEFAULT '[]'"),
+    ("handed_back", "ALTER TABLE jobs ADD COLUMN handed_back INTEGER NOT NULL DEFAULT 0"),
 )
 
 
@@ -79,6 +85,7 @@ def _to_row(job: Job) -> tuple[Any, ...]:
     values["status"] = job.status.value
     values["options"] = json.dumps(job.options.as_dict())
     values["failures"] = json.dumps(list(job.failures))
+    values["shares"] = json.dumps(list(job.shares))
     return tuple(values[f] for f in _COLUMNS)
 
 
@@ -87,6 +94,7 @@ def _from_row(row: aiosqlite.Row) -> Job:
     data["status"] = JobStatus(data["status"])
     data["options"] = BatchOptions.from_dict(json.loads(data["options"]))
     data["failures"] = tuple(json.loads(data["failures"]))
+    data["shares"] = tuple(json.loads(data["shares"] or "[]"))
     return Job(**data)
 
 
@@ -140,8 +148,9 @@ class SqliteJobStore:
     ) -> bool:
         """Set `fields` on one job (JSON-encoding failures); with `only_if`, only while in that status,
         with `only_attempt`, only while that run owns it (a presumed-dead runner cannot overwrite)."""
-        if "failures" in fields:
-            fields["failures"] = json.dumps(list(fields["failures"]))
+        for listed in ("failures", "shares"):
+            if listed in fields:
+                fields[listed] = json.dumps(list(fields[listed]))
         if isinstance(fields.get("status"), JobStatus):
             fields["status"] = fields["status"].value
         unknown = set(fields) - set(_COLUMNS)

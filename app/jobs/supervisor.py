@@ -21,6 +21,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from redis.exceptions import RedisError
+from taskiq.exceptions import SendTaskError
+
 from app.config import Settings
 from app.core import owner
 from app.jobs.queue import JobQueue
@@ -34,6 +37,10 @@ CLEANUP_INTERVAL_SECONDS = 60.0
 QUEUED_RESEND_SECONDS = 300.0
 """With REDIS_URL: a job still queued this long after its message was sent gets the message again
 (a worker killed between popping a message and claiming its job lost it; duplicates are no-ops)."""
+
+MAX_HAND_BACKS = 10
+"""Graceful hand-backs of one job before they count as failed runs: a job that somehow makes every
+worker that takes it stop must still end."""
 
 RESTART_REASON = "interrupted by a service restart; create a new job"
 SHUTDOWN_REASON = "service shut down while the job was running"
@@ -58,6 +65,7 @@ class Supervisor:
         self.queue = queue
         self.announce = announce
         self._running = running  # the runner's own runs: never swept by this process
+        self._unsent: dict[str, int] = {}  # job id -> attempt whose message Redis refused: sent at the next sweep
         self.directory = settings.jobs_dir
         self._loops: list[asyncio.Task[None]] = []
 
@@ -124,6 +132,12 @@ class Supervisor:
         queued job is that deadline)."""
         now = time.time() if now is None else now
         swept = 0
+        for job_id, attempt in list(self._unsent.items()):
+            job = await self.store.get(job_id)
+            if job is None or job.status is not JobStatus.queued or job.attempt != attempt:
+                self._unsent.pop(job_id, None)
+            elif await self.send(job_id, attempt):
+                swept += 1
         for job in await self.store.with_status(JobStatus.running):
             if job.lease_until is None or job.lease_until >= now or job.job_id in self._running:
                 continue
@@ -139,8 +153,7 @@ class Supervisor:
                 lease_until=now + QUEUED_RESEND_SECONDS,
             ):
                 log.warning("queued job's message sent again", extra={"job_id": job.job_id, "attempt": job.attempt})
-                await self.queue.kick(job.job_id, job.attempt)
-                swept += 1
+                swept += await self.send(job.job_id, job.attempt)
         return swept
 
     async def sweep_box(self) -> int:
@@ -157,27 +170,43 @@ class Supervisor:
                 job.job_id, only_if=JobStatus.queued, only_attempt=job.attempt, runner=owner.PROCESS
             ):
                 log.warning("queued job of a process that died queued here", extra={"job_id": job.job_id})
-                await self.queue.kick(job.job_id, job.attempt)
+                await self.send(job.job_id, job.attempt)
                 swept += 1
         return swept
 
-    async def retry_or_fail(self, job: Job, reason: str) -> int:
-        """Take a running job from its (dead or departing) runner: attempt + 1 if any are left, else fail."""
+    async def send(self, job_id: str, attempt: int) -> bool:
+        """Queue a job's message; if Redis refuses it even after the client's retries, keep it and send
+        it at the next sweep (seconds), not when the record's resend deadline passes (minutes)."""
+        try:
+            await self.queue.kick(job_id, attempt)
+        except (SendTaskError, RedisError, OSError) as exc:  # taskiq wraps the broker's error
+            self._unsent[job_id] = attempt
+            log.warning("job message not sent; trying at the next sweep", extra={"job_id": job_id, "error": repr(exc)})
+            return False
+        self._unsent.pop(job_id, None)
+        return True
+
+    async def retry_or_fail(self, job: Job, reason: str, *, handed_back: bool = False) -> int:
+        """Take a running job from its dead runner: attempt + 1 if any are left, else fail. A run its
+        departing runner hands back (`handed_back`: SIGTERM) is not a failure and always runs again
+        (up to MAX_HAND_BACKS), without spending one of JOB_MAX_ATTEMPTS."""
         limit = self.settings.job_max_attempts
-        if job.attempt < limit:
+        failed_runs = job.attempt - job.handed_back  # this one included
+        if (handed_back and job.handed_back < MAX_HAND_BACKS) or failed_runs < limit:
             taken = await self.store.update(
                 job.job_id,
                 only_if=JobStatus.running,
                 only_attempt=job.attempt,
                 status=JobStatus.queued,
                 attempt=job.attempt + 1,
+                handed_back=job.handed_back + int(handed_back),
                 lease_until=time.time() + QUEUED_RESEND_SECONDS,
                 started_at=None,
                 downloaded=0,
                 failed=0,
             )
             if taken:
-                await self.queue.kick(job.job_id, job.attempt + 1)
+                await self.send(job.job_id, job.attempt + 1)
                 log.warning("job queued again", extra={"job_id": job.job_id, "attempt": job.attempt + 1})
             return int(taken)
         taken = await self.store.update(
@@ -185,7 +214,7 @@ class Supervisor:
             only_if=JobStatus.running,
             only_attempt=job.attempt,
             status=JobStatus.failed,
-            error=f"{reason} (attempt {job.attempt} of {limit}); create a new job",
+            error=f"{reason} (attempt {failed_runs} of {limit}); create a new job",
             lease_until=None,
             finished_at=time.time(),
         )

@@ -37,7 +37,7 @@ PREFIX = "autoenhance_batch"
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 UPSTREAM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 UNMATCHED = "<unmatched>"
-JOB_STATUSES = ("queued", "running", "complete", "failed")
+JOB_STATUSES = ("queued", "running", "complete", "failed", "cancelled")
 
 
 class Metrics:
@@ -238,6 +238,7 @@ class ServiceCollector(Collector):
             "download_budget": ("Current process-wide download budget (slots)", limiter.capacity),
             "active_batches": ("Orders being turned into archives now", self.engine.active_batches),
             "cache_bytes": ("Bytes held by the archive cache", cache.size_bytes()),
+            "spool_memory_bytes": ("Image bytes held in memory by spools now", self.engine.spool_memory.held),
         }
         for name, (documentation, value) in gauges.items():
             yield GaugeMetricFamily(f"{PREFIX}_{name}", documentation, value=value)

@@ -16,14 +16,15 @@ from app.jobs.records import Job, JobStatus, iso
 
 MAX_ERRORS = 20
 
-CallbackStatus = Literal["completed", "completed_with_errors", "failed"]
+CallbackStatus = Literal["completed", "completed_with_errors", "failed", "cancelled"]
 
 
 class JobCallback(BaseModel):
     """POSTed to `callback_url` once a job ends (signed; see the webhook-* headers)."""
 
-    event: Literal["job.completed", "job.failed", "watch.failed"] = Field(
-        description="`job.completed` (status completed or completed_with_errors), `job.failed`, or "
+    event: Literal["job.completed", "job.failed", "job.cancelled", "watch.failed"] = Field(
+        description="`job.completed` (status completed or completed_with_errors), `job.failed`, `job.cancelled` "
+        "(DELETE /jobs/{id} stopped it), or "
         "`watch.failed` when a watched order finished but its job could not be started (then job_id is null)"
     )
     job_id: str | None = Field(description="The job's id (null only for watch.failed)")
@@ -32,7 +33,7 @@ class JobCallback(BaseModel):
     order_name: str | None = None
     status: CallbackStatus = Field(
         description="`completed`: every image is in the ZIP; `completed_with_errors`: the ZIP lacks some "
-        "(see errors); `failed`: no ZIP"
+        "(see errors); `failed`: no ZIP; `cancelled`: stopped by a DELETE, no ZIP"
     )
     total: int = Field(description="Images in the order")
     downloaded: int = Field(description="Images in the ZIP")
@@ -43,22 +44,34 @@ class JobCallback(BaseModel):
     error: str | None = Field(default=None, description="Why the job failed (only when status is failed)")
     errors: list[str] = Field(description=f"The first {MAX_ERRORS} per-image errors, as 'name: reason'")
     finished_at: str | None = Field(description="ISO 8601 UTC")
+    share_urls: list[str] = Field(
+        default_factory=list,
+        description="Share links of the ZIP that work now (made with share_expires_in, or POST /jobs/{id}/share): "
+        "anyone can open them without a key until they expire",
+    )
+
+
+EVENTS: dict[str, Literal["job.failed", "job.cancelled"]] = {"failed": "job.failed", "cancelled": "job.cancelled"}
 
 
 def callback_status(job: Job) -> CallbackStatus:
+    if job.status is JobStatus.cancelled:
+        return "cancelled"
     if job.status is JobStatus.failed:
         return "failed"
     return "completed_with_errors" if job.failed else "completed"
 
 
-def job_callback(job: Job, base_url: str, watch_id: str | None = None) -> JobCallback:
+def job_callback(
+    job: Job, base_url: str, watch_id: str | None = None, share_tokens: list[str] | None = None
+) -> JobCallback:
     """The payload for a finished job; `base_url` makes its links absolute."""
     status = callback_status(job)
     base = base_url.rstrip("/")
     end = job.finished_at if job.finished_at is not None else time.time()
     errors = [f"{f.get('name') or f.get('image_id')}: {f.get('reason')}" for f in job.failures[:MAX_ERRORS]]
     return JobCallback(
-        event="job.failed" if status == "failed" else "job.completed",
+        event=EVENTS.get(status, "job.completed"),
         job_id=job.job_id,
         watch_id=watch_id,
         order_id=job.order_id,
@@ -68,11 +81,12 @@ def job_callback(job: Job, base_url: str, watch_id: str | None = None) -> JobCal
         downloaded=job.downloaded,
         failed=job.failed,
         duration_seconds=round(max(0.0, end - job.created_at), 3),
-        download_url=None if status == "failed" else base + job.download_url,
+        download_url=None if status in ("failed", "cancelled") else base + job.download_url,
         status_url=base + job.status_url,
-        error=job.error if status == "failed" else None,
+        error=job.error if status in ("failed", "cancelled") else None,
         errors=errors,
         finished_at=iso(end),
+        share_urls=[] if status in ("failed", "cancelled") else [f"{base}/share/{t}" for t in share_tokens or ()],
     )
 
 

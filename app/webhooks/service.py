@@ -16,6 +16,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from app.config import Settings
+from app.core.redis_client import connect
+from app.core.sharing import ShareSigner, load_secret
 from app.jobs.records import Job
 from app.webhooks.dispatcher import MAX_IN_FLIGHT, Dispatcher, RetryPolicy
 from app.webhooks.outbox import Delivery, Outbox, RedisOutbox, SqliteOutbox
@@ -47,6 +49,8 @@ class Webhooks:
         self.dispatcher = dispatcher
         self._redis = redis
         self._tasks: list[asyncio.Task[None]] = []
+        shared = settings.share_secret.get_secret_value() if settings.share_secret else None
+        self.signer = ShareSigner(load_secret(shared, settings.data_dir))
 
     @classmethod
     async def start(cls, settings: Settings, *, dispatch: bool = True) -> Webhooks:
@@ -59,7 +63,7 @@ class Webhooks:
         outbox: Outbox
         watches: WatchStore
         if settings.redis_url is not None:
-            redis = aioredis.from_url(settings.redis_url.get_secret_value(), decode_responses=True)
+            redis = connect(settings.redis_url.get_secret_value())
             outbox = RedisOutbox(redis, settings.redis_key_prefix)
             watches = RedisWatches(redis, settings.redis_key_prefix)
         else:
@@ -112,7 +116,8 @@ class Webhooks:
         """THE call point for job runners: queue the job's callback, if it has one. Idempotent."""
         if not job.callback_url:
             return
-        payload = job_callback(job, self._base_url(job.public_base_url))
+        tokens = [self.signer.make(job.job_id, s["share_id"], s["expires_at"]) for s in job.active_shares()]
+        payload = job_callback(job, self._base_url(job.public_base_url), share_tokens=tokens)
         await self.enqueue(job_webhook_id(job.job_id), job.callback_url, payload, job.job_id)
 
     async def job_webhook_view(self, job: Job) -> dict[str, Any] | None:

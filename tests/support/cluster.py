@@ -140,9 +140,9 @@ class Api(Node):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> Api:
+    def start(self, timeout: float = 60.0) -> Api:
         self.spawn([str(BIN / "uvicorn"), "app:app", "--host", "127.0.0.1", "--port", str(self.port)])
-        wait_http(f"{self.url}/health", proc=self.process)
+        wait_http(f"{self.url}/health", timeout=timeout, proc=self.process)
         return self
 
 

@@ -17,6 +17,7 @@ from app.api.responses import ZIP_CONTENT, ArchiveResponse, archive_headers, fin
 from app.api.security import ServiceKey
 from app.archives.service import STREAM_PATIENCE_SECONDS, Build, Finished
 from app.core.models import BatchOptions, OrderInfo
+from app.core.selection import choose, selected
 from app.core.wait import wait_until_ready
 from app.errors import NothingSucceeded
 from app.wiring import Services
@@ -59,6 +60,7 @@ async def download_order_images(
     order_id: OrderIdPath, options: SpendingOptionsDep, services: ServicesDep, request: Request, wait: WaitDep
 ) -> Response:
     order = await load_order(order_id, services, options.sort)
+    options = choose(order, options)  # images= resolved to ids (422 for an unknown one) before any download
     if request.method != "HEAD":  # HEAD never downloads an image, nor waits for one
         order = await wait_until_ready(services.client, order, wait, gone=request.is_disconnected)
     order = await services.archives.numbered(order, options)  # before the key: numbers are part of it
@@ -108,6 +110,7 @@ async def head_response(services: Services, order: OrderInfo, options: BatchOpti
         if found.path is not None:
             return response  # a file: Starlette answers HEAD (and its Range) with no body
         return Response(media_type="application/zip", headers=dict(response.headers))  # S3-streamed: no body here
-    services.engine.check(order)  # the same 422 a GET would answer for an empty or oversized order
-    headers = archive_headers(order.name, order.order_id, len(order.images) + order.unidentified)
+    services.engine.check(selected(order, options))  # the same 422 a GET would answer for an empty or oversized order
+    chosen = selected(order, options)
+    headers = archive_headers(order.name, order.order_id, len(chosen.images) + chosen.unidentified)
     return Response(media_type="application/zip", headers=headers | {"Accept-Ranges": "bytes", "X-Cache": "miss"})

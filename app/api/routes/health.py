@@ -93,22 +93,35 @@ async def check_storage(settings: Settings) -> dict[str, Any]:
     return _check(True, "writable", started)
 
 
-async def check_redis(url: str) -> dict[str, Any]:
-    """PING the configured Redis."""
+REDIS_OUT_OF_MEMORY = "Redis refuses writes: out of memory (maxmemory reached under noeviction)"
+REDIS_READ_ONLY = "Redis refuses writes: it is a read-only replica"
+REDIS_MISCONF = "Redis refuses writes: it cannot save its data to disk (MISCONF)"
+
+
+async def check_redis(url: str, prefix: str) -> dict[str, Any]:
+    """Write a short-lived key to the configured Redis: a Redis that answers PING but refuses writes
+    (full under `noeviction`, a read-only replica, a failing disk) cannot take jobs or webhooks."""
     import redis.asyncio as redis
-    from redis.exceptions import RedisError
+    from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
     started = time.perf_counter()
     client = redis.from_url(
         url, socket_timeout=PROBE_TIMEOUT_SECONDS, socket_connect_timeout=PROBE_TIMEOUT_SECONDS
     )
     try:
-        await asyncio.wait_for(client.ping(), PROBE_TIMEOUT_SECONDS)
+        await asyncio.wait_for(client.set(f"{prefix}ready:probe", "1", px=5000), PROBE_TIMEOUT_SECONDS)
+    except OutOfMemoryError:
+        return _check(False, REDIS_OUT_OF_MEMORY, started)
+    except ReadOnlyError:
+        return _check(False, REDIS_READ_ONLY, started)
+    except ResponseError as exc:
+        misconf = str(exc).startswith("MISCONF")
+        return _check(False, REDIS_MISCONF if misconf else "Redis refused a write", started)
     except (RedisError, OSError, TimeoutError) as exc:
-        return _check(False, f"Redis did not answer PING ({type(exc).__name__})", started)
+        return _check(False, f"Redis did not answer ({type(exc).__name__})", started)
     finally:
         await client.aclose()
-    return _check(True, "answered PING", started)
+    return _check(True, "accepted a write", started)
 
 
 READY_EXAMPLE = {
@@ -138,7 +151,7 @@ async def ready(services: ServicesDep) -> JSONResponse:
     probes = [check_upstream(services), check_storage(settings)]
     if settings.redis_url:
         names.append("redis")
-        probes.append(check_redis(settings.redis_url.get_secret_value()))
+        probes.append(check_redis(settings.redis_url.get_secret_value(), settings.redis_key_prefix))
     checks = dict(zip(names, await asyncio.gather(*probes), strict=True))
     ok = all(check["ok"] for check in checks.values())
     failing = [name for name, check in checks.items() if not check["ok"]]
@@ -159,6 +172,8 @@ async def stats(services: ServicesDep) -> dict[str, Any]:
         "budget": services.engine.limiter.capacity,
         "active_batches": services.engine.active_batches,
     }
+    memory = services.engine.spool_memory
+    snapshot["spools"] = {"memory_bytes": memory.held, "memory_peak_bytes": memory.peak}
     snapshot["tasks"] = len(asyncio.all_tasks())  # flat when idle: the soak checks nothing leaks
     snapshot["breaker"] = await services.client.guard.state()  # closed, opened or half-opened
     return snapshot

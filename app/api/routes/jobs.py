@@ -11,7 +11,7 @@ import logging
 import os
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
@@ -29,6 +29,7 @@ from app.api.deps import (
 from app.api.ranges import not_modified
 from app.api.responses import FAILURES_SCHEMA, ZIP_CONTENT, ArchiveFileResponse, archive_headers, callbacks_for, error
 from app.api.security import ServiceKey
+from app.core.selection import choose
 from app.jobs.records import JobExpired
 
 log = logging.getLogger("app.jobs")
@@ -42,9 +43,12 @@ UNKNOWN_JOB: dict[int | str, dict[str, Any]] = {
 AUTH_ERROR: dict[int | str, dict[str, Any]] = {401: COMMON_ERRORS[401]}
 
 
+JobStatusText = Literal["queued", "running", "complete", "failed", "cancelled"]
+
+
 class JobAccepted(BaseModel):
     job_id: str
-    status: Literal["queued", "running", "complete", "failed"]
+    status: JobStatusText
     status_url: str
     download_url: str
 
@@ -69,7 +73,7 @@ class JobView(BaseModel):
     job_id: str
     order_id: str
     order_name: str | None
-    status: Literal["queued", "running", "complete", "failed"]
+    status: JobStatusText
     options: dict[str, Any]
     total: int
     downloaded: int
@@ -86,6 +90,7 @@ class JobView(BaseModel):
     download_url: str
     attempt: int = Field(1, description="Run of the job: 2+ after a worker running it died (docs/operations.md, 'Running at scale')")
     webhook: JobWebhookView | None = None
+    shares: list[dict[str, Any]] = Field(default_factory=list, description="Share links made of this job (tokens are not shown)")
 
 
 @router.post(
@@ -115,14 +120,21 @@ async def create_job(
     request: Request,
     services: ServicesDep,
     wait: WaitDep,
+    share_expires_in: Annotated[
+        int | None,
+        Query(ge=60, le=90 * 24 * 3600, description="Also make a share link of the ZIP, working this many seconds "
+              "from now; its URL is in the job's webhook (`share_urls`) and POST /jobs/{id}/share makes more"),
+    ] = None,
 ) -> JSONResponse:
     order = await load_order(order_id, services, options.sort)
+    options = choose(order, options)  # images= resolved to ids (422 for an unknown one) before the job exists
     job = await services.jobs.create(
         order,
         options,
         callback_url=callback,
         public_base_url=public_base_url(request) if callback else None,
         wait=wait,
+        share_expires_in=share_expires_in,
     )
     body = JobAccepted(
         job_id=job.job_id, status=job.status.value, status_url=job.status_url, download_url=job.download_url
@@ -142,6 +154,26 @@ async def create_job(
 async def job_status(job_id: JobIdPath, services: ServicesDep) -> dict[str, Any]:
     manager = services.jobs
     job = await manager.get(job_id)
+    return job.view(manager.ttl_seconds) | {"webhook": await services.webhooks.job_webhook_view(job)}
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    summary="Cancel a job (or delete a finished job's archive)",
+    description="A queued or running job stops: its downloads end, its slot frees for other jobs, its partial "
+    "file is removed, and its status becomes `cancelled` (its callback, if any, says `cancelled`). A finished "
+    "job's archive is deleted and its status becomes `cancelled` (a download then answers 410). Repeating the "
+    "DELETE answers the same record.",
+    response_model=JobView,
+    responses={
+        **AUTH_ERROR,
+        **UNKNOWN_JOB,
+        409: error("The job changed status while being cancelled several times over; try again"),
+    },
+)
+async def cancel_job(job_id: JobIdPath, services: ServicesDep) -> dict[str, Any]:
+    manager = services.jobs
+    job = await manager.cancel(job_id)
     return job.view(manager.ttl_seconds) | {"webhook": await services.webhooks.job_webhook_view(job)}
 
 
@@ -170,7 +202,9 @@ async def job_status(job_id: JobIdPath, services: ServicesDep) -> dict[str, Any]
         **AUTH_ERROR,
         **UNKNOWN_JOB,
         409: error("The job is still queued or running (Retry-After says when to look again)"),
-        410: error("The archive expired (JOB_TTL_SECONDS after the job finished) and was deleted"),
+        410: error(
+            "The archive expired (JOB_TTL_SECONDS after the job finished) and was deleted, or the job was cancelled"
+        ),
         422: error(
             "The job failed: `detail` says why; `failures` lists each image that could not be downloaded",
             FAILURES_SCHEMA,

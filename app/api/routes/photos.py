@@ -16,13 +16,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from app.api.deps import COMMON_ERRORS, OptionsDep, OrderIdPath, ServicesDep, load_order
+from app.api.deps import COMMON_ERRORS, OptionsDep, OrderIdPath, ServicesDep, delivery_sets, load_order
 from app.api.responses import error
 from app.api.security import ServiceKey, credit_refusal
-from app.core.models import ImageFormat
-from app.core.sets import Rendition, credit_cost
-from app.core.spool import Spool
-from app.core.upstream import ImageDownloadFailed
+from app.core.selection import choose, selected
+from app.core.sets import catalogue, credit_cost
+from app.core.thumbnails import THUMBNAIL_WIDTH, thumbnail_bytes
 from app.errors import InvalidOption, NotFound
 
 
@@ -32,8 +31,6 @@ class ImageNotFound(NotFound):
 
 router = APIRouter(tags=["batch"], dependencies=[ServiceKey])
 
-THUMBNAIL_WIDTH = 320
-THUMBNAIL_MAX_BYTES = 2 * 1024 * 1024
 _IMAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -46,6 +43,8 @@ async def order_photos(
     order_id: OrderIdPath, options: OptionsDep, services: ServicesDep, request: Request
 ) -> dict[str, Any]:
     order = await load_order(order_id, services, options.sort)  # thumbnails in the photographer's order
+    options = choose(order, options)  # images=: 422 for one that names no photo
+    chosen = set(options.images)
     refusal = credit_refusal(services.settings, options, request.headers.get("x-api-key"))
     photos = [
         {
@@ -54,6 +53,7 @@ async def order_photos(
             "status": image.status,
             "ready": reason is None,
             "reason": reason,
+            "chosen": not chosen or image.image_id in chosen,
             "thumbnail_url": f"images/{image.image_id}/thumbnail",
         }
         for image in order.images
@@ -66,9 +66,23 @@ async def order_photos(
         "total": len(photos) + order.unidentified,
         "ready": sum(p["ready"] is True for p in photos),
         "sets": list(options.sets),
+        "chosen": sum(p["chosen"] is True for p in photos),
         # `refused`: why the download with these options would be a 403 (None: it is allowed)
-        "cost": credit_cost(len(order.images), options).as_dict() | {"refused": refusal and refusal.message},
+        "cost": credit_cost(len(selected(order, options).images), options).as_dict()
+        | {"refused": refusal and refusal.message},
     }
+
+
+@router.get(
+    "/api/sets",
+    summary="The delivery sets this service offers (for sets=)",
+    description="Each set's name, what it asks Autoenhance for (format, quality, width, dpi) and whether it "
+    "downloads full resolution (then it spends a credit per photo unless dev_mode). `full` is shaped by the "
+    "request's own options.",
+    responses={401: COMMON_ERRORS[401]},
+)
+async def list_delivery_sets(request: Request) -> dict[str, Any]:
+    return {"sets": catalogue(delivery_sets(request))}
 
 
 @router.get(
@@ -87,19 +101,7 @@ async def thumbnail(
 ) -> Response:
     if not _IMAGE_ID.match(image_id):
         raise InvalidOption("Not an image id")
-    settings = services.settings
-    jpeg, width = ImageFormat.jpeg, THUMBNAIL_WIDTH
-    for rendition in (
-        Rendition("thumbnail", "enhanced", jpeg, 70, True, width, None, False),  # the free preview
-        Rendition("thumbnail", "original", jpeg, 70, False, width, None, False),  # not enhanced yet
-    ):
-        spool = Spool(settings.spool_dir, THUMBNAIL_MAX_BYTES, THUMBNAIL_MAX_BYTES)
-        try:
-            await services.client.download_enhanced(image_id, rendition, spool)
-            body = b"".join(spool.chunks())
-        except ImageDownloadFailed:
-            continue
-        finally:
-            spool.close()
+    body = await thumbnail_bytes(services.client, services.settings.spool_dir, image_id)
+    if body is not None:
         return Response(body, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
     raise ImageNotFound("Autoenhance has no preview or original of this image yet")

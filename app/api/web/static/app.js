@@ -28,12 +28,16 @@ const el = {
   namesSequence: $("names-sequence"), setsMsg: $("sets-msg"),
   sort: $("sort"), orderMatches: $("order-matches"), enhanceType: $("enhance-type"), sky: $("sky"),
   verticalCorrection: $("vertical-correction"), privacy: $("privacy"),
+  chosenCount: $("chosen-count"), selectAll: $("select-all"), selectNone: $("select-none"),
+  nameTemplate: $("name-template"), nameTemplateMsg: $("name-template-msg"),
 };
 
 const state = {
   demo: false, selected: [], jobRun: 0, recentNext: null, recentRun: 0, recentNeedsToken: false,
   // The order shown above the options: {id, data} once looked up, {id, error} when the lookup failed.
   order: null, lookup: null, lookupFor: "", lookupTimer: 0, thumbUrls: [], shownId: "", searchRun: 0,
+  left: new Set(), // image ids unticked on the thumbnails (every photo is chosen by default)
+  paidSets: { mls: true, print: true }, // sets that download full resolution; GET api/sets completes it
 };
 
 // ---------- helpers ----------
@@ -124,6 +128,48 @@ function validateMaxWidth() {
   return ok;
 }
 
+const TEMPLATE_HELP = "Fields: {n} {name} {ext} {order} {set} {letter}. Empty: the names above.";
+const TEMPLATE_FIELD = /^(n(:[1-6])?|(name|order|set)(:(slug|upper|lower))?|(ext|letter)(:(upper|lower))?)$/;
+
+/** The same rules as app/core/templates.py, so a bad template is said here rather than as a failed download. */
+function validateTemplate() {
+  const text = el.nameTemplate.value;
+  let problem = "";
+  for (const token of text.matchAll(/\{\{|\}\}|\{([^{}]*)\}|[{}]/g)) {
+    if (token[0] === "{{" || token[0] === "}}") continue;
+    if (token[1] === undefined) { problem = `A lone "${token[0]}": write ${token[0]}${token[0]} for a brace.`; break; }
+    if (!TEMPLATE_FIELD.test(token[1])) { problem = `{${token[1]}} is not a field. ${TEMPLATE_HELP}`; break; }
+  }
+  setStatus(el.nameTemplateMsg, problem || TEMPLATE_HELP, problem ? "error" : "");
+  el.nameTemplate.setAttribute("aria-invalid", String(Boolean(problem)));
+  return !problem;
+}
+
+/** The photos ticked on the thumbnails, or null before the order is known. */
+function chosenPhotos() {
+  const order = state.order && state.order.id === orderId() ? state.order.data : null;
+  return order ? order.photos.filter((p) => !state.left.has(p.image_id)) : null;
+}
+
+function validatePhotos() {
+  const chosen = chosenPhotos();
+  const total = state.order && state.order.data ? state.order.data.photos.length : 0;
+  el.chosenCount.textContent = chosen && total ? `${chosen.length} of ${plural(total, "photo")} chosen` : "";
+  const ok = !chosen || total === 0 || chosen.length > 0;
+  if (!ok) setStatus(el.orderStatus, "Choose at least one photo (tick it), or Select all.", "error");
+  return ok;
+}
+
+function choosePhotos(ids, chosen) {
+  for (const id of ids) { if (chosen) state.left.delete(id); else state.left.add(id); }
+  for (const box of el.thumbs.querySelectorAll("input.thumb-pick")) {
+    box.checked = !state.left.has(box.value);
+    box.closest("li").dataset.chosen = String(box.checked);
+  }
+  if (chosen && state.order && state.order.data) renderOrderStatus(state.order.data);
+  refresh();
+}
+
 function chosenSets() { return [...document.querySelectorAll("input[name=set]:checked")].map((box) => box.value); }
 
 function validateSets() {
@@ -142,6 +188,9 @@ function options() {
   if (sets.length && sets.join(",") !== "full") params.set("sets", sets.join(","));
   if (el.namesSequence.checked) params.set("names", "sequence");
   if (el.sort.value) params.set("sort", el.sort.value);
+  if (el.nameTemplate.value.trim()) params.set("template", el.nameTemplate.value);
+  const chosen = chosenPhotos();
+  if (chosen && state.left.size) params.set("images", chosen.map((p) => p.image_id).join(","));
   return params;
 }
 
@@ -161,7 +210,7 @@ function renderCurl() {
 /** Sets that download full-resolution enhanced photos (the ones Autoenhance charges for); as app/core/sets.py. */
 function fullSizeSets() {
   if (el.devMode.checked) return [];
-  return chosenSets().filter((set) => set === "mls" || (set === "full" && !el.preview.checked));
+  return chosenSets().filter((set) => (set === "full" ? !el.preview.checked : Boolean(state.paidSets[set])));
 }
 
 function renderCreditNote() {
@@ -177,7 +226,7 @@ function renderCreditNote() {
     cost = "spend";
     const sets = `${plural(paid.length, "full-size set")} (${paid.join(", ")})`;
     if (order) {
-      const n = order.photos.length;
+      const n = (chosenPhotos() || order.photos).length;
       head = `Spends credits: up to ${plural(n, "Autoenhance credit")}`;
       detail = `. ${plural(n, "photo")} × ${sets} = ${plural(n * paid.length, "full-size download")}; ` +
         "Autoenhance charges each photo once, the first time it is downloaded at full size.";
@@ -204,6 +253,7 @@ function clearOrderView() {
   state.thumbUrls.forEach((url) => URL.revokeObjectURL(url));
   state.thumbUrls = [];
   el.thumbs.replaceChildren();
+  state.left.clear();
   el.orderView.hidden = true;
   setStatus(el.orderStatus, "");
 }
@@ -287,6 +337,14 @@ function renderOrder(order) {
   el.thumbsMore.hidden = more <= 0;
   el.thumbsMore.textContent = more > 0 ? `and ${plural(more, "more photo")}` : "";
   el.orderView.hidden = false;
+  el.selectAll.hidden = el.selectNone.hidden = photos.length === 0;
+  validatePhotos();
+  renderOrderStatus(order);
+}
+
+function renderOrderStatus(order) {
+  const photos = order.photos;
+  const waiting = photos.length - order.ready;
   if (photos.length === 0) setStatus(el.orderStatus, "This order has no photos yet.", "warn");
   else if (order.ready === 0) setStatus(el.orderStatus, "None of these photos is ready yet: Autoenhance is still enhancing them. Try again in a few minutes.", "warn");
   else if (waiting) setStatus(el.orderStatus, `${plural(waiting, "photo")} not ready yet: the ZIP will list ${waiting === 1 ? "it" : "them"} in its report.`, "warn");
@@ -304,7 +362,15 @@ function thumbItem(photo) {
   name.className = "preview-name";
   name.textContent = photo.name || photo.image_id;
   name.title = name.textContent;
-  li.append(img, name);
+  const pick = document.createElement("input");
+  pick.type = "checkbox";
+  pick.className = "thumb-pick";
+  pick.value = photo.image_id;
+  pick.checked = !state.left.has(photo.image_id);
+  pick.setAttribute("aria-label", `Include ${photo.name || photo.image_id}`);
+  pick.addEventListener("change", () => choosePhotos([photo.image_id], pick.checked));
+  li.dataset.chosen = String(pick.checked);
+  li.append(img, name, pick);
   if (!photo.ready) {
     li.dataset.ready = "false";
     const badge = document.createElement("span");
@@ -329,7 +395,7 @@ function refresh() {
   const idOk = validateOrderId();
   onOrderChanged();
   markChosen();
-  const valid = [validateQuality(), validateMaxWidth(), validateSets()].every(Boolean) && idOk;
+  const valid = [validateQuality(), validateMaxWidth(), validateSets(), validatePhotos(), validateTemplate()].every(Boolean) && idOk;
   el.downloadBtn.disabled = !valid;
   el.jobBtn.disabled = !valid;
   el.downloadLabel.textContent = serviceKey() ? "Download ZIP (prepared first)" : "Download ZIP";
@@ -424,8 +490,54 @@ function showJobDownload(job) {
   control.className = "btn btn-primary";
   control.id = "job-download-btn";
   control.textContent = "Download ZIP";
-  el.jobActions.replaceChildren(control);
+  const share = document.createElement("button");
+  share.type = "button";
+  share.className = "btn btn-secondary";
+  share.id = "job-share-btn";
+  share.textContent = "Make a link to send";
+  share.addEventListener("click", () => makeShareLink(job, share));
+  el.jobActions.replaceChildren(control, share);
   el.jobActions.hidden = false;
+}
+
+/** While the job runs: a button that cancels it (the service stops its downloads and frees its slot). */
+function showJobCancel(started) {
+  const cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.className = "btn btn-secondary";
+  cancel.id = "job-cancel-btn";
+  cancel.textContent = "Cancel";
+  cancel.addEventListener("click", async () => {
+    cancel.disabled = true;
+    try {
+      renderJob(await getJSON(started.status_url, { method: "DELETE", headers: keyHeaders() }));
+    } catch (err) {
+      cancel.disabled = false;
+      setStatus(el.jobMsg, `Could not cancel: ${err.message}`, "error");
+    }
+  });
+  el.jobActions.replaceChildren(cancel);
+  el.jobActions.hidden = false;
+}
+
+/** A link anyone can open without the access code, valid 7 days: shown to copy, never opened here. */
+async function makeShareLink(job, button) {
+  button.disabled = true;
+  try {
+    const made = await getJSON(`${job.status_url || `${API}jobs/${job.job_id}`}/share`, { method: "POST", headers: keyHeaders() });
+    const field = document.createElement("input");
+    field.type = "text";
+    field.readOnly = true;
+    field.id = "share-url";
+    field.value = made.url;
+    field.setAttribute("aria-label", "Link to send");
+    button.replaceWith(field);
+    field.select();
+    setStatus(el.jobMsg, `Link ready: anyone with it can download the ZIP until ${new Date(made.expires_at).toLocaleString()}.`, "ok");
+  } catch (err) {
+    button.disabled = false;
+    setStatus(el.jobMsg, `Could not make a link: ${err.message}`, "error");
+  }
 }
 
 /** Only for the keyed job download: a navigation cannot carry X-API-Key, so fetch into a Blob. */
@@ -468,6 +580,7 @@ async function runJob({ autoSave = false } = {}) {
   try {
     const started = await getJSON(orderPath("jobs"), { method: "POST", headers: keyHeaders() });
     setStatus(el.jobMsg, "");
+    showJobCancel(started);
     let misses = 0;
     while (run === state.jobRun) {
       try {
@@ -477,7 +590,7 @@ async function runJob({ autoSave = false } = {}) {
         if (err.status || ++misses > 3) throw err; // the job keeps running on the server: ride out a flaky network
       }
       if (job) renderJob(job);
-      if (job && (job.status === "complete" || job.status === "failed")) break;
+      if (job && ["complete", "failed", "cancelled"].includes(job.status)) break;
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
   } catch (err) {
@@ -491,6 +604,11 @@ async function runJob({ autoSave = false } = {}) {
     return;
   }
   if (run !== state.jobRun) return;
+  if (job.status === "cancelled") {
+    el.jobActions.hidden = true;
+    setStatus(el.jobMsg, "Cancelled: nothing more is downloaded, and nothing was kept.", "warn");
+    return;
+  }
   if (job.status === "failed") {
     setStatus(el.jobMsg, `Could not prepare the download: ${job.error || "no photo could be downloaded"}`, "error");
     return;
@@ -715,7 +833,7 @@ async function loadHealth() {
   loadRecent();
 }
 
-for (const node of [el.orderId, el.quality, el.maxWidth, el.serviceKey]) node.addEventListener("input", refresh);
+for (const node of [el.orderId, el.quality, el.maxWidth, el.serviceKey, el.nameTemplate]) node.addEventListener("input", refresh);
 el.serviceKey.addEventListener("input", () => { // the lookup asked for a code: try again with it
   if (state.order && state.order.error && state.order.error.status === 401) {
     state.lookup = null;
@@ -741,6 +859,11 @@ el.sort.addEventListener("change", () => { // the thumbnails follow the chosen o
   state.shownId = "";
   refresh();
 });
+el.selectAll.addEventListener("click", () => choosePhotos([...state.left], true));
+el.selectNone.addEventListener("click", () => {
+  const order = state.order && state.order.data;
+  if (order) choosePhotos(order.photos.map((p) => p.image_id), false);
+});
 el.downloadBtn.addEventListener("click", startDownload);
 el.jobBtn.addEventListener("click", () => runJob());
 el.copyCurl.addEventListener("click", copyCurl);
@@ -765,5 +888,34 @@ el.dropzone.addEventListener("drop", (e) => {
 // A photo dropped next to the zone must not make the browser navigate away to it.
 for (const type of ["dragover", "drop"]) window.addEventListener(type, (e) => e.preventDefault());
 
+/** The operator's own sets (DELIVERY_SETS) as more checkboxes beside the built-in ones. */
+async function loadSets() {
+  let listed;
+  try { listed = (await getJSON(`${API}api/sets`, { headers: keyHeaders() })).sets; } catch { return; }
+  const box = document.querySelector("fieldset.sets");
+  const last = box.querySelector("input[value=original]").closest("label");
+  for (const set of listed) {
+    state.paidSets[set.name] = set.spends_credits;
+    if (set.built_in || box.querySelector(`input[value="${CSS.escape(set.name)}"]`)) continue;
+    const label = document.createElement("label");
+    label.className = "check";
+    const input = document.createElement("input");
+    input.type = "checkbox";
+    input.name = "set";
+    input.value = set.name;
+    input.addEventListener("change", refresh);
+    const text = document.createElement("span");
+    const title = document.createElement("strong");
+    title.textContent = set.name;
+    const detail = document.createElement("span");
+    detail.className = "muted";
+    detail.textContent = ` ${set.description || ""}${set.spends_credits ? "; full resolution, uses credits" : ""}`;
+    text.append(title, detail);
+    label.append(input, text);
+    last.before(label);
+  }
+}
+
 refresh();
 loadHealth();
+loadSets();
