@@ -148,7 +148,17 @@ class Settings(BaseSettings):
     )
     sentry_dsn: SecretStr | None = Field(default=None, description="Sentry DSN; unset disables Sentry.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
-    log_json: bool = Field(default=True, description="JSON log lines (false: human-readable console lines).")
+    log_json: bool | None = Field(
+        default=None,
+        description="JSON log lines (false: human-readable lines). Unset: plain lines for a person at a terminal, "
+        "JSON otherwise (a pipe, a file, a log collector).",
+    )
+
+    @field_validator("log_json", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`LOG_JSON=` (as .env.example has it) means: decide by the terminal."""
+        return None if isinstance(value, str) and not value.strip() else value
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None, description="OpenTelemetry collector base URL (OTLP/HTTP); unset disables tracing."
     )

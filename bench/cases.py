@@ -373,7 +373,7 @@ def against_nginx(bench: Bench, images: int = 100, size: int = 2_000_000, runs: 
 # -- 8. processes and order sizes -----------------------------------------------------------------
 
 
-def processes(
+def process_counts(
     bench: Bench, counts: tuple[int, ...] = (1, 2, 4), callers: int = 12, images: int = 50, latency: float = 0.05
 ) -> list[Row]:
     """The same order mix (many callers, 50-image orders) against `serve --workers N` for each N,
@@ -419,5 +419,5 @@ CASES: dict[str, Callable[[Bench], list[Row]]] = {
     "callers": many_callers,
     "repeat": repeat,
     "nginx": against_nginx,
-    "processes": processes,
+    "processes": process_counts,
 }

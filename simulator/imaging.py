@@ -6,14 +6,19 @@ keeps serving other downloads meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import warnings
 from dataclasses import dataclass
 from functools import cache
 
-import pillow_jxl  # noqa: F401  (registers JPEG XL with Pillow; Pillow itself reads and writes AVIF)
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+
+# Registers JPEG XL with Pillow (Pillow itself reads and writes AVIF). The server extra brings it; the
+# command's base install runs the simulator for `autoenhance-batch demo` without it (no format=jxl there).
+with contextlib.suppress(ImportError):
+    import pillow_jxl  # noqa: F401
 
 PREVIEW_MAX_WIDTH = 1024
 """Previews (the /enhanced default) are at most this wide."""

@@ -77,7 +77,9 @@ def test_credit_cost_is_spelled_out(browser: Browser, service_url: str) -> None:
         note = page.locator("#credit-note")
         page.click("label:has(#preview)")  # preview off, dev mode off: full size, charged
         expect(note).to_have_attribute("data-cost", "spend")
-        expect(note).to_contain_text("Spends credits")
+        expect(note).to_contain_text("Free in this demo")  # not "Spends credits" beside "Nothing is charged"
+        expect(note).to_contain_text("with a live Autoenhance key this would spend")
+        expect(note).not_to_contain_text("Spends credits")
         expect(page.locator("#curl-cmd")).to_contain_text("preview=false&dev_mode=false")
         page.click("label:has(#dev-mode)")
         expect(note).to_have_attribute("data-cost", "free")

@@ -167,12 +167,13 @@ def test_on_a_phone_the_download_button_is_on_screen_without_scrolling(browser: 
         assert v.errors == []
 
 
-def test_thumbnails_and_the_order_need_the_access_code_when_one_is_set(browser: Browser, tmp_path: Path) -> None:
+def test_thumbnails_and_the_order_need_the_service_key_when_one_is_set(browser: Browser, tmp_path: Path) -> None:
     app = create_app(demo_settings(tmp_path / "data", service_api_key="code-123"))
     with serve(app) as url, visit(browser, url) as v:
         page = v.page
         wait_for_demo_id(page, photos_shown=False)  # the photo look-up needs the code too
-        expect(page.locator("#order-status")).to_contain_text("access code")
+        expect(page.locator("#order-status")).to_contain_text("needs its service key")  # one name everywhere
+        expect(page.locator("#key-details summary")).to_contain_text("Service key")
         expect(page.locator("#key-details")).to_have_attribute("open", "")
         page.fill("#service-key", "code-123")
         expect(page.locator("#thumbs img")).to_have_count(3)

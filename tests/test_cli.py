@@ -104,7 +104,7 @@ def test_download_streams_the_order_into_a_valid_zip(demo_url: str, tmp_path: Pa
     assert not (tmp_path / "demo.zip.part").exists()
 
     code, _, err = run("download", DEMO_ORDER_ID, "-o", str(out), "--url", demo_url)
-    assert code == 1 and "exists; pass --force" in err
+    assert code == 2 and "exists; pass --force" in err  # a usage error, like the others
     code, _, err = run("download", DEMO_ORDER_ID, "-o", str(out), "--url", demo_url, "-f", "webp", "-q", "40",
                        "--force")
     assert code == 0, err
@@ -112,7 +112,7 @@ def test_download_streams_the_order_into_a_valid_zip(demo_url: str, tmp_path: Pa
 
 
 def test_full_resolution_without_dev_mode_warns_about_credits(demo_url: str, tmp_path: Path) -> None:
-    code, _, err = run("download", DEMO_ORDER_ID, "-o", str(tmp_path / "a.zip"), "--url", demo_url, "--no-preview")
+    code, _, err = run("download", DEMO_ORDER_ID, "-o", str(tmp_path / "a.zip"), "--url", demo_url, "--no-preview", "--yes")
     assert code == 0
     assert "Spends up to 3 Autoenhance credits" in err and "3 photos x 1 full-size set (full)" in err
     code, _, err = run("download", DEMO_ORDER_ID, "-o", str(tmp_path / "b.zip"), "--url", demo_url, "--no-preview",
@@ -145,7 +145,7 @@ def test_errors_are_one_clear_line(demo_url: str, tmp_path: Path) -> None:
                        f"http://127.0.0.1:{free_port()}")
     assert code == 1 and "Could not reach the service" in err
     code, _, err = run("download", DEMO_ORDER_ID, "--quality", "95", "--url", demo_url)
-    assert code == 2 and "--quality" in err and "less than or equal to 90" in err
+    assert code == 2 and "--quality" in err and "must be 1-90" in err
     assert not list(tmp_path.iterdir())  # nothing half-written left behind
 
 

@@ -54,7 +54,7 @@ def asked(sim: Sim) -> list[tuple[str, dict[str, list[str]]]]:
 def test_direct_download_with_sets_sequence_names_and_max_width(simulator: Sim, tmp_path: Path) -> None:
     order_id = seed(simulator)
     out = tmp_path / "listing.zip"
-    code, _, err = direct(simulator, order_id, out, "--sets", "full,mls,original", "--names", "sequence",
+    code, _, err = direct(simulator, order_id, out, "--sets", "full,mls,original", "--names", "sequence", "--yes",
                           "--max-width", "800")
     assert code == 0, err
     assert "Saved" in err and "9 of 9 files" in err

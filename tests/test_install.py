@@ -80,7 +80,7 @@ def test_base_install_has_the_command_and_no_server_stack(installed: Path) -> No
     assert (installed / "autoenhance-batch").is_file()
     probe = subprocess.run(
         [str(installed / "python"), "-c",
-         "import importlib.util as u; print([m for m in ('fastapi', 'uvicorn', 'starlette', 'redis', 'PIL') "
+         "import importlib.util as u; print([m for m in ('fastapi', 'uvicorn', 'redis', 'taskiq', 'pillow_jxl') "
          "if u.find_spec(m)])"],
         capture_output=True, text=True, timeout=60,
     )
@@ -90,6 +90,21 @@ def test_base_install_has_the_command_and_no_server_stack(installed: Path) -> No
     assert helped.returncode == 0 and "--api-key" in helped.stdout
     serve = subprocess.run([str(installed / "autoenhance-batch"), "serve"], capture_output=True, text=True, timeout=60)
     assert serve.returncode == 1 and "server extra" in serve.stderr and "Traceback" not in serve.stderr
+    advice = " ".join(serve.stderr.split())
+    assert "pipx install --force 'autoenhance-batch[server]'" in advice  # `[server]` is text, not a style tag
+    assert "autoenhance-batch demo" in advice
+
+
+def test_base_install_tries_the_demo_without_a_key(installed: Path, tmp_path: Path) -> None:
+    """The photographer's first command: nothing but the base install, no key, no service, no network."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOENHANCE", "VIRTUAL_ENV"))}
+    result = subprocess.run([str(installed / "autoenhance-batch"), "demo"], capture_output=True, text=True,
+                            timeout=180, env=env | {"COLUMNS": "120"}, cwd=tmp_path)
+    flat = " ".join(result.stderr.split())
+    assert result.returncode == 0, result.stderr
+    assert "This is a demo" in flat and "3 of 3 images" in flat and "--api-key KEY" in flat
+    names = check_zip((tmp_path / "autoenhance-demo.zip").read_bytes())
+    assert len([n for n in names if n.endswith(".jpg")]) == 3 and "_manifest.json" in names
 
 
 def test_installed_command_downloads_sets_straight_from_the_simulator(
@@ -103,7 +118,7 @@ def test_installed_command_downloads_sets_straight_from_the_simulator(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTOENHANCE", "VIRTUAL_ENV"))}
     result = subprocess.run(
         [str(installed / "autoenhance-batch"), "download", order["order_id"], "-o", str(out),
-         "--base-url", simulator_process, "--sets", "full,mls,web,original", "--names", "sequence",
+         "--base-url", simulator_process, "--sets", "full,mls,web,original", "--names", "sequence", "--yes",
          "--max-width", "640"],
         capture_output=True, text=True, timeout=180, env=env | {"AUTOENHANCE_API_KEY": KEY, "COLUMNS": "120"},
         cwd=tmp_path,

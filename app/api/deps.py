@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.responses import FAILURES_SCHEMA, error
 from app.api.security import credit_refusal
+from app.config import DEMO_ORDER_ID
 from app.core.models import (
     BatchOptions,
     ImageFormat,
@@ -40,7 +41,9 @@ OrderIdPath = Annotated[
     str,
     Path(
         description="Autoenhance order id (a UUID; anything else is a 400 before any upstream call)",
-        examples=["7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c"],
+        # Parameter-level (Swagger UI's "Try it out" fills these in; it ignores schema-level examples):
+        # the demo order, which a service without AUTOENHANCE_API_KEY (demo mode) always has.
+        openapi_examples={"demo": {"summary": "The demo order (demo mode)", "value": DEMO_ORDER_ID}},
         json_schema_extra={"format": "uuid"},
     ),
 ]
@@ -213,7 +216,19 @@ class CallbackRequest(BaseModel):
 
 async def callback_url(
     services: ServicesDep,
-    body: Annotated[CallbackRequest | None, Body(description="Optional; only `callback_url`")] = None,
+    body: Annotated[
+        CallbackRequest | None,
+        Body(
+            description="Optional; only `callback_url`",
+            openapi_examples={  # the first is what "Try it out" sends: one a default service accepts
+                "none": {"summary": "No callback: poll GET /v1/jobs/{job_id}", "value": {}},
+                "callback": {
+                    "summary": "A signed callback (the service needs WEBHOOK_SECRET)",
+                    "value": {"callback_url": "https://example.com/hooks/autoenhance"},
+                },
+            },
+        ),
+    ] = None,
     header: Annotated[
         str | None,
         Header(

@@ -26,20 +26,23 @@ import httpx
 from rich.progress import Progress
 
 from app.cli.orders import resolve_order_name
+from app.cli.partfile import open_own
+from app.cli.shown import shown
+from app.cli.topup import ArchiveKeep, EarlierArchive
 from app.cli.transfer import Outcome, TransferError, image_and_byte_tasks, part_path
 from app.core.budget import FairLimiter
 from app.core.connect import build_client
 from app.core.engine import Batch, Engine, EngineLimits
-from app.core.keep import FolderKeep
+from app.core.keep import FolderKeep, Keep, KeepRefused
 from app.core.models import BatchOptions, NameStyle, OrderInfo, assign_numbers, is_order_id
 from app.core.proxies import env_proxies
 from app.core.selection import pick, selected
-from app.core.sets import credit_cost
+from app.core.sets import credit_cost, files_and_photos
 from app.core.stats import Stats
 from app.core.trusted_hosts import env_entries
 from app.core.upstream import DEFAULT_API_VERSION, AutoenhanceClient
 from app.core.wait import WaitOptions, wait_until_ready
-from app.errors import ServiceError, UpstreamAuthError
+from app.errors import ServiceError, UpstreamAuthError, UpstreamUnavailable
 
 CONCURRENCY = 6
 """Downloads in flight at once: enough to fill a home connection, gentle on Autoenhance's limits."""
@@ -71,6 +74,19 @@ class DirectRun:
     exclude: tuple[str, ...] = ()
     """--only/--exclude: ids, names or shell patterns, resolved against the order (app/core/selection.py)."""
 
+    transport: httpx.AsyncBaseTransport | None = None
+    earlier: EarlierArchive | None = None
+    confirm: Callable[[int, Progress], None] | None = None
+    place: Callable[[str | None], None] | None = None
+    """Chooses `out` from the order's name (called once the order is known, before any download)."""
+    """Asks a person before credits are spent (returns to go on, raises to stop); None: agreed already."""
+    """`out` itself, a partial ZIP of this order and options from an earlier run: its files are reused."""
+    """`autoenhance-batch demo`: the bundled simulator in this process (an ASGI app), reached through httpx."""
+
+    @property
+    def demo(self) -> bool:
+        return self.transport is not None
+
 
 API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -99,7 +115,7 @@ def _engine(client: AutoenhanceClient, spool_dir: Path, concurrency: int) -> Eng
 async def _archive(batch: Batch, part: Path, progress: Progress) -> int:
     images, data = image_and_byte_tasks(progress, batch.total, None)
     written = 0
-    with part.open("wb") as file:
+    with open_own(part, "wb") as file:
         async for chunk in batch.archive():
             await asyncio.to_thread(file.write, chunk)
             written += len(chunk)
@@ -113,12 +129,20 @@ async def _archive(batch: Batch, part: Path, progress: Progress) -> int:
 
 @contextlib.asynccontextmanager
 async def direct_client(
-    base_url: str, api_key: str, seconds: float, api_version: str, asset_hosts: list[str] | None = None
+    base_url: str,
+    api_key: str,
+    seconds: float,
+    api_version: str,
+    asset_hosts: list[str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[AutoenhanceClient]:
     """The client to Autoenhance, built as the service builds it (app/core/connect.py), without its
-    metrics, tracing and breaker; the same pinned API version."""
+    metrics, tracing and breaker; the same pinned API version. `transport`: the demo's in-process
+    simulator (an ASGI app, reached through httpx only)."""
     http_timeout = httpx.Timeout(connect=10.0, read=min(seconds, 60.0), write=30.0, pool=None)
-    async with httpx.AsyncClient(timeout=http_timeout, follow_redirects=False, trust_env=True) as http:
+    async with httpx.AsyncClient(
+        timeout=http_timeout, follow_redirects=False, trust_env=transport is None, transport=transport
+    ) as http:
         client = build_client(
             base_url=base_url,
             api_key=api_key,
@@ -129,6 +153,7 @@ async def direct_client(
             image_timeout=seconds,
             order_timeout=30.0,
             api_version=api_version,
+            images_over_http=transport is not None,
         )
         try:
             yield client
@@ -138,7 +163,9 @@ async def direct_client(
 
 async def download_direct(run: DirectRun, progress: Progress, say: Callable[[str], None]) -> Outcome:
     """Fetch the order, warn about credits, and write the ZIP (resuming from `<out>.parts/`)."""
-    async with direct_client(run.base_url, run.api_key, run.timeout, run.api_version, run.asset_hosts) as client:
+    async with direct_client(
+        run.base_url, run.api_key, run.timeout, run.api_version, run.asset_hosts, run.transport
+    ) as client:
         if not is_order_id(run.order_id):
             run.order_id = await resolve_order_name(client, run.order_id, say)
         return await _download(client, run, progress, say)
@@ -156,19 +183,34 @@ async def _download(
             run.options = dataclasses.replace(run.options, images=pick(order, run.only, run.exclude))
     except UpstreamAuthError:
         raise TransferError("Autoenhance rejected the API key (check --api-key or AUTOENHANCE_API_KEY)") from None
+    except UpstreamUnavailable as exc:
+        if isinstance(exc.__cause__, httpx.TransportError):  # not an answer: nothing there, or no network
+            raise TransferError(
+                f"Could not reach Autoenhance at {run.base_url} ({type(exc.__cause__).__name__}): check --base-url "
+                "(or AUTOENHANCE_BASE_URL) and the network, then run the same command again"
+            ) from None
+        raise TransferError(exc.message) from None
     except ServiceError as exc:
         raise TransferError(exc.message) from None
-    _announce(selected(order, run.options), run.options, say)
+    if run.place is not None:
+        run.place(order.name)
+    chosen = selected(order, run.options)
+    _announce(chosen, run.options, say, demo=run.demo)
+    credits = credit_cost(len(chosen.images), run.options).credits
+    if run.confirm is not None and credits and not run.demo:
+        run.confirm(credits, progress)
     with tempfile.TemporaryDirectory(prefix="autoenhance-batch-") as spool_dir:
         return await _run_batch(client, order, run, Path(spool_dir), progress, say)
 
 
-def _announce(order: OrderInfo, options: BatchOptions, say: Callable[[str], None]) -> None:
+def _announce(order: OrderInfo, options: BatchOptions, say: Callable[[str], None], *, demo: bool = False) -> None:
     photos = len(order.images)
     of = f" (chosen of {order.listed})" if order.listed is not None else ""
-    say(f"Order {order.name or order.order_id}: {photos} photo{'s' * (photos != 1)}{of}, sets: {', '.join(options.sets)}")
+    say(f"Order {shown(order.name or order.order_id)}: {files_and_photos(photos, options.sets)}{of}")
     cost = credit_cost(photos, options)
-    if cost.credits:
+    if demo:
+        say("This is a demo: the bundled simulator stands in for Autoenhance; nothing leaves this computer.")
+    elif cost.credits:
         say(f"[bold yellow]{cost.sentence()}[/]")
 
 
@@ -180,23 +222,38 @@ async def _run_batch(
     # Not the order's last_updated_at: a full-size download itself can bump it (the image becomes
     # "downloaded"), which would throw away exactly the files a rerun should reuse.
     identity = {"order_id": order.order_id, "options": run.options.key()}
-    keep = FolderKeep(parts_path(run.out), identity)
-    kept = keep.saved()
+    try:
+        folder = FolderKeep(parts_path(run.out), identity)
+    except KeepRefused as exc:
+        raise TransferError(str(exc)) from None
+    kept = folder.saved()
     if run.options.names is NameStyle.sequence:  # a rerun names its files as the interrupted run did
-        order = replace(order, numbers=assign_numbers(order.images, keep.numbers()))
-        keep.keep_numbers(order.numbers or {})
+        order = replace(order, numbers=assign_numbers(order.images, folder.numbers()))
+        folder.keep_numbers(order.numbers or {})
     if kept:
         say(f"Resuming: {kept} file{'s' * (kept != 1)} already downloaded by an earlier run are reused")
+    keep: Keep = folder
+    if run.earlier is not None:
+        have = len(run.earlier.members)
+        say(
+            f"{shown(run.out)} holds {have} of its {run.earlier.total} files from an earlier run: they are kept, "
+            f"and only the missing ones are fetched"
+        )
+        keep = ArchiveKeep(folder, run.earlier)
     part = part_path(run.out)
     try:
         batch = await engine.open(order, run.options, keep=keep)
     except ServiceError as exc:
-        keep.discard()
+        folder.discard()
         raise TransferError(exc.message) from None
+    batch.retry_hint = (
+        "Run the same command again (the same -o): the files this ZIP holds are kept and only the missing "
+        "ones are fetched."
+    )
     try:
         if not await batch.wait_first():
             await batch.aclose()
-            keep.discard()
+            folder.discard()
             first = batch.failures[0].reason if batch.failures else "no image could be downloaded"
             raise TransferError(f"None of the order's {batch.total} files could be downloaded (first: {first})")
         written = await _archive(batch, part, progress)
@@ -205,8 +262,9 @@ async def _run_batch(
         await batch.aclose()
         raise
     part.replace(run.out)
-    keep.discard()
+    folder.discard()
     if batch.reused:
-        say(f"{batch.reused} of the files came from the earlier run; {batch.downloaded - batch.reused} were downloaded now")
+        new = batch.downloaded - batch.reused
+        say(f"{batch.reused} of the files came from the earlier run; {new} {'was' if new == 1 else 'were'} downloaded now")
     failures: list[dict[str, Any]] = [dict(f.as_dict()) for f in batch.failures]
     return Outcome(run.out, written, total=batch.total, downloaded=batch.downloaded, failed=batch.failed, failures=failures)

@@ -10,21 +10,28 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
 from rich.filesize import decimal
+from rich.progress import Progress
 
+from app.cli.destination import Destination, DestinationError
+from app.cli.partfile import link_in_the_way
+from app.cli.shown import shown
 from app.cli.transfer import (
     Outcome,
     TransferError,
     error_detail,
     job_archive,
+    part_path,
     progress_bars,
+    state_path,
     stream_archive,
 )
 from app.core.models import (
@@ -38,13 +45,25 @@ from app.core.models import (
     validate_order_id,
 )
 from app.core.models import is_order_id as looks_like_order_id
-from app.core.naming import safe_stem
 from app.core.selection import pick
 from app.core.setfile import SetFileError, load_sets
-from app.core.sets import MAX_DPI, MIN_DPI, SET_HELP, catalogue, credit_cost, definitions, parse_sets
+from app.core.sets import (
+    MAX_DPI,
+    MIN_DPI,
+    SET_HELP,
+    catalogue,
+    credit_cost,
+    definitions,
+    files_and_photos,
+    parse_sets,
+)
 from app.core.templates import checked_template
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.errors import InvalidOption, InvalidOrderId
+
+if TYPE_CHECKING:
+    from app.cli.direct import DirectRun
+    from app.cli.topup import EarlierArchive
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_BASE_URL = "https://api.autoenhance.ai"
@@ -52,13 +71,19 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
+NO_KEY_NO_SERVICE = (
+    f"No --api-key given and no Autoenhance Batch service answers at {DEFAULT_URL}. "
+    "To download your order straight from Autoenhance: --api-key KEY (or set AUTOENHANCE_API_KEY). "
+    "To try the tool without a key: autoenhance-batch demo. To use a running service: --url URL."
+)
 
 cli = typer.Typer(
     name="autoenhance-batch",
     help="Autoenhance Batch: every enhanced photo of an Autoenhance.ai order as one ZIP.",
     epilog="Examples (from a clone, `python -m app` works the same):\n\n"
-    "  autoenhance-batch download 7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c --api-key $KEY -o photos.zip\n\n"
-    "  autoenhance-batch download $ORDER --sets mls,original --names sequence --no-preview\n\n"
+    "  autoenhance-batch demo    (no key needed: a sample order as a ZIP)\n\n"
+    "  autoenhance-batch download 7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c --api-key $KEY -o Photos/\n\n"
+    "  autoenhance-batch download $ORDER --sets mls,original --names sequence --no-preview --yes\n\n"
     "  autoenhance-batch download $ORDER --url http://127.0.0.1:8000 --format png --job\n\n"
     "  autoenhance-batch serve --port 8000\n\n"
     "  ORDER=$(autoenhance-batch sample-order)",
@@ -68,6 +93,48 @@ cli = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 err = Console(stderr=True, highlight=False)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from app.version import __version__
+
+        typer.echo(f"autoenhance-batch {__version__}")
+        raise typer.Exit(0)
+
+
+def _quiet_libraries() -> None:
+    """The command says what happened in its own words: no retry or per-image log lines from the
+    libraries underneath (stamina's retries, the engine's warnings), which a person cannot act on."""
+    import logging
+
+    import stamina.instrumentation
+
+    stamina.instrumentation.set_on_retry_hooks([])
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
+
+
+@cli.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", metavar="", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    _quiet_libraries()
+
+
+def _between(low: float, high: float | None = None) -> Callable[[Any], Any]:
+    """A range check with a plain message ('1-90'), in place of click's '[1<=x<=90]' notation."""
+
+    def check(value: Any) -> Any:
+        if value is not None and (value < low or (high is not None and value > high)):
+            raise typer.BadParameter(f"must be {low:g}-{high:g}" if high is not None else f"must be at least {low:g}")
+        return value
+
+    return check
 
 
 UrlOption = Annotated[
@@ -93,7 +160,9 @@ KeyOption = Annotated[
     ),
 ]
 TimeoutOption = Annotated[
-    float, typer.Option("--timeout", min=1, help="Seconds to wait for the service to answer or send more bytes.")
+    float,
+    typer.Option("--timeout", metavar="SECONDS", callback=_between(1),
+                 help="Seconds to wait for the service to answer or send more bytes."),
 ]
 
 
@@ -107,14 +176,37 @@ def _client(url: str, key: str | None, timeout: float, extra_headers: dict[str, 
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]Error:[/] {message}")
+    """Nothing (or nothing usable) was saved: one line, exit 1. `message` is text, never markup."""
+    err.print(f"[bold red]Error:[/] {shown(message)}")
     return typer.Exit(EXIT_ERROR)
 
 
 def _usage(message: str) -> typer.Exit:
-    """A wrong command line: one line, exit 2, and nothing asked of anyone."""
-    err.print(f"[bold red]Error:[/] {message}")
+    """A wrong command line: one line, exit 2, and nothing asked of anyone. `message` is text, never markup."""
+    err.print(f"[bold red]Error:[/] {shown(message)}")
     return typer.Exit(EXIT_USAGE)
+
+
+def _output_path(output: Path | None, default_name: str, force: bool) -> Path:
+    """Where the ZIP goes, checked before anything is asked of anyone."""
+    out = output or Path(default_name)
+    if not out.parent.is_dir():
+        raise _usage(f"The folder {out.parent} does not exist; create it or choose another -o")
+    if out.is_dir():
+        out = out / default_name
+    return _checked_out(out, force)
+
+
+def _earlier_partial(out: Path, order_id: str, options: BatchOptions) -> EarlierArchive | None:
+    """`out` when it is a partial ZIP of this order and options (a rerun then tops it up)."""
+    if not out.is_file() or out.is_symlink():
+        return None
+    from app.cli.topup import earlier_archive
+
+    earlier = earlier_archive(out, order_id, options)
+    if earlier is not None and earlier.failed == 0:
+        raise _usage(f"{out} already holds all {earlier.total} files of this order; pass --force to download it again")
+    return earlier
 
 
 def _summary(outcome: Outcome, unit: str = "images") -> int:
@@ -125,12 +217,12 @@ def _summary(outcome: Outcome, unit: str = "images") -> int:
     if outcome.downloaded is not None:
         counts = f": {outcome.downloaded} of {outcome.total} {unit}"
     if outcome.failed:
-        err.print(f"[bold yellow]Saved {outcome.path} ({size}){counts}; {outcome.failed} could not be included:[/]")
+        err.print(f"[bold yellow]Saved {shown(outcome.path)} ({size}){counts}; {outcome.failed} could not be included:[/]")
         for failure in outcome.failures:
-            err.print(f"  - {failure.get('name') or failure.get('image_id')}: {failure.get('reason')}")
+            err.print(f"  - {shown(failure.get('name') or failure.get('image_id'))}: {shown(failure.get('reason'))}")
         err.print("  (details and how to recover: _download_report.txt inside the ZIP)")
         return EXIT_PARTIAL
-    err.print(f"[bold green]Saved {outcome.path}[/] ({size}){counts}.")
+    err.print(f"[bold green]Saved {shown(outcome.path)} [/]({size}){counts}.")
     return 0
 
 
@@ -140,27 +232,32 @@ def download(
         str,
         typer.Argument(
             help="The Autoenhance order id (a UUID), or its name (direct mode: it must pick one order).",
-            show_default=False,
+            show_default=False, metavar="ORDER",
         ),
     ],
     output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Where to save the ZIP. Default: autoenhance-<order id>.zip", show_default=False),
+        str | None,
+        typer.Option(
+            "--output", "-o", metavar="FILE|FOLDER/", show_default=False,
+            help="Where to save the ZIP: a file, or a folder (an existing one, or a new one ending in /) that gets "
+            "'<order name>.zip'. Default: '<order name>.zip' in the current folder.",
+        ),
     ] = None,
     api_key: Annotated[
         str | None,
         typer.Option(
-            "--api-key", envvar="AUTOENHANCE_API_KEY", show_envvar=True, show_default=False,
+            "--api-key", envvar="AUTOENHANCE_API_KEY", show_envvar=True, show_default=False, metavar="KEY",
             help="Direct mode: your Autoenhance API key; this command downloads straight from Autoenhance.",
         ),
     ] = None,
     base_url: Annotated[
-        str, typer.Option("--base-url", envvar="AUTOENHANCE_BASE_URL", help="Direct mode: the Autoenhance API.")
+        str,
+        typer.Option("--base-url", envvar="AUTOENHANCE_BASE_URL", metavar="URL", help="Direct mode: the Autoenhance API."),
     ] = DEFAULT_BASE_URL,
     sets: Annotated[
         str,
         typer.Option(
-            "--sets", "-s",
+            "--sets", "-s", metavar="SET,SET",
             help="Comma list of sets, each in its own folder: " + "; ".join(f"{k} ({v})" for k, v in SET_HELP.items()),
         ),
     ] = "full",
@@ -172,30 +269,45 @@ def download(
         typer.Option("--sort", help="Photo order for --names sequence, the manifest and the report. Default: the "
                      "order's own, as arranged on Autoenhance.", show_default=False),
     ] = None,
-    format: Annotated[ImageFormat, typer.Option("--format", "-f", help="Format of the full set.")] = ImageFormat.jpeg,
+    format: Annotated[
+        str, typer.Option("--format", "-f", metavar="jpeg|png|webp|avif|jxl", help="Format of the full set (jpg: jpeg).")
+    ] = ImageFormat.jpeg.value,
     quality: Annotated[
-        int | None, typer.Option("--quality", "-q", min=1, max=90, help="Image quality 1-90 (default: Autoenhance's).")
+        int | None,
+        typer.Option("--quality", "-q", metavar="1-90", callback=_between(1, 90),
+                     help="Image quality 1-90 (default: Autoenhance's)."),
     ] = None,
     max_width: Annotated[
-        int | None, typer.Option("--max-width", min=1, max=20000, help="Full set: at most this many pixels wide.")
+        int | None,
+        typer.Option("--max-width", metavar="PIXELS", callback=_between(1, 20000),
+                     help="Full set: at most this many pixels wide (1-20000)."),
     ] = None,
-    scale: Annotated[float | None, typer.Option("--scale", min=0.01, max=1.0, help="Full set: scale factor 0-1.")] = None,
+    scale: Annotated[
+        float | None,
+        typer.Option("--scale", metavar="0.01-1", callback=_between(0.01, 1.0), help="Full set: scale factor 0.01-1."),
+    ] = None,
     preview: Annotated[
         bool,
         typer.Option(
-            "--preview/--no-preview",
+            "--preview/--no-preview", metavar="",
             help="Previews are free. [bold]--no-preview[/] downloads full resolution and [bold]spends credits[/] "
             "unless --dev-mode (the mls set is always full resolution).",
         ),
     ] = True,
     dev_mode: Annotated[
-        bool, typer.Option("--dev-mode", help="Autoenhance dev mode: no credits spent, watermarked images.")
+        bool,
+        typer.Option("--dev-mode/--no-dev-mode", metavar="",
+                     help="Autoenhance dev mode: no credits spent, watermarked images."),
     ] = False,
     wait: Annotated[
-        bool, typer.Option("--wait", help="Wait until Autoenhance has finished enhancing the order (see --wait-timeout).")
+        bool,
+        typer.Option("--wait/--no-wait", metavar="",
+                     help="Wait until Autoenhance has finished enhancing the order (see --wait-timeout)."),
     ] = False,
     wait_timeout: Annotated[
-        float, typer.Option("--wait-timeout", min=1, max=MAX_WAIT_SECONDS, help="With --wait: seconds at most.")
+        float,
+        typer.Option("--wait-timeout", metavar="SECONDS", callback=_between(1, MAX_WAIT_SECONDS),
+                     help=f"With --wait: seconds at most (1-{MAX_WAIT_SECONDS:g})."),
     ] = 60.0,
     dpi: Annotated[
         int | None,
@@ -228,14 +340,25 @@ def download(
     job: Annotated[
         bool,
         typer.Option(
-            "--job",
+            "--job/--no-job", metavar="",
             help="Client mode: prepare the ZIP as a job on the service, then download the file. Shows per-image "
             "progress while the job runs. Either way a cut download resumes (also on the next run with the same -o).",
         ),
     ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", metavar="", help="Overwrite the output file if it exists (and start over).")
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", "-y", metavar="",
+            help="Agree to spend credits without being asked. Needed when no terminal can ask "
+            "(a script, CI) and a set is full resolution without --dev-mode.",
+        ),
+    ] = False,
     retries: Annotated[
-        int, typer.Option("--retries", min=0, max=50, help="Resume attempts after a cut connection.")
+        int,
+        typer.Option("--retries", metavar="0-50", callback=_between(0, 50), help="Resume attempts after a cut connection."),
     ] = 5,
     url: ServiceUrlOption = None,
     key: KeyOption = None,
@@ -244,10 +367,13 @@ def download(
     """Download every enhanced photo of an order as one ZIP, with progress (files and bytes).
 
     With --api-key (or AUTOENHANCE_API_KEY) and no --url it downloads straight from Autoenhance;
-    stopped and run again, it keeps the photos already saved and fetches only the rest.
+    stopped and run again, it keeps the photos already saved and fetches only the rest; run again
+    after some photos were missing, it keeps the ZIP's files and fetches only the missing ones.
+    No key yet? autoenhance-batch demo
 
-    Exit status: 0 all images saved; 3 saved, but some images are missing (listed, and in the ZIP's
-    report); 1 nothing saved (the reason is printed); 2 the command line is wrong (nothing was asked).
+    Exit status: 0 all files saved; 3 saved, but some files are missing (listed, and in the ZIP's
+    report); 1 nothing saved (the reason is printed); 2 the command line is wrong (nothing was
+    asked); 130 interrupted with Ctrl+C (what arrived is kept: run the same command again).
     """
     direct = url is None and bool(api_key)
     by_name = not looks_like_order_id(order_id)
@@ -259,32 +385,28 @@ def download(
         operator_sets = _operator_sets() if direct else {}
         chosen_sets = parse_sets(sets, operator_sets, lenient=not direct)  # a service knows its own sets
         options = BatchOptions(
-            format=format, quality=quality, preview=preview, dev_mode=dev_mode, sets=chosen_sets, names=names,
-            custom=definitions(chosen_sets, operator_sets), max_width=max_width, scale=scale,
+            format=_image_format(format), quality=quality, preview=preview, dev_mode=dev_mode, sets=chosen_sets,
+            names=names, custom=definitions(chosen_sets, operator_sets), max_width=max_width, scale=scale,
             sort=sort.value if sort is not None else None, template=checked_template(template), dpi=dpi,
         )
+        destination = Destination.parse(output)
     except InvalidOrderId as exc:
         raise _usage(f"{exc.message} (an order's name works in direct mode, with --api-key)") from None
     except InvalidOption as exc:
         raise _usage(exc.message) from None
-    except SetFileError as exc:
+    except (SetFileError, DestinationError) as exc:
         raise _usage(str(exc)) from None
     chosen_only, chosen_out = _items(only), _items(exclude)
-    out = output or Path(f"autoenhance-{safe_stem(order_id, 'order')[:40] if by_name else order_id[:8]}.zip")
-    if not out.parent.is_dir():
-        raise _usage(f"The folder {out.parent} does not exist; create it or choose another -o")
-    if out.is_dir():
-        raise _usage(f"{out} is a folder; give a file name such as {out / 'photos.zip'}")
-    if out.exists() and not force:
-        raise _fail(f"{out} exists; pass --force to overwrite it")
     unit = "images" if options.sets == ("full",) else "files"
     if url is None and api_key and job:
         raise _usage("--job prepares the ZIP on a service: give its --url, or leave --job out to download directly")
+    _require_consent(options, yes)
     if url is None and api_key:
-        run = _direct(order_id, options, out, api_key, base_url, wait, wait_timeout, timeout, (chosen_only, chosen_out))
-        raise typer.Exit(_summary(run, unit))
-    url = url or DEFAULT_URL
-    params = {"format": format.value, "preview": str(preview).lower(), "dev_mode": str(dev_mode).lower()}
+        raise typer.Exit(_download_direct(order_id, options, destination, api_key, base_url, wait, wait_timeout,
+                                          timeout, force, yes, unit, (chosen_only, chosen_out)))
+    asked_for_service = url is not None
+    url = _checked_url(url, "--url") if url is not None else DEFAULT_URL
+    params = {"format": options.format.value, "preview": str(preview).lower(), "dev_mode": str(dev_mode).lower()}
     params |= {"sets": ",".join(options.sets), "names": names.value}
     if sort is not None:
         params["sort"] = sort.value
@@ -295,21 +417,32 @@ def download(
             params[name] = str(value)
     if wait:
         params |= {"wait": "true", "wait_timeout": f"{wait_timeout:g}"}
+    out = destination.file or destination.folder / f"autoenhance-{order_id[:8]}.zip"
+    if destination.file is not None:
+        out = _checked_out(destination.file, force)  # known already: checked before any request
     try:
-        with _client(url, key, timeout) as client, progress_bars(err) as progress:
+        with _client(url, key, timeout) as client:
             if chosen_only or chosen_out:
                 params["images"] = ",".join(_choose_remote(client, order_id, chosen_only, chosen_out))
-            _warn_credits(client, order_id, params, options)
-            if job:
-                outcome = job_archive(client, order_id, params, out, progress, retries=retries, say=progress.console.print)
-            else:
-                outcome = stream_archive(
-                    client, order_id, params, out, progress, retries=retries, say=progress.console.print
-                )
+            credits, order_name = _preface(client, order_id, params, options)
+            if destination.file is None:
+                out = _checked_out(destination.place(order_name, order_id), force)
+            if credits and not yes:
+                _ask_to_spend(credits)
+            with progress_bars(err) as progress:
+                outcome = _fetch(client, order_id, params, out, progress, job, retries)
     except TransferError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc) + _hint(exc.status, url)) from None
+    except KeyboardInterrupt:
+        _interrupted_client(out, job)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except httpx.TransportError as exc:
-        raise _fail(f"Could not reach the service at {url} ({type(exc).__name__})") from None
+        if not asked_for_service:  # no key, no --url, and nothing runs on this computer: say what to do
+            raise _usage(NO_KEY_NO_SERVICE) from None
+        raise _fail(
+            f"Could not reach the service at {url} ({type(exc).__name__}): check --url and that the service runs "
+            "(autoenhance-batch serve)"
+        ) from None
     raise typer.Exit(_summary(outcome, unit))
 
 
@@ -337,36 +470,188 @@ def _choose_remote(client: httpx.Client, order_id: str, only: tuple[str, ...], e
         raise TransferError(exc.message) from None
 
 
-def _warn_credits(client: httpx.Client, order_id: str, params: dict[str, str], options: BatchOptions) -> None:
-    """Before anything is spent: the service's count for this order, or the rule when it cannot say."""
+def _image_format(value: str) -> ImageFormat:
+    wanted = value.strip().lower()
+    try:
+        return ImageFormat("jpeg" if wanted == "jpg" else wanted)
+    except ValueError:
+        raise InvalidOption(
+            f"Unknown format {value[:20]!r}: choose from {'|'.join(f.value for f in ImageFormat)}"
+        ) from None
+
+
+def _checked_url(value: str, flag: str) -> str:
+    """An http(s) URL with a host, or a usage error that says what one looks like. A service URL may
+    be given with its /v1 (the API's prefix): the command adds that itself."""
+    try:
+        parsed = httpx.URL(value.strip())
+    except (httpx.InvalidURL, TypeError):
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        example = DEFAULT_BASE_URL if flag == "--base-url" else DEFAULT_URL
+        raise _usage(f"{flag} {value!r} is not a web address: it starts with https:// or http://, e.g. {example}")
+    text = str(parsed).rstrip("/")
+    return text.removesuffix("/v1") if flag == "--url" else text
+
+
+def _hint(status: int | None, url: str) -> str:
+    """What to do about a service's refusal, where the status says it."""
+    if status == 401:
+        return (
+            ". This service needs its service key: pass --key KEY (or set AUTOENHANCE_BATCH_KEY); the operator set "
+            "it as SERVICE_API_KEY"
+        )
+    if status == 403:
+        return ". The service key (--key) was not accepted, or this service does not allow that for anyone"
+    if status == 404 and "/v1/" not in url:
+        return f". Is {url} an Autoenhance Batch service? --url is its address, e.g. {DEFAULT_URL}"
+    return ""
+
+
+def _checked_out(out: Path, force: bool) -> Path:
+    """The ZIP's path once known: an existing file needs --force; no link is written through."""
+    if out.is_dir():
+        raise _usage(f"{out} is a folder; give a file name such as {out / 'photos.zip'}, or the folder ending in /")
+    if out.exists() and not force:
+        raise _usage(f"{out} exists; pass --force to overwrite it, or choose another -o")
+    link = link_in_the_way(part_path(out), state_path(out), out.with_name(out.name + ".parts"))
+    if link is not None:
+        raise _usage(f"{link} is a link; this command never writes through one: remove it or choose another -o")
+    return out
+
+
+def _download_direct(
+    order_id: str, options: BatchOptions, destination: Destination, api_key: str, base_url: str, wait: bool,
+    wait_timeout: float, timeout: float, force: bool, yes: bool, unit: str,
+    choice: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
+) -> int:
+    """Direct mode: the path is chosen once the order (and its name) is known, before any download."""
+    from app.cli.direct import DirectRun, parts_path
+    from app.core.keep import FolderKeep
+
+    base_url = _checked_url(base_url, "--base-url")
+    provisional = destination.file or destination.folder / f"autoenhance-{order_id[:8]}.zip"
+    run = DirectRun(order_id, options, provisional, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
+    run.only, run.exclude = choice  # --only/--exclude: resolved once the order is read
+
+    def place(order_name: str | None) -> None:
+        out = destination.place(order_name, order_id)
+        run.earlier = None if force else _earlier_partial(out, order_id, options)
+        run.out = _checked_out(out, force or run.earlier is not None)
+        refusal = FolderKeep.refusal(parts_path(run.out))
+        if refusal:
+            raise _usage(refusal)
+
+    if destination.file is not None:
+        place(None)  # the path is known already: checked before anything is asked of Autoenhance
+    else:
+        run.place = place
+    if _spends(options) and not yes:
+        run.confirm = _ask_to_spend
+    return _summary(_direct(run), unit)
+
+
+def _fetch(
+    client: httpx.Client, order_id: str, params: dict[str, str], out: Path, progress: Progress, job: bool, retries: int
+) -> Outcome:
+    say = progress.console.print
+    if job:
+        return job_archive(client, order_id, params, out, progress, retries=retries, say=say)
+    return stream_archive(client, order_id, params, out, progress, retries=retries, say=say)
+
+
+def _interrupted_client(out: Path, job: bool) -> None:
+    """Ctrl+C in client mode: say what is kept and how to go on."""
+    part, state = part_path(out), state_path(out)
+    kept = part.stat().st_size if part.is_file() else 0
+    if state.is_file() and kept:
+        err.print(
+            f"[bold yellow]Interrupted.[/] {decimal(kept)} kept in {shown(part)}; "
+            "run the same command again to download only the rest."
+        )
+    elif state.is_file() and job:
+        err.print(
+            "[bold yellow]Interrupted.[/] The job goes on on the service; run the same command again to follow "
+            "it and download its ZIP."
+        )
+    else:
+        err.print("[bold yellow]Interrupted[/] before anything could be kept; run the same command again to start over.")
+
+
+def _preface(
+    client: httpx.Client, order_id: str, params: dict[str, str], options: BatchOptions
+) -> tuple[int, str | None]:
+    """Client mode, before anything is fetched: the order's name and size, and what it would cost.
+
+    Returns (the credits the service counts, or -1 when it cannot say and the options spend credits;
+    the order's name, when the service said it). A TransportError is left to the caller.
+    """
     full_size = credit_cost(1, options).full_size_sets
-    if not full_size:
-        return
     try:
         response = client.get(f"v1/orders/{order_id}/photos", params=params)
-        text = response.json()["cost"]["text"] if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        text = None
+        order = response.json() if response.status_code == 200 else None
+        photos = len(order["photos"]) if order else None
+    except (httpx.DecodingError, ValueError, KeyError, TypeError):
+        order, photos = None, None
+    if order is not None and photos is not None:
+        err.print(f"Order {shown(order.get('name') or order_id)}: {files_and_photos(photos, options.sets)}")
+    name = order.get("name") if isinstance(order, dict) and isinstance(order.get("name"), str) else None
+    if not full_size:
+        return 0, name
+    text = (order or {}).get("cost", {}).get("text") if isinstance(order, dict) else None
     err.print(
-        f"[bold yellow]{text}[/]" if text else
+        f"[bold yellow]{shown(text)} [/]" if text else
         f"[bold yellow]Full resolution without dev mode ({', '.join(full_size)}): each photo spends one "
         "Autoenhance credit the first time it is downloaded at full size.[/]"
     )
+    return (credit_cost(photos, options).credits if photos is not None else -1), name
 
 
-def _direct(
-    order_id: str, options: BatchOptions, out: Path, api_key: str, base_url: str, wait: bool, wait_timeout: float,
-    timeout: float, choice: tuple[tuple[str, ...], tuple[str, ...]] = ((), ()),
-) -> Outcome:
-    """Direct mode: the engine in this process, straight against Autoenhance.
+def _interactive() -> bool:
+    """A person at a terminal can be asked (stdin and stderr are both terminals)."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _spends(options: BatchOptions) -> bool:
+    return bool(credit_cost(1, options).full_size_sets)
+
+
+def _require_consent(options: BatchOptions, yes: bool) -> None:
+    """Without a terminal to ask, spending credits needs --yes: refused before any request (exit 2)."""
+    if _spends(options) and not yes and not _interactive():
+        sets = ", ".join(credit_cost(1, options).full_size_sets)
+        raise _usage(
+            f"Full-resolution sets without --dev-mode ({sets}) spend Autoenhance credits (up to one per photo). "
+            "Nothing was asked or spent: pass --yes to agree, or add --dev-mode (watermarked, free), "
+            "or use previews (the default for the full set)."
+        )
+
+
+def _ask_to_spend(credits: int, progress: Progress | None = None) -> None:
+    """In a terminal: `[y/N]` before the first credit is spent; anything but yes stops here (exit 1)."""
+    if progress is not None:
+        progress.stop()  # the live bars would draw over the question
+    what = f"up to {credits} Autoenhance credit{'s' * (credits != 1)}" if credits >= 0 else "Autoenhance credits"
+    try:
+        agreed = typer.confirm(f"Spend {what}?", default=False, err=True)
+    except typer.Abort:  # Ctrl+D or Ctrl+C at the question: a no
+        agreed = False
+    if not agreed:
+        err.print("Stopped: nothing was downloaded and no credit was spent.")
+        raise typer.Exit(EXIT_ERROR)
+    if progress is not None:
+        progress.start()
+
+
+def _direct(run: DirectRun) -> Outcome:
+    """Direct mode: the engine in this process, straight against Autoenhance (or the demo's simulator).
 
     Imported here: client mode (and `--help`) should not load the engine and its HTTP stack.
     """
-    from app.cli.direct import DirectRun, download_direct, parts_path
+    from app.cli.direct import download_direct, parts_path
 
+    out = run.out
     try:
-        run = DirectRun(order_id, options, out, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
-        run.only, run.exclude = choice
         with progress_bars(err) as progress:
             return asyncio.run(download_direct(run, progress, progress.console.print))
     except TransferError as exc:
@@ -445,15 +730,54 @@ def orders(
 
 
 @cli.command()
+def demo(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to save the demo ZIP (a folder: the file goes inside it).")
+    ] = Path("autoenhance-demo.zip"),
+    sets: Annotated[
+        str,
+        typer.Option(
+            "--sets", "-s",
+            help="Comma list of sets, each in its own folder: " + "; ".join(f"{k} ({v})" for k, v in SET_HELP.items()),
+        ),
+    ] = "full",
+    names: Annotated[
+        NameStyle, typer.Option("--names", help="sequence: number the files in the order's order ('01 - front.jpg').")
+    ] = NameStyle.original,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")] = False,
+) -> None:
+    """Try it without a key: download a sample order of 3 photos as one ZIP, with progress.
+
+    The bundled simulator stands in for Autoenhance inside this command: no key, no account, no
+    service, nothing charged and nothing sent anywhere. Then, with your key:
+    autoenhance-batch download ORDER_ID --api-key KEY
+    """
+    from app.cli.demo import demo_run
+
+    try:
+        options = BatchOptions(sets=parse_sets(sets), names=names)
+    except InvalidOption as exc:
+        raise _usage(exc.message) from None
+    out = _output_path(output, "autoenhance-demo.zip", force)
+    run, order_id = demo_run(options, out, timeout=60.0)
+    code = _summary(_direct(run), "images" if options.sets == ("full",) else "files")
+    err.print(
+        f"That was the demo order {order_id} from the simulator. With your Autoenhance API key, the same "
+        "for a real order: [bold]autoenhance-batch download ORDER_ID --api-key KEY[/]"
+    )
+    raise typer.Exit(code)
+
+
+@cli.command()
 def serve(
     host: Annotated[str, typer.Option(envvar="HOST", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="PORT", min=1, max=65535, help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(envvar="PORT", metavar="1-65535", callback=_between(1, 65535), help="Port to listen on.")] = 8000,
     timeout_graceful_shutdown: Annotated[
-        int, typer.Option(envvar="SHUTDOWN_GRACE", min=0, help="Seconds streams in flight get to finish on SIGTERM.")
+        int, typer.Option(envvar="SHUTDOWN_GRACE", metavar="SECONDS", callback=_between(0), help="Seconds streams in flight get to finish on SIGTERM.")
     ] = 30,
     limit_concurrency: Annotated[
         int,
-        typer.Option(envvar="LIMIT_CONCURRENCY", min=1, help="Connections plus tasks; over it a request gets 503."),
+        typer.Option(envvar="LIMIT_CONCURRENCY", metavar="N", callback=_between(1), help="Connections plus tasks; over it a request gets 503."),
     ] = 1000,
     workers: Annotated[
         int,
@@ -473,14 +797,25 @@ def serve(
 
     if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
         raise _fail(
-            "The service needs the server extra: pipx install --force '<this folder>[server]' "
-            "(or from a clone: make run)"
+            "The service needs the server extra: pipx install --force 'autoenhance-batch[server]' "
+            "(from a clone: pipx install --force '.[server]', or make run). To try the tool without it: "
+            "autoenhance-batch demo"
         )
+    _refuse_a_taken_port(host, port)
+    data_dir = _serve_data_dir()
     import uvicorn
 
+    from app.config import Settings
     from app.server import server_options
 
     os.environ["WEB_CONCURRENCY"] = str(workers)  # each process reads its share of the budgets from it
+    settings = Settings()
+    mode = "live (AUTOENHANCE_API_KEY is set)" if not settings.demo_mode else "demo (no AUTOENHANCE_API_KEY: the built-in simulator)"
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    err.print(
+        f"Autoenhance Batch on [bold]http://{shown(shown_host)}:{port}/ [/](the page; API docs at /docs), "
+        f"mode: {mode}.\nData folder: {shown(data_dir)} (set DATA_DIR to change it). Stop with Ctrl+C."
+    )
     uvicorn.run(
         "app:app",
         host=host,
@@ -570,6 +905,42 @@ def list_sets(
         typer.echo(f"{item['name']:<10} {item['description']} ({credits})")
 
 
+def _refuse_a_taken_port(host: str, port: int) -> None:
+    """'Address already in use' said plainly, before the server starts (not inside a log line)."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise _fail(
+                    f"Port {port} on {host} is already in use (another autoenhance-batch serve, or another "
+                    f"program): stop it, or choose another port with --port"
+                ) from None
+            raise _fail(f"Cannot listen on {host}:{port} ({exc.strerror})") from None
+
+
+def _serve_data_dir() -> Path:
+    """DATA_DIR as set (environment or .env); unset, a per-user folder rather than `data/` in whatever
+    folder `serve` was started from (XDG_DATA_HOME, else ~/.local/share/autoenhance-batch)."""
+    dotenv = Path(".env")
+    configured = os.environ.get("DATA_DIR") or (
+        dotenv.is_file() and any(line.strip().startswith("DATA_DIR=") for line in dotenv.read_text().splitlines())
+    )
+    if configured:
+        from app.config import Settings
+
+        return Settings().data_dir.resolve()
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    folder = base / "autoenhance-batch"
+    os.environ["DATA_DIR"] = str(folder)  # the app reads its settings from the environment
+    return folder
+
+
 @cli.command("sample-order")
 def sample_order(
     url: UrlOption = DEFAULT_URL,
@@ -595,7 +966,7 @@ def sample_order(
     if response.status_code != 200:
         raise _fail(error_detail(response))
     order = response.json()
-    err.print(f"Created [bold]{order['name']}[/] with {order['images']} photos.")
+    err.print(f"Created [bold]{shown(order['name'])} [/]with {order['images']} photos.")
     typer.echo(order["order_id"])
 
 

@@ -36,6 +36,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from app.cli.partfile import damaged_member, intact_length, open_own, write_own_text
+from app.cli.shown import shown
 from app.cli.zipwatch import ZipMemberCounter
 
 CHUNK = 256 * 1024
@@ -44,7 +46,16 @@ POLL_SECONDS = (0.25, 0.5, 1.0)
 
 
 class TransferError(Exception):
-    """A failure the CLI reports in one sentence (and exits non-zero)."""
+    """A failure the CLI reports in one sentence (and exits non-zero); `status`: the service's, if it answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def refused(response: httpx.Response) -> TransferError:
+    """The service said no: its detail, with the status kept for the command's advice."""
+    return TransferError(error_detail(response), response.status_code)
 
 
 @dataclass
@@ -156,14 +167,16 @@ def stream_archive(
         with client.stream("GET", url) as response:
             started = True
             if response.status_code != 200:
-                raise TransferError(error_detail(response))
+                raise refused(response)
             total_images = int(response.headers.get("x-total-images", "0") or 0)
             if response.headers.get("accept-ranges") == "bytes":
                 etag = response.headers.get("etag")
+            if etag:  # resumable: recorded now, so even a Ctrl+C leaves a .part the next run continues
+                _save_state(out, {"kind": "stream", "order_id": order_id, "params": params, "etag": etag})
             length = response.headers.get("content-length")
             images, data = image_and_byte_tasks(progress, total_images, int(length) if length else None)
             counter = ZipMemberCounter()
-            with part.open("wb") as file:
+            with open_own(part, "wb") as file:
                 for chunk in response.iter_bytes(CHUNK):
                     file.write(chunk)
                     written += len(chunk)
@@ -190,8 +203,13 @@ def stream_archive(
             ) from exc
         say(f"Connection lost at {written} bytes ({type(exc).__name__}); resuming")
         return _resume_stream(client, url, out, state, progress, retries, say, sleep)
+    except KeyboardInterrupt:
+        if etag is None:  # a service that cannot resume: the bytes are of no use to a rerun
+            part.unlink(missing_ok=True)
+        raise
     except BaseException:
         part.unlink(missing_ok=True)
+        state_path(out).unlink(missing_ok=True)
         raise
     state_path(out).unlink(missing_ok=True)
     part.replace(out)
@@ -234,7 +252,7 @@ def _load_state(out: Path, order_id: str, params: dict[str, str], kind: str = "j
 
 
 def _save_state(out: Path, state: dict[str, Any]) -> None:
-    state_path(out).write_text(json.dumps(state))
+    write_own_text(state_path(out), json.dumps(state))
 
 
 def _job_status(client: httpx.Client, job_id: str) -> httpx.Response:
@@ -259,7 +277,7 @@ def job_archive(
         if response.status_code == 200 and response.json().get("status") != "failed":
             job = response.json()
             kept = part_path(out).stat().st_size if part_path(out).is_file() else 0
-            say(f"Resuming job {state['job_id']} ({kept} bytes already here)")
+            say(f"Resuming job {shown(state['job_id'])} ({kept} bytes already here)")
         else:
             say("The earlier job is gone or failed; starting a new one")
             state = None
@@ -267,7 +285,7 @@ def job_archive(
         part_path(out).unlink(missing_ok=True)
         response = client.post(f"v1/orders/{order_id}/jobs", params=params)
         if response.status_code != 202:
-            raise TransferError(error_detail(response))
+            raise refused(response)
         state = {"order_id": order_id, "params": params, "job_id": response.json()["job_id"], "etag": None}
         _save_state(out, state)
     job_id = state["job_id"]
@@ -277,7 +295,7 @@ def job_archive(
     while True:
         response = _job_status(client, job_id)
         if response.status_code != 200:
-            raise TransferError(error_detail(response))
+            raise refused(response)
         job = response.json()
         progress.update(
             images, total=job["total"] or None, completed=job["downloaded"] + job["failed"],
@@ -313,6 +331,17 @@ def _get_following(client: httpx.Client, url: str, headers: dict[str, str]) -> I
         yield followed
 
 
+def _drop_damage(part: Path, say: Callable[[str], None]) -> None:
+    """Cut a kept `.part` back to its last intact member before asking for the rest."""
+    if not part.is_file() or part.stat().st_size == 0:
+        return
+    keep, damaged = intact_length(part)
+    if damaged:
+        say(f"The kept bytes are damaged after byte {keep}; resuming from there")
+        with open_own(part, "ab") as file:
+            file.truncate(keep)
+
+
 def _content_range_total(value: str | None) -> int | None:
     if value and "/" in value:
         total = value.rsplit("/", 1)[1]
@@ -334,6 +363,8 @@ def _resumable_get(
     part = part_path(out)
     resumed_from: list[int] = []
     failures = 0
+    _drop_damage(part, say)
+    checked = False
     while True:
         have = part.stat().st_size if part.is_file() else 0
         headers = {}
@@ -359,18 +390,24 @@ def _resumable_get(
                     state_path(out).unlink(missing_ok=True)
                     raise TransferError(f"{error_detail(response)}; run the command again to prepare a new job")
                 else:
-                    raise TransferError(error_detail(response))
+                    raise refused(response)
                 state["etag"] = response.headers.get("etag")
                 _save_state(out, state)
                 progress.update(task, total=expected, completed=have)
-                with part.open(mode) as file:
+                with open_own(part, mode) as file:
                     for chunk in response.iter_bytes(CHUNK):
                         file.write(chunk)
                         have += len(chunk)
                         progress.update(task, completed=have)
-            if expected is None or have == expected:
+            if expected is not None and have != expected:
+                raise httpx.RemoteProtocolError(f"body ended at {have} of {expected} bytes")
+            damaged = damaged_member(part) if resumed_from and not checked else None
+            if damaged is None:
                 break
-            raise httpx.RemoteProtocolError(f"body ended at {have} of {expected} bytes")
+            checked = True  # once: a whole download that fails its check again is the service's to explain
+            say(f"The resumed file fails its check ({shown(damaged)}); downloading it whole again")
+            part.unlink(missing_ok=True)
+            state["etag"] = None
         except httpx.TransportError as exc:
             failures += 1
             if failures > retries:

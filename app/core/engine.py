@@ -220,6 +220,8 @@ class Batch:
         """Files planned: one per photo and delivery set (entries without an id count once)."""
         self.downloaded = 0
         self.reused = 0
+        self.retry_hint: str | None = None
+        """How the report tells this batch's reader to fetch what failed (None: the service's URL)."""
         """Files served from `keep` (saved by an earlier, interrupted run) instead of downloaded."""
         self.failures: list[ImageFailure] = []
         self.members: list[dict[str, object]] = []

@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
+import re
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +28,14 @@ READ_CHUNK = 1024 * 1024
 STATE_NAME = "batch.json"
 NUMBERS_NAME = "numbers.json"
 """`names=sequence` numbers the interrupted run gave, so the rerun names its files alike."""
+
+
+_OWN_FILE = re.compile(r"[0-9a-f]{32}\.(img|json|tmp)")
+"""The names this class gives the files it saves: only these (and STATE_NAME) are ever deleted."""
+
+
+class KeepRefused(Exception):
+    """The folder's name is taken by something this class did not make: it is left alone."""
 
 
 class Keep(Protocol):
@@ -44,6 +52,9 @@ class FolderKeep:
     """A folder of saved files for one order and one set of options (anything else is wiped)."""
 
     def __init__(self, folder: Path, identity: dict[str, str]) -> None:
+        refusal = self.refusal(folder)
+        if refusal:
+            raise KeepRefused(refusal)
         self.folder = folder
         state = folder / STATE_NAME
         if folder.is_dir():
@@ -52,9 +63,28 @@ class FolderKeep:
             except (OSError, ValueError):
                 same = False
             if not same:  # another order, other options or a newer order version: start clean
-                shutil.rmtree(folder, ignore_errors=True)
+                self._clear()
         folder.mkdir(parents=True, exist_ok=True)
         state.write_text(json.dumps(identity))
+
+    @staticmethod
+    def refusal(folder: Path) -> str | None:
+        """Why `folder` cannot be used (a link, a file, a folder this class did not make), or None."""
+        if folder.is_symlink():
+            return f"{folder} is a link; this command never writes through one: remove it or choose another -o"
+        if folder.exists() and not (folder.is_dir() and (folder / STATE_NAME).is_file()):
+            return (
+                f"{folder} exists and was not made by this command; it is left alone: move it away or "
+                "choose another -o"
+            )
+        return None
+
+    def _clear(self) -> None:
+        """Delete the files this class saved (and its state); anything else in the folder stays."""
+        for path in self.folder.iterdir():
+            if (_OWN_FILE.fullmatch(path.name) or path.name == STATE_NAME) and not path.is_symlink():
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]  # image ids come from upstream: never a path
@@ -103,5 +133,7 @@ class FolderKeep:
         meta.write_text(json.dumps({"key": key, "bytes": spool.size, "crc32": crc}))
 
     def discard(self) -> None:
+        """The ZIP is complete: its saved files go, and the folder too unless something else is in it."""
         with contextlib.suppress(OSError):
-            shutil.rmtree(self.folder)
+            self._clear()
+            self.folder.rmdir()

@@ -100,11 +100,17 @@ def report_text(batch: Batch) -> str:
         "",
         "How to recover",
         "--------------",
-        f"- Retry the whole batch once the images are ready: {_retry_url(batch)}",
-        "  Archives with failures are never cached, so a retry really asks Autoenhance again.",
-        "- Or fetch one image directly from Autoenhance: GET /v3/images/<image id>/enhanced",
-        "",
     ]
+    hint = getattr(batch, "retry_hint", None)  # the command line's own way, where it made the batch
+    if hint:
+        lines += [f"- {hint}"]
+    else:
+        lines += [
+            f"- Retry the whole batch once the images are ready: {_retry_url(batch)}",
+            "  Archives with failures are never cached, so a retry really asks Autoenhance again.",
+            "- Or fetch one image directly from Autoenhance: GET /v3/images/<image id>/enhanced",
+        ]
+    lines += [""]
     return "\n".join(lines)
 
 

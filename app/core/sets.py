@@ -21,14 +21,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from app.core.models import DEFAULT_SETS, BatchOptions, ImageFormat, ImageInfo, SetDefinition
+from app.core.models import DEFAULT_SETS, BatchOptions, ImageFormat, ImageInfo, OrderInfo, SetDefinition
 from app.errors import InvalidOption
 
 SET_ORDER: tuple[str, ...] = ("full", "mls", "web", "print", "original")
 SET_HELP: dict[str, str] = {
-    "full": "the chosen format, quality and size",
-    "mls": "JPEG, 2048 px wide, for listing services",
-    "web": "JPEG, 1024 px wide, for websites",
+    "full": "the chosen format, quality and size; a free preview at most 1024 px wide unless previews are off",
+    "mls": "JPEG, at most 2048 px wide, full resolution, for listing services",
+    "web": "JPEG, at most 1024 px wide, free, for websites",
     "print": "JPEG, full resolution, quality 90, 300 dpi, for print shops",
     "original": "the uploaded photos, untouched",
 }
@@ -217,3 +217,18 @@ def catalogue(custom: Mapping[str, SetDefinition] | None = None) -> list[dict[st
             }
         )
     return listed
+
+
+def files_total(order: OrderInfo, options: BatchOptions) -> int:
+    """The files an archive of `order` holds (photos x sets, plus one failure per unidentified image):
+    the one unit every count, header, status and webhook uses."""
+    return len(order.images) * len(renditions(options)) + order.unidentified
+
+
+def files_and_photos(photos: int, sets: tuple[str, ...]) -> str:
+    """What a download holds, counted in files (the unit of every count): '3 photos, set: full' or
+    '80 files: 40 photos x 2 sets (full, mls)'."""
+    plural = "s" * (photos != 1)
+    if len(sets) == 1:
+        return f"{photos} photo{plural}, set: {sets[0]}"
+    return f"{photos * len(sets)} files: {photos} photo{plural} x {len(sets)} sets ({', '.join(sets)})"

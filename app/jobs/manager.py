@@ -31,6 +31,7 @@ from app.core import owner
 from app.core.disk_budget import DiskBudget
 from app.core.models import BatchOptions, OrderInfo
 from app.core.selection import selected
+from app.core.sets import files_total
 from app.core.sharing import ShareSigner, ShareToken, load_secret, new_share_id
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient
@@ -197,7 +198,7 @@ class JobManager:
             order_name=order.name,
             status=JobStatus.queued,
             options=options,
-            total=len(order.images) + order.unidentified,
+            total=files_total(order, options),  # files (photos x sets), as the archive and its stream count
             created_at=now,
             callback_url=callback_url,
             public_base_url=public_base_url,

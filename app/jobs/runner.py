@@ -27,6 +27,7 @@ from app.core import owner
 from app.core.engine import Batch
 from app.core.models import OrderInfo
 from app.core.selection import selected
+from app.core.sets import files_total
 from app.core.stats import Stats
 from app.core.upstream import AutoenhanceClient
 from app.core.wait import WaitOptions, wait_until_ready
@@ -274,7 +275,7 @@ class JobRunner:
                 job.job_id,
                 only_attempt=job.attempt,
                 order_name=order.name,
-                total=len(chosen.images) + chosen.unidentified,
+                total=files_total(chosen, job.options),
             )
         if job.wait_seconds:
             order = await wait_until_ready(self.client, order, WaitOptions(True, job.wait_seconds))

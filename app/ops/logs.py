@@ -53,8 +53,9 @@ def configure_logging(settings: Settings) -> None:
         _context_keys,
         _trace_ids,
     ]
+    as_json = settings.log_json if settings.log_json is not None else not sys.stderr.isatty()
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if settings.log_json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,

@@ -35,7 +35,7 @@ class JobCallback(BaseModel):
         description="`completed`: every image is in the ZIP; `completed_with_errors`: the ZIP lacks some "
         "(see errors); `failed`: no ZIP; `cancelled`: stopped by a DELETE, no ZIP"
     )
-    total: int = Field(description="Images in the order")
+    total: int = Field(description="Files in the archive: photos x sets")
     downloaded: int = Field(description="Images in the ZIP")
     failed: int = Field(description="Images that could not be downloaded")
     duration_seconds: float = Field(description="From job creation to its end, queue time included")

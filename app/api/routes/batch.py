@@ -18,6 +18,7 @@ from app.api.security import ServiceKey
 from app.archives.service import STREAM_PATIENCE_SECONDS, Build, Finished
 from app.core.models import BatchOptions, OrderInfo
 from app.core.selection import choose, selected
+from app.core.sets import files_total
 from app.core.wait import wait_until_ready
 from app.errors import NothingSucceeded
 from app.wiring import Services
@@ -38,7 +39,7 @@ router = APIRouter(tags=["batch"])
             "before sending (a cache hit).",
             "content": ZIP_CONTENT,
             "headers": {
-                "X-Total-Images": {"schema": {"type": "integer"}, "description": "Images in the order"},
+                "X-Total-Images": {"schema": {"type": "integer"}, "description": "Files in the archive: photos x sets"},
                 "X-Downloaded": {"schema": {"type": "integer"}, "description": "Only on a cache hit"},
                 "X-Failed": {"schema": {"type": "integer"}, "description": "Only on a cache hit"},
                 "Content-Disposition": {"schema": {"type": "string"}, "description": "attachment with filename*"},
@@ -110,7 +111,9 @@ async def head_response(services: Services, order: OrderInfo, options: BatchOpti
         if found.path is not None:
             return response  # a file: Starlette answers HEAD (and its Range) with no body
         return Response(media_type="application/zip", headers=dict(response.headers))  # S3-streamed: no body here
-    services.engine.check(selected(order, options))  # the same 422 a GET would answer for an empty or oversized order
     chosen = selected(order, options)
-    headers = archive_headers(order.name, order.order_id, len(chosen.images) + chosen.unidentified)
-    return Response(media_type="application/zip", headers=headers | {"Accept-Ranges": "bytes", "X-Cache": "miss"})
+    services.engine.check(chosen)  # the same 422 a GET would answer for an empty or oversized order
+    headers = archive_headers(order.name, order.order_id, files_total(chosen, options))
+    response = Response(media_type="application/zip", headers=headers | {"Accept-Ranges": "bytes", "X-Cache": "miss"})
+    del response.headers["content-length"]  # not built yet: its length is unknown, not 0
+    return response

@@ -189,7 +189,7 @@ async def cancel_job(job_id: JobIdPath, services: ServicesDep) -> dict[str, Any]
             "description": "The whole archive",
             "content": ZIP_CONTENT,
             "headers": {
-                "X-Total-Images": {"schema": {"type": "integer"}, "description": "Images in the order"},
+                "X-Total-Images": {"schema": {"type": "integer"}, "description": "Files in the archive: photos x sets"},
                 "X-Downloaded": {"schema": {"type": "integer"}, "description": "Images in the ZIP"},
                 "X-Failed": {"schema": {"type": "integer"}, "description": "Images missing (see the report inside)"},
                 "Content-Disposition": {"schema": {"type": "string"}, "description": "attachment with filename*"},

@@ -235,7 +235,13 @@ function renderCreditNote() {
       detail = `: one Autoenhance credit per photo for ${sets}, the first time each photo is downloaded at full size.`;
     }
   }
-  if (state.demo) detail += " In this demo the simulator charges nothing.";
+  if (state.demo && paid.length) {  // never "Spends credits" beside the banner's "Nothing is charged"
+    const spend = head.replace(/^Spends credits:? ?/, "") || "credits";
+    head = "Free in this demo";
+    detail = `: with a live Autoenhance key this would spend ${spend}${detail}`;
+  } else if (state.demo) {
+    detail += " In this demo the simulator charges nothing.";
+  }
   const strong = document.createElement("strong");
   strong.textContent = head;
   const rest = document.createElement("span");
@@ -378,7 +384,7 @@ function thumbItem(photo) {
     badge.textContent = "not ready";
     li.append(badge);
   }
-  // fetched, not <img src>: a service with an access code needs the header, which an <img> cannot send
+  // fetched, not <img src>: a service with a service key needs the header, which an <img> cannot send
   fetch(`${API}${photo.thumbnail_url}`, { headers: keyHeaders() })
     .then((res) => (res.ok ? res.blob() : null))
     .then((blob) => {
@@ -565,7 +571,7 @@ function onAuthError(err, node) {
   if (err.status !== 401) return false;
   el.keyDetails.open = true;
   el.serviceKey.focus();
-  setStatus(node, `${err.message} This service needs an access code (its service key): enter it above.`, "error");
+  setStatus(node, `${err.message} This service needs its service key: enter it above.`, "error");
   return true;
 }
 
