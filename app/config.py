@@ -277,6 +277,12 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("autoenhance_api_version", mode="before")
+    @classmethod
+    def _blank_version_is_the_pinned_one(cls, value: object) -> object:
+        """`AUTOENHANCE_API_VERSION=` means the pinned version, as the command line's direct mode reads it."""
+        return DEFAULT_API_VERSION if isinstance(value, str) and not value.strip() else value
+
     @property
     def demo_mode(self) -> bool:
         """No API key: serve the embedded simulator and its demo order instead of the real API."""

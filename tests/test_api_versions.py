@@ -15,6 +15,9 @@ def test_schema_documents_only_the_versioned_paths(service: Service) -> None:
     assert paths - UNVERSIONED_ON_PURPOSE
     assert all(path.startswith("/v1/") for path in paths - UNVERSIONED_ON_PURPOSE), sorted(paths)
     assert "/orders/{order_id}/images" not in paths
+    # a share link opens a page for people (like `/`) at an address that must outlive API versions: not API
+    assert not any(path.startswith("/share/") for path in paths)
+    assert "/v1/jobs/{job_id}/share" in paths  # making and revoking links is API, versioned
     assert paths >= UNVERSIONED_ON_PURPOSE
 
 

@@ -107,16 +107,19 @@ def test_invalid_order_id_disables_the_buttons_and_says_why(browser: Browser, se
         wait_for_demo_id(page)
         order, message = page.locator("#order-id"), page.locator("#order-id-msg")
 
+        # the field also takes an order's name: text that is not an ID is searched, and names no order here
         order.fill("not-an-order")
         expect(page.locator("#download-btn")).to_be_disabled()
         expect(page.locator("#job-btn")).to_be_disabled()
-        expect(order).to_have_attribute("aria-invalid", "true")
         expect(message).to_be_visible()
-        expect(message).to_contain_text("only 0-9, a-f and dashes")
+        expect(message).to_have_text("No order's name contains “not-an-order”.")
+        expect(order).to_have_attribute("aria-invalid", "true")
 
-        order.fill(DEMO_ORDER_ID[:13])
+        order.fill(DEMO_ORDER_ID[:13])  # hex digits and dashes: the start of an ID, not a name
         expect(message).to_contain_text("Not a complete order ID")
+        expect(order).to_have_attribute("aria-invalid", "true")
         expect(page.locator("#download-btn")).to_be_disabled()
+        expect(page.locator("#job-btn")).to_be_disabled()
 
         order.fill(f"  {DEMO_ORDER_ID.upper()} ")  # pasted with spaces and in capitals: still fine
         expect(page.locator("#download-btn")).to_be_enabled()

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from simulator import SeedImage
 from tests.conftest import TEST_KEY, Service, Sim
 from tests.support.cli_runner import run_in_terminal, run_process
 from tests.support.zipcheck import check_zip
+
+SERVICE_KEY = "consent-service-key"
 
 
 def seed(sim: Sim) -> str:
@@ -52,17 +55,19 @@ def test_in_a_terminal_no_stops_before_anything_is_spent(simulator: Sim, tmp_pat
     assert downloads == []
 
 
-def test_in_a_terminal_yes_downloads(simulator: Sim, service: Service, tmp_path: Path) -> None:
+def test_in_a_terminal_yes_downloads(simulator: Sim, start_service: Callable[..., Service], tmp_path: Path) -> None:
     order_id = seed(simulator)
+    # the service spends credits only for callers it trusts (SERVICE_API_KEY): this caller is one
+    service = start_service(service_api_key=SERVICE_KEY)
     code, shown = run_in_terminal(*direct_args(simulator, order_id, tmp_path / "y.zip"), answer="y")
     assert code == 0, shown
     assert "[y/N]" in shown and "Saved" in shown
     assert len([n for n in check_zip((tmp_path / "y.zip").read_bytes()) if n.endswith(".jpg")]) == 6
 
     code, shown = run_in_terminal("download", order_id, "-o", str(tmp_path / "c.zip"), "--url", service.url,
-                                  "--no-preview", answer="y")
+                                  "--key", SERVICE_KEY, "--no-preview", answer="y")
     assert code == 0, shown
     assert "Order 12 Oak St: 3 photos, set: full" in shown and "Spend up to 3 Autoenhance credits? [y/N]" in shown
     code, shown = run_in_terminal("download", order_id, "-o", str(tmp_path / "free.zip"), "--url", service.url,
-                                  answer=None)
+                                  "--key", SERVICE_KEY, answer=None)
     assert code == 0 and "[y/N]" not in shown, shown  # previews: nothing to ask

@@ -60,5 +60,11 @@ def test_an_output_path_with_brackets_is_printed_as_it_is(simulator: Sim, tmp_pa
     code, _, err = run_process("download", order_id, "-o", str(out), "--api-key", TEST_KEY, "--base-url", simulator.url)
     assert code == 3, err
     assert f"Saved {out}" in err
-    code, _, err = run_process("download", "[/x]", "-o", str(out), "--api-key", TEST_KEY, "--base-url", simulator.url)
+    # '[/x]' is no order id; direct mode would look it up as an order's name, so ask in client mode, where
+    # only ids are taken: refused on the command line (exit 2) before any request
+    code, _, err = run_process("download", "[/x]", "-o", str(out), "--url", simulator.url)
     assert code == 2 and "Traceback" not in err and "[/x]" in err
+    # in direct mode it is a name: no order has it, and the name is printed as it is
+    code, _, err = run_process("download", "[/x]", "-o", str(tmp_path / "other.zip"), "--api-key", TEST_KEY,
+                               "--base-url", simulator.url)
+    assert code == 1 and "Traceback" not in err and "'[/x]'" in err

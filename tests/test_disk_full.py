@@ -49,16 +49,19 @@ def few_inodes(tmp_path: Path) -> Iterator[Path]:
 
 
 def fill(directory: Path) -> None:
-    """Write zeros until the file system refuses (ENOSPC)."""
-    with open(directory / "filler", "wb") as filler, contextlib.suppress(OSError):
+    """Write zeros until the file system refuses (ENOSPC).
+
+    Unbuffered: a short last write must not leave bytes in a buffer whose flush on close fails outside
+    the suppress (buffered, it did when the free space ended a few KiB short of a whole block, as it
+    does once the service has written its 4 KiB share secret there).
+    """
+    with open(directory / "filler", "wb", buffering=0) as filler, contextlib.suppress(OSError):
         block = b"\0" * (256 * 1024)
         while True:
             filler.write(block)
-            filler.flush()
-    with contextlib.suppress(OSError), open(directory / "filler-tail", "wb") as tail:  # the last partial block
+    with open(directory / "filler-tail", "wb", buffering=0) as tail, contextlib.suppress(OSError):  # the last bytes
         while True:
             tail.write(b"\0" * 512)
-            tail.flush()
 
 
 def use_every_inode(directory: Path) -> None:

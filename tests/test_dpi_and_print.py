@@ -28,7 +28,10 @@ def _density(data: bytes) -> tuple[tuple[float, float] | None, tuple[int, int]]:
         return (tuple(round(d) for d in dpi) if dpi else None), image.size  # type: ignore[return-value]
 
 
-def test_dpi_reaches_the_download_and_print_is_full_size_300_dpi_and_charged(simulator: Sim, service: Service) -> None:
+def test_dpi_reaches_the_download_and_print_is_full_size_300_dpi_and_charged(
+    simulator: Sim, start_service: Callable[..., Service]
+) -> None:
+    service = start_service(allow_anonymous_credits=True)  # print spends credits: only for callers trusted to
     order_id = _order(simulator)
     with service.client() as client:
         response = client.get(f"/orders/{order_id}/images", params={"sets": "full,print", "dpi": 150})

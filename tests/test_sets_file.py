@@ -84,7 +84,7 @@ def test_a_board_preset_meets_its_125_kb_cap_and_box_by_asking_again(
             sizes[quality] = len(upstream.get(f"/v3/images/{ids['kitchen.jpg']}/enhanced", params=asked).content)
     assert sizes[90] > CAP and sizes[50] < sizes[90]
 
-    service = start_service(delivery_sets=sets_file)
+    service = start_service(delivery_sets=sets_file, allow_anonymous_credits=True)  # full-size sets spend credits
     simulator.state.assets_served.clear()
     with service.client() as client:
         response = client.get(f"/orders/{order_id}/images", params={"sets": "board"})
@@ -123,7 +123,7 @@ def test_a_cap_that_cannot_be_met_is_reported_not_oversized(
     simulator: Sim, start_service: Callable[..., Service], sets_file: Path
 ) -> None:
     order_id, ids = _order(simulator)
-    service = start_service(delivery_sets=sets_file)
+    service = start_service(delivery_sets=sets_file, allow_anonymous_credits=True)  # full-size sets spend credits
     with service.client() as client:
         job = client.post(f"/orders/{order_id}/jobs", params={"sets": "tiny,branded", "images": "kitchen.jpg"}).json()
         status = poll(client, job["job_id"], lambda s: s["status"] in ("complete", "failed"), timeout=60)

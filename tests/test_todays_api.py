@@ -174,3 +174,19 @@ def test_uploads_carry_the_photographers_settings(simulator: Sim, start_service:
         assert settings["enhance_type"] == "neutral"
         assert settings["vertical_correction"] is False and settings["privacy"] is True
         assert settings["restage"] == {"sky": "WHISPY_CLOUD", "grass": "GREEN", "tvs": "BLACK_OUT", "photographer": "REMOVE"}
+
+
+def test_a_blank_api_version_setting_means_the_pinned_one_and_a_wrong_one_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`AUTOENHANCE_API_VERSION=` (an empty line in .env) is unset, as the command line reads it."""
+    from pydantic import ValidationError
+
+    from app.config import Settings
+    from app.core.upstream import DEFAULT_API_VERSION
+
+    monkeypatch.setenv("AUTOENHANCE_API_VERSION", "")
+    assert Settings(_env_file=None).autoenhance_api_version == DEFAULT_API_VERSION  # type: ignore[call-arg]
+    monkeypatch.setenv("AUTOENHANCE_API_VERSION", "soon")
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)  # type: ignore[call-arg]

@@ -75,13 +75,13 @@ class DirectRun:
     """--only/--exclude: ids, names or shell patterns, resolved against the order (app/core/selection.py)."""
 
     transport: httpx.AsyncBaseTransport | None = None
+    """`autoenhance-batch demo`: the bundled simulator in this process (an ASGI app), reached through httpx."""
     earlier: EarlierArchive | None = None
+    """`out` itself, a partial ZIP of this order and options from an earlier run: its files are reused."""
     confirm: Callable[[int, Progress], None] | None = None
+    """Asks a person before credits are spent (returns to go on, raises to stop); None: agreed already."""
     place: Callable[[str | None], None] | None = None
     """Chooses `out` from the order's name (called once the order is known, before any download)."""
-    """Asks a person before credits are spent (returns to go on, raises to stop); None: agreed already."""
-    """`out` itself, a partial ZIP of this order and options from an earlier run: its files are reused."""
-    """`autoenhance-batch demo`: the bundled simulator in this process (an ASGI app), reached through httpx."""
 
     @property
     def demo(self) -> bool:
@@ -205,8 +205,7 @@ async def _download(
 
 def _announce(order: OrderInfo, options: BatchOptions, say: Callable[[str], None], *, demo: bool = False) -> None:
     photos = len(order.images)
-    of = f" (chosen of {order.listed})" if order.listed is not None else ""
-    say(f"Order {shown(order.name or order.order_id)}: {files_and_photos(photos, options.sets)}{of}")
+    say(f"Order {shown(order.name or order.order_id)}: {files_and_photos(photos, options.sets, order.listed)}")
     cost = credit_cost(photos, options)
     if demo:
         say("This is a demo: the bundled simulator stands in for Autoenhance; nothing leaves this computer.")

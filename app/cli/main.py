@@ -311,7 +311,8 @@ def download(
     ] = 60.0,
     dpi: Annotated[
         int | None,
-        typer.Option("--dpi", min=MIN_DPI, max=MAX_DPI, help="Full set: dots per inch written into each file (72+)."),
+        typer.Option("--dpi", metavar=f"{MIN_DPI}-{MAX_DPI}", callback=_between(MIN_DPI, MAX_DPI),
+                     help="Full set: dots per inch written into each file."),
     ] = None,
     template: Annotated[
         str | None,
@@ -531,7 +532,10 @@ def _download_direct(
 
     base_url = _checked_url(base_url, "--base-url")
     provisional = destination.file or destination.folder / f"autoenhance-{order_id[:8]}.zip"
-    run = DirectRun(order_id, options, provisional, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
+    try:  # reads AUTOENHANCE_API_VERSION: a malformed one is one line, not a traceback
+        run = DirectRun(order_id, options, provisional, api_key, base_url, WaitOptions(wait, wait_timeout), timeout)
+    except TransferError as exc:
+        raise _fail(str(exc)) from None
     run.only, run.exclude = choice  # --only/--exclude: resolved once the order is read
 
     def place(order_name: str | None) -> None:
@@ -683,7 +687,7 @@ def orders(
     sort: Annotated[OrderSort, typer.Option("--sort", help="name, -name, date or -date (newest first).")] = (
         OrderSort.newest_first
     ),
-    limit: Annotated[int, typer.Option("--limit", min=1, max=60, help="List at most this many.")] = 15,
+    limit: Annotated[int, typer.Option("--limit", metavar="1-60", callback=_between(1, 60), help="List at most this many.")] = 15,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -759,7 +763,10 @@ def demo(
     except InvalidOption as exc:
         raise _usage(exc.message) from None
     out = _output_path(output, "autoenhance-demo.zip", force)
-    run, order_id = demo_run(options, out, timeout=60.0)
+    try:  # reads AUTOENHANCE_API_VERSION: a malformed one is one line, not a traceback
+        run, order_id = demo_run(options, out, timeout=60.0)
+    except TransferError as exc:
+        raise _fail(str(exc)) from None
     code = _summary(_direct(run), "images" if options.sets == ("full",) else "files")
     err.print(
         f"That was the demo order {order_id} from the simulator. With your Autoenhance API key, the same "
@@ -782,7 +789,7 @@ def serve(
     workers: Annotated[
         int,
         typer.Option(
-            "--workers", envvar="WEB_CONCURRENCY", min=1, max=64,
+            "--workers", envvar="WEB_CONCURRENCY", metavar="1-64", callback=_between(1, 64),
             help="Processes sharing the port and DATA_DIR (one per core pays while streams are CPU-bound).",
         ),
     ] = 1,
@@ -841,7 +848,8 @@ def cancel_job(job_id: JobIdArgument, url: UrlOption = DEFAULT_URL, key: KeyOpti
 def share_job(
     job_id: JobIdArgument,
     expires_in: Annotated[
-        int, typer.Option("--expires-in", min=60, max=90 * 24 * 3600, help="Seconds the link works (default 7 days).")
+        int, typer.Option("--expires-in", metavar="SECONDS", callback=_between(60, 90 * 24 * 3600),
+                     help="Seconds the link works: 60 up to 90 days (default 7 days).")
     ] = 7 * 24 * 3600,
     revoke: Annotated[
         str | None,

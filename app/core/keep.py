@@ -31,7 +31,7 @@ NUMBERS_NAME = "numbers.json"
 
 
 _OWN_FILE = re.compile(r"[0-9a-f]{32}\.(img|json|tmp)")
-"""The names this class gives the files it saves: only these (and STATE_NAME) are ever deleted."""
+"""The names this class gives the files it saves: only these (and STATE_NAME, NUMBERS_NAME) are ever deleted."""
 
 
 class KeepRefused(Exception):
@@ -80,9 +80,9 @@ class FolderKeep:
         return None
 
     def _clear(self) -> None:
-        """Delete the files this class saved (and its state); anything else in the folder stays."""
+        """Delete the files this class saved (its state and kept numbers too); anything else in the folder stays."""
         for path in self.folder.iterdir():
-            if (_OWN_FILE.fullmatch(path.name) or path.name == STATE_NAME) and not path.is_symlink():
+            if (_OWN_FILE.fullmatch(path.name) or path.name in (STATE_NAME, NUMBERS_NAME)) and not path.is_symlink():
                 with contextlib.suppress(OSError):
                     path.unlink()
 

@@ -225,10 +225,12 @@ def files_total(order: OrderInfo, options: BatchOptions) -> int:
     return len(order.images) * len(renditions(options)) + order.unidentified
 
 
-def files_and_photos(photos: int, sets: tuple[str, ...]) -> str:
+def files_and_photos(photos: int, sets: tuple[str, ...], chosen_of: int | None = None) -> str:
     """What a download holds, counted in files (the unit of every count): '3 photos, set: full' or
-    '80 files: 40 photos x 2 sets (full, mls)'."""
+    '80 files: 40 photos x 2 sets (full, mls)'; photos chosen with --only/--exclude say of how many,
+    next to the photos they count: '2 photos (chosen of 5), set: full'."""
     plural = "s" * (photos != 1)
+    of = f" (chosen of {chosen_of})" if chosen_of is not None else ""
     if len(sets) == 1:
-        return f"{photos} photo{plural}, set: {sets[0]}"
-    return f"{photos * len(sets)} files: {photos} photo{plural} x {len(sets)} sets ({', '.join(sets)})"
+        return f"{photos} photo{plural}{of}, set: {sets[0]}"
+    return f"{photos * len(sets)} files: {photos} photo{plural}{of} x {len(sets)} sets ({', '.join(sets)})"

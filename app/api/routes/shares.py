@@ -29,7 +29,9 @@ from app.jobs.records import JobExpired, ShareGone, ShareNotFound, iso
 
 log = logging.getLogger("app.shares")
 router = APIRouter(tags=["jobs"], dependencies=[ServiceKey])
-public = APIRouter(tags=["share"])
+# What a link opens is a page for people (like `/`), at an address that must outlive API versions: out of
+# the OpenAPI document, which describes the versioned API (making and revoking links is in it, under /v1).
+public = APIRouter(tags=["share"], include_in_schema=False)
 
 DEFAULT_EXPIRES = 7 * 24 * 3600
 MAX_EXPIRES = 90 * 24 * 3600
@@ -131,7 +133,7 @@ async def share_page(token: TokenPath, services: ServicesDep) -> Response:
     return HTMLResponse(body, headers=headers)
 
 
-@public.head("/share/{token}/download", include_in_schema=False)
+@public.head("/share/{token}/download")
 @public.get(
     "/share/{token}/download",
     summary="A shared download's ZIP (Range works)",
@@ -163,7 +165,7 @@ async def share_download(token: TokenPath, request: Request, services: ServicesD
     return response
 
 
-@public.get("/share/{token}/thumbnails/{image_id}/{tag}", include_in_schema=False)
+@public.get("/share/{token}/thumbnails/{image_id}/{tag}")
 async def share_thumbnail(token: TokenPath, image_id: str, tag: str, services: ServicesDep) -> Response:
     """Only the photos the page listed (the tag signs token + image id), only while the link works."""
     if not services.jobs.signer.check_tag(token + image_id, tag):

@@ -295,6 +295,7 @@ async function searchOrders(text) {
     const more = page.next_offset ? " (the first 15: type more of the name)" : "";
     setStatus(el.orderMsg, n ? `${plural(n, "order")} named like “${text}”${more}: choose one.`
       : `No order's name contains “${text}”.`, n ? "" : "error");
+    el.orderId.setAttribute("aria-invalid", String(n === 0)); // a name no order has is a wrong entry, like a broken ID
   } catch (err) {
     if (run !== state.searchRun) return;
     el.orderMatches.replaceChildren();
