@@ -11,6 +11,7 @@ import io
 import json
 import struct
 import subprocess
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +47,22 @@ def cut_stream(service: Service, order_id: str, keep: int | Callable[[bytes], in
             if not callable(keep) and len(got) >= keep:
                 break
     assert not callable(keep)
+    _settled(service)
     return bytes(got[:keep]), etag
+
+
+def _settled(service: Service, timeout: float = 15.0) -> None:
+    """Until the cut stream's batch has closed: downloads it started ahead of its reader (the slot is
+    freed once a file is spooled) may still land after the hang-up, and would be counted as the
+    resume's own fetches."""
+    deadline = time.monotonic() + timeout
+    with service.client() as client:
+        while True:
+            downloads = client.get("/api/stats").json()["downloads"]
+            if downloads["active_batches"] == 0 and downloads["in_flight"] == 0:
+                return
+            assert time.monotonic() < deadline, f"the cut stream's batch never closed: {downloads}"
+            time.sleep(0.02)
 
 
 def resume(service: Service, order_id: str, have: int, if_range: str | None) -> httpx.Response:
