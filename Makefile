@@ -62,7 +62,7 @@ worker: install
 	$(BIN)/python -m app.worker
 
 test: install-dev sdks system-deps
-	$(BIN)/ruff check app simulator tests bench tools
+	$(BIN)/ruff check app simulator tests bench tools harness
 	$(BIN)/lint-imports
 	$(BIN)/mypy app
 	$(BIN)/python tools/audit.py requirements.txt requirements-dev.txt
@@ -74,7 +74,7 @@ audit: install-dev
 	$(BIN)/python tools/audit.py requirements.txt requirements-dev.txt
 
 lint: install-dev
-	$(BIN)/ruff check app simulator tests bench tools
+	$(BIN)/ruff check app simulator tests bench tools harness
 	$(BIN)/lint-imports
 
 typecheck: install-dev

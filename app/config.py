@@ -10,8 +10,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.core.trusted_hosts import split_entries
-from app.core.upstream import DEFAULT_API_VERSION
+from app.core.network.trusted_hosts import split_entries
+from app.core.upstream.client import DEFAULT_API_VERSION
 
 DEMO_ORDER_ID = "7f3e9c1a-5b2d-4e8f-9a6c-1d2e3f4a5b6c"
 """The fixed order id seeded into the embedded simulator in demo mode."""

@@ -29,9 +29,9 @@ instead). Errors marked * are defined beside the code that raises them.
   + UpstreamError                 502  Autoenhance failed us
     - UpstreamAuthError, UpstreamUnavailable, UpstreamBadResponse
   + Unavailable                   503  try again later (Retry-After where known)
-    - CircuitOpen*                     app/core/breaker.py
+    - CircuitOpen*                     app/core/upstream/breaker.py
     - TooManyJobs*                     app/jobs/records.py
-    - StorageBudgetExceeded*           app/core/disk_budget.py (DATA_DIR over its budget)
+    - StorageBudgetExceeded*           app/core/budget/disk.py (DATA_DIR over its budget)
     - NotConfigured                    a feature the operator has not set up
 """
 

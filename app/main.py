@@ -28,7 +28,7 @@ from app.api.ratelimit import install_rate_limit
 from app.api.security import SecurityHeadersMiddleware
 from app.api.streams import install_stream_caps
 from app.config import Settings
-from app.core.setfile import load_sets
+from app.core.delivery.set_file import load_sets
 from app.errors import ServiceError
 from app.ops.logs import configure_logging, configure_sentry
 from app.ops.metrics import RequestMetrics

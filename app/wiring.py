@@ -22,19 +22,19 @@ import httpx
 
 from app.archives.cache import ArchiveCache
 from app.archives.flights import Flights
-from app.archives.layouts import LayoutStore
+from app.archives.layout_store import LayoutStore
 from app.archives.numbering import Numbering
 from app.archives.service import Archives
 from app.config import Settings
 from app.core import owner
-from app.core.breaker import UpstreamGuard
-from app.core.budget import FairLimiter
-from app.core.connect import build_client
+from app.core.budget.local import FairLimiter
+from app.core.budget.shared import SharedBudget
 from app.core.engine import Engine, EngineLimits
-from app.core.proxies import EnvProxyTransport
-from app.core.shared_budget import SharedBudget
+from app.core.network.proxies import EnvProxyTransport
 from app.core.stats import Stats
-from app.core.upstream import AutoenhanceClient
+from app.core.upstream.breaker import UpstreamGuard
+from app.core.upstream.client import AutoenhanceClient
+from app.core.upstream.factory import build_client
 from app.jobs.manager import JobManager
 from app.ops.metrics import ServiceCollector
 from app.ops.telemetry import Telemetry
@@ -178,7 +178,7 @@ def _upstream(
         from app.ops.tracing import TracedAutoenhanceClient
 
         make = functools.partial(TracedAutoenhanceClient, tracer=telemetry.tracer)
-    client = build_client(  # built as direct mode builds it (app/core/connect.py), plus metrics, tracing, breaker
+    client = build_client(  # built as direct mode builds it (app/core/upstream/factory.py), plus metrics, tracing, breaker
         base_url=base_url,
         api_key=api_key,
         http=http,
@@ -210,7 +210,7 @@ def _archives(settings: Settings, engine: Engine, stats: Stats, redis_url: str |
     if redis_url and settings.s3_bucket and cache.enabled:
         from app.archives.shared import SharedCache
         from app.core.redis_client import connect
-        from app.core.s3 import s3_store
+        from app.storage.s3 import s3_store
 
         shared = SharedCache(
             connect(redis_url),

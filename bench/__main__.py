@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import harness
 from bench.cases import CASES, Bench, Row
+from harness import processes
 
 COLUMNS = ("case", "figure", "ours", "reference (same run)", "ratio", "target", "met")
 
@@ -56,7 +56,7 @@ def main() -> int:
     print(header, flush=True)
     rows: list[Row] = []
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, harness.simulator() as sim:
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, processes.simulator() as sim:
         bench = Bench(sim, Path(tmp))
         for name in chosen:
             case_started = time.monotonic()

@@ -22,10 +22,10 @@ from typing import Any
 
 import httpx
 
-from bench import harness
-from bench.harness import Fetch, Proc
 from bench.limit import fetch_direct
 from bench.nginx import curl_parallel, nginx, proxy
+from harness import processes
+from harness.processes import Fetch, Proc
 
 MiB = 1024 * 1024
 
@@ -55,21 +55,21 @@ class Bench:
         return dict(httpx.get(f"{self.sim.url}/_simulator/stats").json())
 
     def seed(self, count: int, size: int, name: str = "Bench order") -> str:
-        return harness.seed(self.sim.url, count, size, name=name)
+        return processes.seed(self.sim.url, count, size, name=name)
 
     @contextlib.contextmanager
     def service(self, name: str, **settings: Any) -> Iterator[Proc]:
-        with harness.service(self.sim.url, self.work / name, log=self.work / f"{name}.log", **settings) as svc:
-            warm = harness.seed(self.sim.url, 3, 50_000, name="warm-up")
+        with processes.service(self.sim.url, self.work / name, log=self.work / f"{name}.log", **settings) as svc:
+            warm = processes.seed(self.sim.url, 3, 50_000, name="warm-up")
             latency = self.config()["download_latency"]
             self.latency(0)
-            harness.curl(f"{svc.url}/orders/{warm}/images")  # imports, pools, threads
+            processes.curl(f"{svc.url}/orders/{warm}/images")  # imports, pools, threads
             self.latency(latency)
             yield svc
 
     @contextlib.contextmanager
     def naive(self) -> Iterator[Proc]:
-        with harness.naive(self.sim.url, log=self.work / "naive.log") as proc:
+        with processes.naive(self.sim.url, log=self.work / "naive.log") as proc:
             yield proc
 
     def config(self) -> dict[str, Any]:
@@ -79,7 +79,7 @@ class Bench:
         times = []
         for _ in range(3):
             started = time.perf_counter()
-            httpx.get(f"{self.sim.url}/v3/orders/{order_id}", headers={"x-api-key": harness.SIM_KEY}).raise_for_status()
+            httpx.get(f"{self.sim.url}/v3/orders/{order_id}", headers={"x-api-key": processes.SIM_KEY}).raise_for_status()
             times.append(time.perf_counter() - started)
         return statistics.median(times)
 
@@ -108,7 +108,7 @@ def _check_zip(path: Path, members: int) -> None:
 
 
 def _check_zip_once(url: str, path: Path, members: int) -> None:
-    _ok(harness.curl(url, output=str(path)))
+    _ok(processes.curl(url, output=str(path)))
     _check_zip(path, members)
     path.unlink()
 
@@ -129,9 +129,9 @@ def latency_bound(bench: Bench, images: int = 40, latency: float = 0.5, runs: in
         url = f"{svc.url}/orders/{order_id}/images"
         _check_zip_once(url, bench.work / "latency.zip", images)
         ours, limit, base = _interleaved(runs, [
-            lambda: harness.curl(url),
+            lambda: processes.curl(url),
             lambda: fetch_direct(bench.sim.url, order_id),
-            lambda: harness.curl(f"{naive.url}/orders/{order_id}/images"),
+            lambda: processes.curl(f"{naive.url}/orders/{order_id}/images"),
         ])
     bench.latency(0)
     ours_f, limit_f, base_f = (_median(fetches) for fetches in (ours, limit, base))
@@ -166,9 +166,9 @@ def throughput(bench: Bench, images: int = 100, size: int = 2_000_000, runs: int
         _check_zip_once(url, bench.work / "throughput.zip", images)
         cpu = {proc.pid: proc.cpu_seconds() for proc in (svc, naive)}
         ours, limit, base = _interleaved(runs, [
-            lambda: harness.curl(url),
+            lambda: processes.curl(url),
             lambda: fetch_direct(bench.sim.url, order_id),
-            lambda: harness.curl(f"{naive.url}/orders/{order_id}/images"),
+            lambda: processes.curl(f"{naive.url}/orders/{order_id}/images"),
         ])
         ours_cpu, base_cpu = ((proc.cpu_seconds() - cpu[proc.pid]) / (sum(f.size for f in fetches) / 1e9)
                               for proc, fetches in ((svc, ours), (naive, base)))
@@ -190,13 +190,13 @@ def size(bench: Bench, images: int = 1000, size: int = 2_000_000) -> list[Row]:
     order_id = bench.seed(images, size)
     with bench.service("size", cache_max_bytes=0) as svc:
         idle = svc.rss()
-        with harness.RssSampler(svc) as sampler:
-            ours = _ok(harness.curl(f"{svc.url}/orders/{order_id}/images"))
+        with processes.RssSampler(svc) as sampler:
+            ours = _ok(processes.curl(f"{svc.url}/orders/{order_id}/images"))
         growth = (sampler.peak - idle) / MiB
     with bench.naive() as naive:
         naive_idle = naive.rss()
-        with harness.RssSampler(naive) as naive_sampler:
-            base = _ok(harness.curl(f"{naive.url}/orders/{order_id}/images"))
+        with processes.RssSampler(naive) as naive_sampler:
+            base = _ok(processes.curl(f"{naive.url}/orders/{order_id}/images"))
         naive_growth = (naive_sampler.peak - naive_idle) / MiB
     case = f"3. size ({images} x {size / 1e6:g} MB = {ours.size / 1e9:.1f} GB streamed)"
     return [
@@ -230,19 +230,19 @@ def fairness(bench: Bench, latency: float = 0.2, runs: int = 3) -> list[Row]:
 
 
 def _small_during_big(base_url: str, big: str, small: str, runs: int) -> tuple[float, float, bool]:
-    alone = _median_fetch(lambda: harness.curl(f"{base_url}/orders/{small}/images"), runs).total
+    alone = _median_fetch(lambda: processes.curl(f"{base_url}/orders/{small}/images"), runs).total
     big_done = threading.Event()
 
     def run_big() -> None:
         try:
-            _ok(harness.curl(f"{base_url}/orders/{big}/images"))
+            _ok(processes.curl(f"{base_url}/orders/{big}/images"))
         finally:
             big_done.set()
 
     thread = threading.Thread(target=run_big)
     thread.start()
     time.sleep(1.0)  # the big order now holds the whole budget
-    during = _median_fetch(lambda: harness.curl(f"{base_url}/orders/{small}/images"), runs).total
+    during = _median_fetch(lambda: processes.curl(f"{base_url}/orders/{small}/images"), runs).total
     overlapped = not big_done.is_set()  # every small fetch ran while the big one was still going
     thread.join()
     return alone, during, overlapped
@@ -289,7 +289,7 @@ def many_callers(bench: Bench, callers: int = 20, images: int = 50, latency: flo
 def _concurrently(base_url: str, orders: list[str], out: Path | None) -> list[Fetch]:
     def one(order_id: str) -> Fetch:
         target = str(out / f"{order_id}.zip") if out else "/dev/null"
-        return harness.curl(f"{base_url}/orders/{order_id}/images", output=target)
+        return processes.curl(f"{base_url}/orders/{order_id}/images", output=target)
 
     with ThreadPoolExecutor(len(orders)) as pool:
         return list(pool.map(one, orders))
@@ -304,16 +304,16 @@ def repeat(bench: Bench, images: int = 100, size: int = 2_000_000, runs: int = 7
     root = bench.work / "static"
     root.mkdir(exist_ok=True)
     first = root / "order.zip"
-    with bench.service("repeat") as svc, harness.static(root) as static, nginx(bench.work) as web:
+    with bench.service("repeat") as svc, processes.static(root) as static, nginx(bench.work) as web:
         url = f"{svc.url}/orders/{order_id}/images"
-        _ok(harness.curl(url, output=str(first)))  # fills the cache as it streams
+        _ok(processes.curl(url, output=str(first)))  # fills the cache as it streams
         _check_zip(first, images)
         same_file = web.add_file(first)  # the bytes the cache holds, served by nginx (sendfile)
         before = bench.stats()
         ours, plain, c_ref = _interleaved(runs, [
-            lambda: harness.curl(url),
-            lambda: harness.curl(f"{static.url}/order.zip"),
-            lambda: harness.curl(same_file),
+            lambda: processes.curl(url),
+            lambda: processes.curl(f"{static.url}/order.zip"),
+            lambda: processes.curl(same_file),
         ])
         after = bench.stats()
     image_calls = sum(after[k] - before[k] for k in ("enhanced", "asset"))
@@ -339,7 +339,7 @@ def against_nginx(bench: Bench, images: int = 100, size: int = 2_000_000, runs: 
     what a C middle process reaches and spends on this machine, so they hold on any machine."""
     order_id = bench.seed(images, size)
     order = httpx.get(f"{bench.sim.url}/v3/orders/{order_id}").raise_for_status().json()
-    with nginx(bench.work) as web, proxy(bench.work, web.url) as middle, harness.service(
+    with nginx(bench.work) as web, proxy(bench.work, web.url) as middle, processes.service(
         web.url, bench.work / "nginx-service", log=bench.work / "nginx-service.log", cache_max_bytes=0
     ) as svc:
         paths = [f"/v3/images/{image_id}/enhanced" for image_id in web.add_order(order, size)]
@@ -348,7 +348,7 @@ def against_nginx(bench: Bench, images: int = 100, size: int = 2_000_000, runs: 
         user, system = svc.cpu_split()
         proxy_before = middle.cpu_seconds()
         ours, limit, proxied = _interleaved(runs, [
-            lambda: harness.curl(url),
+            lambda: processes.curl(url),
             lambda: curl_parallel([web.url + path for path in paths]),
             lambda: curl_parallel([middle.url + path for path in paths]),
         ])
@@ -394,7 +394,7 @@ def process_counts(
         rows: list[Row] = []
         first: tuple[float, float] | None = None
         for count in counts:
-            with harness.service(web.url, bench.work / f"workers-{count}", log=bench.work / f"workers-{count}.log",
+            with processes.service(web.url, bench.work / f"workers-{count}", log=bench.work / f"workers-{count}.log",
                                  cache_max_bytes=0, web_concurrency=count) as svc:
                 _check_zip_once(f"{svc.url}/orders/{orders[0]}/images", bench.work / "workers.zip", images)  # warm-up
                 before = svc.cpu_seconds()
@@ -413,12 +413,12 @@ def process_counts(
                             f"{mb_s / first[0]:.2f}x throughput", "every caller 200", len(ok) == len(fetched)))
         per_gb: list[str] = []
         sized = [(count, published(count, 200_000, f"size {count}")) for count in (10, 100, 1000)]
-        with harness.service(web.url, bench.work / "order-sizes", log=bench.work / "order-sizes.log",
+        with processes.service(web.url, bench.work / "order-sizes", log=bench.work / "order-sizes.log",
                              cache_max_bytes=0) as svc:
             _check_zip_once(f"{svc.url}/orders/{sized[0][1]}/images", bench.work / "sizes.zip", 10)  # warm-up
             for count, order_id in sized:
                 before = svc.cpu_seconds()
-                fetch = _ok(harness.curl(f"{svc.url}/orders/{order_id}/images"))
+                fetch = _ok(processes.curl(f"{svc.url}/orders/{order_id}/images"))
                 per_gb.append(f"{count}: {(svc.cpu_seconds() - before) / (fetch.size / 1e9):.2f}")
     rows.append(Row("8. order size (one process, 200 KB images from nginx)", "CPU s per GB by images in the order",
                     ", ".join(per_gb), "", "", "reported (flat is the goal)", None))

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import raw_http
-from tests.support.servers import free_port
+from harness import raw_http
+from harness.servers import free_port
 
 MB = 1024 * 1024
 
@@ -70,9 +70,9 @@ def hostile_bodies() -> None:
 
 def gzip_bomb() -> None:
     from app import create_app
-    from tests.conftest import service_settings
-    from tests.support.bomb_upstream import Bomb
-    from tests.support.servers import serve
+    from harness.bomb_upstream import Bomb
+    from harness.servers import serve
+    from harness.service import service_settings
 
     bomb = Bomb(pad=1536 * MB)
     payload, _ = bomb.body()

@@ -12,7 +12,7 @@ import time
 
 import httpx
 
-from bench.harness import SIM_KEY, Fetch
+from harness.processes import SIM_KEY, Fetch
 
 
 async def _fetch(sim_url: str, order_id: str, workers: int) -> Fetch:

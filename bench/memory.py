@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import harness
+from harness import processes
 
 MiB = 1024 * 1024
 
@@ -35,13 +35,13 @@ class MemoryResult:
 
 
 def measure(images: int, size: int, work_dir: Path) -> MemoryResult:
-    with harness.simulator() as sim, harness.service(sim.url, work_dir / "data", cache_max_bytes=0) as svc:
-        warm = harness.seed(sim.url, 3, 100_000, name="warm-up")
-        harness.stream_to_nowhere(f"{svc.url}/orders/{warm}/images")  # imports, pools, threads
-        order_id = harness.seed(sim.url, images, size)
+    with processes.simulator() as sim, processes.service(sim.url, work_dir / "data", cache_max_bytes=0) as svc:
+        warm = processes.seed(sim.url, 3, 100_000, name="warm-up")
+        processes.stream_to_nowhere(f"{svc.url}/orders/{warm}/images")  # imports, pools, threads
+        order_id = processes.seed(sim.url, images, size)
         idle = svc.rss()
-        with harness.RssSampler(svc) as sampler:
-            total, tail, _, seconds = harness.stream_to_nowhere(f"{svc.url}/orders/{order_id}/images")
+        with processes.RssSampler(svc) as sampler:
+            total, tail, _, seconds = processes.stream_to_nowhere(f"{svc.url}/orders/{order_id}/images")
         return MemoryResult(images, total, idle, sampler.peak, seconds, b"PK\x05\x06" in tail[-200:])
 
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.harness import Fetch, free_port, wait_http
+from harness.processes import Fetch, free_port, wait_http
 
 PREAMBLE = """
 {user}

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from bench import harness
 from bench.nginx import nginx
+from harness import processes
 
 # First match wins: the component a stack belongs to, by the frames it contains.
 COMPONENTS = (
@@ -32,7 +32,7 @@ COMPONENTS = (
     ("upstream: reading image bodies (aiohttp)", ("_read_body", "data_received"), ()),
     ("upstream: requests, redirects (aiohttp, httpx)", ("AiohttpFetcher.get", "AsyncClient.send", "build_request",
                                                        "_download_once"), ()),
-    ("ZIP writer (app/core/archive.py, zipformat.py)", ("ZipWriter", "zipformat", "Encoder"), ()),
+    ("ZIP writer (app/core/zip/writer.py, zipformat.py)", ("ZipWriter", "zipformat", "Encoder"), ()),
     ("response: sending the ZIP (uvicorn, middleware)", ("stream_response",), ()),
     ("engine: per-image bookkeeping", ("Batch.",), ()),
 )
@@ -73,23 +73,23 @@ def main() -> None:
     parser.add_argument("--native", action="store_true", help="include C frames (py-spy pauses the process)")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    with tempfile.TemporaryDirectory() as tmp, harness.simulator() as sim, contextlib.ExitStack() as stack:
-        order_id = harness.seed(sim.url, args.images, args.size)
+    with tempfile.TemporaryDirectory() as tmp, processes.simulator() as sim, contextlib.ExitStack() as stack:
+        order_id = processes.seed(sim.url, args.images, args.size)
         upstream = sim.url
         if not args.simulator:  # nginx serves the same order: the service's own cost is all that is sampled
             web = stack.enter_context(nginx(Path(tmp)))
             web.add_order(httpx.get(f"{sim.url}/v3/orders/{order_id}").raise_for_status().json(), args.size)
             upstream = web.url
-        svc = stack.enter_context(harness.service(upstream, Path(tmp) / "data", cache_max_bytes=0))
+        svc = stack.enter_context(processes.service(upstream, Path(tmp) / "data", cache_max_bytes=0))
         url = f"{svc.url}/orders/{order_id}/images"
-        harness.curl(url)  # warm
+        processes.curl(url)  # warm
         raw = args.raw or Path(tmp) / "stacks.txt"
         spy = subprocess.Popen([py_spy, "record", "--pid", str(svc.pid), "--format", "raw", "--output", str(raw),
                                 "--rate", "250", "--threads", "--gil",
                                 *(["--native"] if args.native else ["--nonblocking"])], stdout=subprocess.DEVNULL)
         time.sleep(1.0)  # py-spy attaches
         cpu = svc.cpu_seconds()
-        fetches = [harness.curl(url) for _ in range(args.downloads)]
+        fetches = [processes.curl(url) for _ in range(args.downloads)]
         cpu = svc.cpu_seconds() - cpu
         spy.send_signal(signal.SIGINT)
         spy.wait(timeout=30)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from bench import harness
 from bench.nginx import nginx
+from harness import processes
 
 
 def main() -> None:
@@ -27,15 +27,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2_000_000)
     parser.add_argument("--downloads", type=int, default=8)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, harness.simulator() as sim, nginx(Path(tmp)) as web:
-        order_id = harness.seed(sim.url, args.images, args.size)
+    with tempfile.TemporaryDirectory() as tmp, processes.simulator() as sim, nginx(Path(tmp)) as web:
+        order_id = processes.seed(sim.url, args.images, args.size)
         web.add_order(httpx.get(f"{sim.url}/v3/orders/{order_id}").raise_for_status().json(), args.size)
-        with harness.service(web.url, Path(tmp) / "data", cache_max_bytes=0) as svc:
+        with processes.service(web.url, Path(tmp) / "data", cache_max_bytes=0) as svc:
             url = f"{svc.url}/orders/{order_id}/images"
-            harness.curl(url)  # warm: imports, pools, threads
+            processes.curl(url)  # warm: imports, pools, threads
             faults = _minor_faults(svc.pid)
             user, system = svc.cpu_split()
-            fetches = [harness.curl(url) for _ in range(args.downloads)]
+            fetches = [processes.curl(url) for _ in range(args.downloads)]
             user_after, system_after = svc.cpu_split()
             faults = _minor_faults(svc.pid) - faults
     gb = sum(f.size for f in fetches) / 1e9

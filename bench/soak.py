@@ -3,7 +3,7 @@
     python -m bench.soak                      # 50 callers, 60 s, 5 % of upstream downloads faulty
     python -m bench.soak --callers 10 --seconds 10
 
-The simulator and the service run as separate processes (bench.harness). Each caller downloads random
+The simulator and the service run as separate processes (harness.processes). Each caller downloads random
 orders in a loop and validates every ZIP (CRC of every member, manifest counts, the report present
 exactly when something failed). The service's RSS, open file descriptors and asyncio tasks are
 sampled throughout. Exit status 1 if any archive is corrupt, any 5xx is undocumented, or RSS, fds or
@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import psutil
 
-from bench import harness
+from harness import processes
 
 MiB = 1024 * 1024
 DOCUMENTED = {200, 422, 429, 502, 503}
@@ -106,14 +106,14 @@ def caller(url: str, orders: list[tuple[str, int]], until: float, tally: Tally, 
                 tally.image_failures += failed
 
 
-def sample(proc: harness.Proc, url: str) -> dict[str, Any]:
+def sample(proc: processes.Proc, url: str) -> dict[str, Any]:
     p = psutil.Process(proc.pid)
     stats = httpx.get(f"{url}/api/stats", timeout=10, headers={"X-API-Key": SERVICE_KEY}).json()
     return {"t": time.monotonic(), "rss": p.memory_info().rss, "fds": p.num_fds(), "tasks": stats["tasks"],
             "in_flight": stats["downloads"]["in_flight"], "batches": stats["downloads"]["active_batches"]}
 
 
-def idle(proc: harness.Proc, url: str, timeout: float = 60) -> dict[str, Any]:
+def idle(proc: processes.Proc, url: str, timeout: float = 60) -> dict[str, Any]:
     """A sample taken once nothing runs any more."""
     end = time.monotonic() + timeout
     while True:
@@ -127,8 +127,8 @@ def run(
     callers: int, seconds: float, orders_count: int, images: int, size: int, fault_share: float,
     kinds: set[str] | None = None,
 ) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="soak-") as tmp, harness.simulator("--latency", "0.02") as sim:
-        orders = [(harness.seed(sim.url, images, size + 997 * i, name=f"Soak {i}"), images) for i in range(orders_count)]
+    with tempfile.TemporaryDirectory(prefix="soak-") as tmp, processes.simulator("--latency", "0.02") as sim:
+        orders = [(processes.seed(sim.url, images, size + 997 * i, name=f"Soak {i}"), images) for i in range(orders_count)]
         scale = fault_share / 0.05
         for kind, share, extra in FAULT_MIX:
             if kinds is not None and kind not in kinds:
@@ -139,7 +139,7 @@ def run(
         # bucket (1000/minute) their ~350 requests a minute stay under
         settings = {"cache_ttl_seconds": 0, "image_timeout_seconds": 20, "max_global_downloads": 40,
                     "service_api_key": SERVICE_KEY, "rate_limit": "1000/minute"}
-        with harness.service(sim.url, Path(tmp) / "data", **settings) as svc:
+        with processes.service(sim.url, Path(tmp) / "data", **settings) as svc:
             tally = Tally()
             warm_until = time.monotonic() + 5
             threads = [threading.Thread(target=caller, args=(svc.url, orders, warm_until, Tally(), i), daemon=True)

@@ -23,9 +23,9 @@ import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.core.archive import Member, ZipWriter
-from app.core.zipformat import Entry
-from app.core.zipformat import write as zip_bytes
+from app.core.zip.format import Entry
+from app.core.zip.format import write as zip_bytes
+from app.core.zip.writer import Member, ZipWriter
 
 MiB = 1024 * 1024
 

@@ -30,8 +30,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from simulator import control, downloads, uploads
 from simulator.errors import ApiError
 from simulator.jsonbody import JSONResponse
-from simulator.plumbing import api_version, asset_base, json_body, route, seconds_header, sim
 from simulator.records import ImageRecord
+from simulator.route_helpers import api_version, asset_base, json_body, route, seconds_header, sim
 from simulator.state import SimulatorState, refuse_premium_restage
 from simulator.validation import (
     BRACKET_IN,

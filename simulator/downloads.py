@@ -16,8 +16,8 @@ from starlette.responses import RedirectResponse, Response
 
 from simulator import imaging, synthetic
 from simulator.errors import ApiError, NotFound, s3_error
-from simulator.plumbing import asset_base, public_base, seconds_header, sim, too_many
 from simulator.records import ImageRecord
+from simulator.route_helpers import asset_base, public_base, seconds_header, sim, too_many
 from simulator.state import SimulatorState
 from simulator.streaming import AssetStream
 from simulator.validation import DOWNLOAD_QUERY, parse_fields

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from simulator.errors import s3_error
-from simulator.plumbing import sim
+from simulator.route_helpers import sim
 
 
 async def upload(request: Request) -> Response:

@@ -25,15 +25,14 @@ import pytest
 
 from app import create_app
 from app.config import Settings
+from harness.servers import serve
+from harness.service import TEST_KEY, service_settings
 from simulator import SimulatorState
 from simulator import create_app as create_simulator
 from tests.support.cluster import redis_prefix as _redis_prefix
-from tests.support.servers import serve
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
-
-TEST_KEY = "test-upstream-key"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -55,24 +54,6 @@ class Service:
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, **({"timeout": 60} | kwargs))
-
-
-def service_settings(sim_url: str, data_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "autoenhance_api_key": TEST_KEY,
-        "autoenhance_base_url": sim_url,
-        "data_dir": data_dir,
-        "image_timeout_seconds": 10,
-        "order_timeout_seconds": 10,
-        "retry_attempts": 3,
-        "service_api_key": None,
-        "admin_token": None,
-        "sentry_dsn": None,
-        "allowed_origins": [],
-        "log_level": "WARNING",
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.fixture

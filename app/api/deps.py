@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.api.responses import FAILURES_SCHEMA, error
 from app.api.security import credit_refusal
 from app.config import DEMO_ORDER_ID
+from app.core.delivery.selection import parse_images
+from app.core.delivery.sets import MAX_DPI, MIN_DPI, SET_HELP, definitions, parse_sets
+from app.core.delivery.templates import MAX_TEMPLATE, checked_template
 from app.core.models import (
     BatchOptions,
     ImageFormat,
@@ -22,9 +25,6 @@ from app.core.models import (
     SetDefinition,
     validate_order_id,
 )
-from app.core.selection import parse_images
-from app.core.sets import MAX_DPI, MIN_DPI, SET_HELP, definitions, parse_sets
-from app.core.templates import MAX_TEMPLATE, checked_template
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.webhooks.urls import InvalidCallbackUrl
 from app.wiring import Services

@@ -1,6 +1,6 @@
 """Validators and resumes of archive responses (RFC 9110 sections 8.8, 13 and 14).
 
-Every archive response names its layout in a strong ETag (app/core/layout.py). This module
+Every archive response names its layout in a strong ETag (app/core/zip/layout.py). This module
 answers the conditional requests on the batch route before any new archive is made:
 - `If-None-Match` naming the cached archive, or a complete layout of this same order version and
   options where nothing failed: 304;
@@ -23,13 +23,13 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from app.api.responses import ArchiveResponse, archive_headers, unless_hangup
-from app.archives.layouts import layout_id_of
-from app.core.archive import ZipWriter
-from app.core.layout import Layout
+from app.archives.layout_store import layout_id_of
 from app.core.models import BatchOptions, OrderInfo
 from app.core.resume import LayoutChanged, LayoutRaced, Replay, prepare
 from app.core.stats import Stats
-from app.core.zipformat import listing_ranks
+from app.core.zip.format import listing_ranks
+from app.core.zip.layout import Layout
+from app.core.zip.writer import ZipWriter
 from app.wiring import Services
 
 log = logging.getLogger("app.ranges")

@@ -16,8 +16,8 @@ from fastapi import Depends, Header, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
+from app.core.delivery.sets import credit_cost
 from app.core.models import BatchOptions
-from app.core.sets import credit_cost
 from app.errors import Forbidden, ServiceError, Unauthorized
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

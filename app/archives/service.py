@@ -34,7 +34,7 @@ from typing import Any
 
 from app.archives.cache import ArchiveCache, CacheWriter
 from app.archives.flights import Flight, Flights
-from app.archives.layouts import LayoutStore, Recording
+from app.archives.layout_store import LayoutStore, Recording
 from app.archives.numbering import Numbering
 from app.archives.shared import SharedCache
 from app.core.engine import Batch, Engine

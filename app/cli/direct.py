@@ -4,7 +4,7 @@ A photographer with an Autoenhance key needs nothing else: `autoenhance-batch do
 --api-key KEY`. The same engine as the service's (app/core: plan, fetch under a budget, retries,
 archive, report and manifest); this module only chooses where the bytes go and shows progress.
 
-Resume: each downloaded file is also kept in `<out>.parts/` (app/core/keep.py) until the ZIP is
+Resume: each downloaded file is also kept in `<out>.parts/` (app/cli/saved_parts.py) until the ZIP is
 complete, so a run that is interrupted and started again keeps what it had and fetches the rest.
 Imports nothing from the web server (no FastAPI, no uvicorn): the base install is enough.
 """
@@ -27,20 +27,21 @@ from rich.progress import Progress
 
 from app.cli.orders import resolve_order_name
 from app.cli.partfile import open_own
+from app.cli.saved_parts import FolderKeep, KeepRefused
 from app.cli.shown import shown
 from app.cli.topup import ArchiveKeep, EarlierArchive
 from app.cli.transfer import Outcome, TransferError, image_and_byte_tasks, part_path
-from app.core.budget import FairLimiter
-from app.core.connect import build_client
+from app.core.budget.local import FairLimiter
+from app.core.delivery.selection import pick, selected
+from app.core.delivery.sets import credit_cost, files_and_photos
 from app.core.engine import Batch, Engine, EngineLimits
-from app.core.keep import FolderKeep, Keep, KeepRefused
 from app.core.models import BatchOptions, NameStyle, OrderInfo, assign_numbers, is_order_id
-from app.core.proxies import env_proxies
-from app.core.selection import pick, selected
-from app.core.sets import credit_cost, files_and_photos
+from app.core.network.proxies import env_proxies
+from app.core.network.trusted_hosts import env_entries
+from app.core.spool import Keep
 from app.core.stats import Stats
-from app.core.trusted_hosts import env_entries
-from app.core.upstream import DEFAULT_API_VERSION, AutoenhanceClient
+from app.core.upstream.client import DEFAULT_API_VERSION, AutoenhanceClient
+from app.core.upstream.factory import build_client
 from app.core.wait import WaitOptions, wait_until_ready
 from app.errors import ServiceError, UpstreamAuthError, UpstreamUnavailable
 
@@ -72,7 +73,7 @@ class DirectRun:
     """AUTOENHANCE_API_VERSION, as the service reads it: the same answers as the service is tested against."""
     only: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    """--only/--exclude: ids, names or shell patterns, resolved against the order (app/core/selection.py)."""
+    """--only/--exclude: ids, names or shell patterns, resolved against the order (app/core/delivery/selection.py)."""
 
     transport: httpx.AsyncBaseTransport | None = None
     """`autoenhance-batch demo`: the bundled simulator in this process (an ASGI app), reached through httpx."""
@@ -136,7 +137,7 @@ async def direct_client(
     asset_hosts: list[str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[AutoenhanceClient]:
-    """The client to Autoenhance, built as the service builds it (app/core/connect.py), without its
+    """The client to Autoenhance, built as the service builds it (app/core/upstream/factory.py), without its
     metrics, tracing and breaker; the same pinned API version. `transport`: the demo's in-process
     simulator (an ASGI app, reached through httpx only)."""
     http_timeout = httpx.Timeout(connect=10.0, read=min(seconds, 60.0), write=30.0, pool=None)

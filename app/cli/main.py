@@ -34,6 +34,19 @@ from app.cli.transfer import (
     state_path,
     stream_archive,
 )
+from app.core.delivery.selection import pick
+from app.core.delivery.set_file import SetFileError, load_sets
+from app.core.delivery.sets import (
+    MAX_DPI,
+    MIN_DPI,
+    SET_HELP,
+    catalogue,
+    credit_cost,
+    definitions,
+    files_and_photos,
+    parse_sets,
+)
+from app.core.delivery.templates import checked_template
 from app.core.models import (
     BatchOptions,
     ImageFormat,
@@ -45,19 +58,6 @@ from app.core.models import (
     validate_order_id,
 )
 from app.core.models import is_order_id as looks_like_order_id
-from app.core.selection import pick
-from app.core.setfile import SetFileError, load_sets
-from app.core.sets import (
-    MAX_DPI,
-    MIN_DPI,
-    SET_HELP,
-    catalogue,
-    credit_cost,
-    definitions,
-    files_and_photos,
-    parse_sets,
-)
-from app.core.templates import checked_template
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.errors import InvalidOption, InvalidOrderId
 
@@ -528,7 +528,7 @@ def _download_direct(
 ) -> int:
     """Direct mode: the path is chosen once the order (and its name) is known, before any download."""
     from app.cli.direct import DirectRun, parts_path
-    from app.core.keep import FolderKeep
+    from app.cli.saved_parts import FolderKeep
 
     base_url = _checked_url(base_url, "--base-url")
     provisional = destination.file or destination.folder / f"autoenhance-{order_id[:8]}.zip"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.cli.transfer import TransferError
-from app.core.upstream import AutoenhanceClient
+from app.core.upstream.client import AutoenhanceClient
 from app.errors import ServiceError, UpstreamAuthError
 
 PER_PAGE = 15

@@ -3,7 +3,7 @@
 - Never through a link: a `<out>.part` that is a symbolic link (say, to a file the user cares
   about) is refused, and the files are opened with O_NOFOLLOW, so nothing is written through one.
 - Verified before a resume: the kept bytes are the head of a ZIP whose members are stored with
-  their CRC-32 in the local header (app/core/zipformat.py). Each complete member is checked
+  their CRC-32 in the local header (app/core/zip/format.py). Each complete member is checked
   before asking for the rest; the first damaged one and everything after it is dropped, and the
   service sends from there. A finished file is checked once more (`damaged_member`).
 """
@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 from typing import IO
 
-from app.core.checksum import crc32
+from app.core.zip.crc import crc32
 
 LOCAL_HEADER = b"PK\x03\x04"
 _FIXED = struct.Struct("<4sHHHHHIIIHH")  # the 30-byte local file header

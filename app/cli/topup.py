@@ -12,8 +12,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.cli.saved_parts import FolderKeep
 from app.cli.transfer import read_manifest
-from app.core.keep import FolderKeep
 from app.core.models import BatchOptions
 from app.core.spool import Spool
 

@@ -24,26 +24,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.core.archive import Member, ZipWriter
-from app.core.budget import FairLimiter, OrderSlots
-from app.core.caps import fetch_within_caps
-from app.core.layout import LayoutMember, LayoutRecorder
+from app.core.budget.local import FairLimiter, OrderSlots
+from app.core.delivery.selection import selected
+from app.core.delivery.sets import Rendition, renditions, uses_folders
+from app.core.delivery.templates import Template, Values, parse_template, render
 from app.core.models import BatchOptions, ImageInfo, NameStyle, OrderInfo
 from app.core.naming import NameAllocator, safe_stem
 from app.core.report import closing_files
-from app.core.selection import selected
-from app.core.sets import Rendition, renditions, uses_folders
 from app.core.shared_files import SharedFiles
 from app.core.spool import MemoryAccount, MemoryGauge, Spool
 from app.core.stats import Stats
-from app.core.templates import Template, Values, parse_template, render
-from app.core.upstream import AutoenhanceClient, ImageDownloadFailed
-from app.core.zipformat import ZIP32_LIMIT, listing_ranks
+from app.core.upstream.byte_caps import fetch_within_caps
+from app.core.upstream.client import AutoenhanceClient, ImageDownloadFailed
+from app.core.zip.format import ZIP32_LIMIT, listing_ranks
+from app.core.zip.layout import LayoutMember, LayoutRecorder
+from app.core.zip.writer import Member, ZipWriter
 from app.errors import EmptyOrder, ImageFailure, OrderTooLarge
 
 if TYPE_CHECKING:
-    from app.core.keep import Keep
-    from app.core.shared_budget import SharedBudget
+    from app.core.budget.shared import SharedBudget
+    from app.core.spool import Keep
 
 log = logging.getLogger("app.engine")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from app.core.text import valid_text
+from app.core.upstream.text import valid_text
 from app.errors import InvalidOrderId, UpstreamBadResponse
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
@@ -80,7 +80,7 @@ DEFAULT_SETS: tuple[str, ...] = ("full",)
 
 @dataclass(frozen=True)
 class SetDefinition:
-    """A delivery set an operator defines in DELIVERY_SETS (app/core/setfile.py): what to ask
+    """A delivery set an operator defines in DELIVERY_SETS (app/core/delivery/set_file.py): what to ask
     Autoenhance for, and the limits a listing board puts on each file."""
 
     name: str
@@ -113,7 +113,7 @@ class BatchOptions:
     """The caller's choices for one archive; every field is part of the cache key.
 
     `format`, `quality`, `preview`, `max_width` and `scale` shape the `full` set; the other delivery
-    sets (app/core/sets.py) fix their own. `sets` is kept in a canonical order, without repeats.
+    sets (app/core/delivery/sets.py) fix their own. `sets` is kept in a canonical order, without repeats.
     """
 
     format: ImageFormat = ImageFormat.jpeg
@@ -127,9 +127,9 @@ class BatchOptions:
     sort: str | None = None
     """The photo order asked for (one of IMAGE_SORTS); None: the order's own `default_image_sort_order`."""
     images: tuple[str, ...] = ()
-    """The chosen photos (image ids once resolved by app/core/selection.py); empty: every photo."""
+    """The chosen photos (image ids once resolved by app/core/delivery/selection.py); empty: every photo."""
     template: str | None = None
-    """A name template (app/core/templates.py), checked when the options are made; None: `names` decides."""
+    """A name template (app/core/delivery/templates.py), checked when the options are made; None: `names` decides."""
     dpi: int | None = None
     """The full set's density in dots per inch (Autoenhance's `dpi`, at least 72); None: Autoenhance's."""
     custom: tuple[SetDefinition, ...] = ()
@@ -212,7 +212,7 @@ class ImageInfo:
     date_added: float | None = None
     """When it was added (Autoenhance sends epoch milliseconds); sorts `date_added`."""
     position: int | None = None
-    """Its place (from 1) in the whole order, kept when photos are chosen (app/core/selection.py)."""
+    """Its place (from 1) in the whole order, kept when photos are chosen (app/core/delivery/selection.py)."""
 
     def skip_reason(self) -> str | None:
         """Why the order says this image cannot be downloaded now, or None to try it."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from app.core.text import valid_text
+from app.core.upstream.text import valid_text
 
 REPORT_NAME = "_download_report.txt"
 MANIFEST_NAME = "_manifest.json"

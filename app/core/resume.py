@@ -19,16 +19,16 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from app.core.archive import Member
-from app.core.budget import OrderSlots
+from app.core.budget.local import OrderSlots
+from app.core.delivery.selection import selected
+from app.core.delivery.sets import Rendition
 from app.core.engine import Batch, Engine
-from app.core.layout import Layout, LayoutMember, LayoutRecorder
 from app.core.models import BatchOptions, ImageInfo, OrderInfo
 from app.core.report import closing_files
-from app.core.selection import selected
-from app.core.sets import Rendition
 from app.core.shared_files import Hold, Result
 from app.core.spool import MemoryAccount, Spool
+from app.core.zip.layout import Layout, LayoutMember, LayoutRecorder
+from app.core.zip.writer import Member
 from app.errors import ImageFailure
 
 

@@ -22,9 +22,9 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
-from app.core.checksum import crc32
+from app.core.zip.crc import crc32
 
 READ_CHUNK = 1024 * 1024
 
@@ -156,3 +156,13 @@ class Spool:
         self._forget_memory()
         if self._file is not None:
             self._file.close()
+
+
+class Keep(Protocol):
+    """Where a batch saves each file it downloads, and finds it again on a rerun."""
+
+    def load(self, key: str, spool: Spool) -> bool:
+        """Fill `spool` with the saved file for `key`; False (spool untouched) when there is none."""
+
+    def save(self, key: str, spool: Spool) -> None:
+        """Save the downloaded file for `key` (blocking: called in a worker thread)."""

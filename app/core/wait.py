@@ -22,7 +22,7 @@ from app.core.models import OrderInfo
 from app.errors import ServiceError
 
 if TYPE_CHECKING:  # the command line reads WaitOptions without loading the HTTP client stack
-    from app.core.upstream import AutoenhanceClient
+    from app.core.upstream.client import AutoenhanceClient
 
 log = logging.getLogger("app.readiness")
 

@@ -28,13 +28,13 @@ from redis.exceptions import RedisError
 from app.archives.service import Archives
 from app.config import Settings
 from app.core import owner
-from app.core.disk_budget import DiskBudget
+from app.core.budget.disk import DiskBudget
+from app.core.delivery.selection import selected
+from app.core.delivery.sets import files_total
+from app.core.delivery.sharing import ShareSigner, ShareToken, load_secret, new_share_id
 from app.core.models import BatchOptions, OrderInfo
-from app.core.selection import selected
-from app.core.sets import files_total
-from app.core.sharing import ShareSigner, ShareToken, load_secret, new_share_id
 from app.core.stats import Stats
-from app.core.upstream import AutoenhanceClient
+from app.core.upstream.client import AutoenhanceClient
 from app.core.wait import WaitOptions
 from app.jobs.queue import JobQueue
 from app.jobs.records import (
@@ -293,7 +293,7 @@ class JobManager:
                 return await self.get(job_id)
         raise JobNotReady("The job changed status while being cancelled; try again", headers={"Retry-After": "1"})
 
-    # -- share links (app/core/sharing.py) ---------------------------------------------------------
+    # -- share links (app/core/delivery/sharing.py) ---------------------------------------------------------
 
     async def share(self, job_id: str, expires_in: float) -> tuple[Job, dict[str, Any], str]:
         """A new share link of a job (its record, the share, the token); refused as a download would be

@@ -121,7 +121,7 @@ class Job:
     wait_seconds: float | None = None
     """wait=true: the run first polls the order up to this long until no image is processing (app/core/wait.py)."""
     shares: tuple[dict[str, Any], ...] = ()
-    """Share links made of this job: {"share_id", "expires_at", "revoked_at"} (app/core/sharing.py)."""
+    """Share links made of this job: {"share_id", "expires_at", "revoked_at"} (app/core/delivery/sharing.py)."""
 
     def active_shares(self, now: float | None = None) -> list[dict[str, Any]]:
         moment = time.time() if now is None else now

@@ -21,7 +21,7 @@ from obstore.exceptions import NotFoundError
 from obstore.store import LocalStore, S3Store
 
 from app.config import Settings
-from app.core.s3 import s3_store
+from app.storage.s3 import s3_store
 
 
 class ResultStore(Protocol):

@@ -24,12 +24,12 @@ from redis.exceptions import RedisError
 from app.archives.service import JOB_PATIENCE_SECONDS, Archives, Build, Finished
 from app.config import Settings
 from app.core import owner
+from app.core.delivery.selection import selected
+from app.core.delivery.sets import files_total
 from app.core.engine import Batch
 from app.core.models import OrderInfo
-from app.core.selection import selected
-from app.core.sets import files_total
 from app.core.stats import Stats
-from app.core.upstream import AutoenhanceClient
+from app.core.upstream.client import AutoenhanceClient
 from app.core.wait import WaitOptions, wait_until_ready
 from app.errors import NothingSucceeded, ServiceError
 from app.jobs.queue import Ack

@@ -9,9 +9,9 @@ from typing import Any
 
 import aiosqlite
 
-from app.core import sqlite
 from app.core.models import BatchOptions
 from app.jobs.records import Job, JobStatus
+from app.storage import sqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     lease_until REAL,                     -- a running job's heartbeat deadline
     runner      TEXT,                     -- host:pid of the process that runs or ran it
     wait_seconds REAL,                    -- wait=true: poll the order up to this long first
-    shares      TEXT NOT NULL DEFAULT '[]', -- JSON list of the job's share links (app/core/sharing.py)
+    shares      TEXT NOT NULL DEFAULT '[]', -- JSON list of the job's share links (app/core/delivery/sharing.py)
     handed_back INTEGER NOT NULL DEFAULT 0  -- runs handed back by a departing worker (not failures)
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);

@@ -36,7 +36,7 @@ class Telemetry:
         return MeteredTransport(transport, self.metrics, api_base_url)
 
     def observe_downloads(self, api_base_url: str) -> Callable[[str, str, str, float], None]:
-        """Image downloads bypass the httpx transport (app/core/fetch.py): they report here instead."""
+        """Image downloads bypass the httpx transport (app/core/upstream/transport.py): they report here instead."""
         return download_observer(self.metrics, api_base_url)
 
     def watch(self, collector: ServiceCollector) -> None:

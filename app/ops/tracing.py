@@ -25,10 +25,10 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
+from app.core.delivery.sets import Rendition
 from app.core.models import OrderInfo
-from app.core.sets import Rendition
 from app.core.spool import Spool
-from app.core.upstream import AutoenhanceClient, ImageDownloadFailed
+from app.core.upstream.client import AutoenhanceClient, ImageDownloadFailed
 from app.ops.metrics import route_label
 
 SERVICE_NAME = "autoenhance-batch"

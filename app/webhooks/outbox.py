@@ -27,7 +27,8 @@ from typing import Any, Protocol
 import aiosqlite
 import redis.asyncio as aioredis
 
-from app.core import owner, sqlite
+from app.core import owner
+from app.storage import sqlite
 
 SETTLED_RETENTION_SECONDS = 7 * 24 * 3600
 """Delivered and failed deliveries are kept this long (for GET /jobs/{id} and debugging), then purged."""

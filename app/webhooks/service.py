@@ -16,8 +16,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from app.config import Settings
+from app.core.delivery.sharing import ShareSigner, load_secret
 from app.core.redis_client import connect
-from app.core.sharing import ShareSigner, load_secret
 from app.jobs.records import Job
 from app.webhooks.dispatcher import MAX_IN_FLIGHT, Dispatcher, RetryPolicy
 from app.webhooks.outbox import Delivery, Outbox, RedisOutbox, SqliteOutbox

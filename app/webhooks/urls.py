@@ -17,7 +17,7 @@ import certifi
 import httpcore
 import httpx
 
-from app.core.addresses import first_refusal, resolve
+from app.core.network.addresses import first_refusal, resolve
 from app.errors import Unprocessable
 
 MAX_URL_LENGTH = 2048

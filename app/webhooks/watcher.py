@@ -13,7 +13,7 @@ import time
 import uuid
 
 from app.core.models import BatchOptions, OrderInfo
-from app.core.upstream import AutoenhanceClient
+from app.core.upstream.client import AutoenhanceClient
 from app.errors import ServiceError
 from app.jobs.manager import JobManager
 from app.webhooks.payload import watch_failed

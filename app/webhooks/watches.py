@@ -17,8 +17,8 @@ from typing import Any, Protocol
 import aiosqlite
 import redis.asyncio as aioredis
 
-from app.core import sqlite
 from app.jobs.records import iso
+from app.storage import sqlite
 
 WATCH_TTL_SECONDS = 7 * 24 * 3600
 STARTING_GRACE_SECONDS = 120.0

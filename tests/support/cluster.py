@@ -21,8 +21,8 @@ import pytest
 import redis
 
 from app.config import Settings
-from bench.harness import wait_http
-from tests.support.servers import free_port
+from harness.processes import wait_http
+from harness.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.servers import free_port
+from harness.servers import free_port
 
 
 class RedisServer:

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support.servers import serve
+from harness.servers import serve
 
 SECRET = "whsec_" + base64.b64encode(b"autoenhance-batch-test-secret-32b").decode()
 """The WEBHOOK_SECRET tests configure, in the Standard Webhooks `whsec_<base64>` form."""

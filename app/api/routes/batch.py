@@ -16,9 +16,9 @@ from app.api.ranges import conditional
 from app.api.responses import ZIP_CONTENT, ArchiveResponse, archive_headers, finished_response, unless_hangup
 from app.api.security import ServiceKey
 from app.archives.service import STREAM_PATIENCE_SECONDS, Build, Finished
+from app.core.delivery.selection import choose, selected
+from app.core.delivery.sets import files_total
 from app.core.models import BatchOptions, OrderInfo
-from app.core.selection import choose, selected
-from app.core.sets import files_total
 from app.core.wait import wait_until_ready
 from app.errors import NothingSucceeded
 from app.wiring import Services

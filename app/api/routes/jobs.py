@@ -29,7 +29,7 @@ from app.api.deps import (
 from app.api.ranges import not_modified
 from app.api.responses import FAILURES_SCHEMA, ZIP_CONTENT, ArchiveFileResponse, archive_headers, callbacks_for, error
 from app.api.security import ServiceKey
-from app.core.selection import choose
+from app.core.delivery.selection import choose
 from app.jobs.records import JobExpired
 
 log = logging.getLogger("app.jobs")

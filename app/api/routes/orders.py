@@ -16,8 +16,8 @@ from PIL import Image, UnidentifiedImageError
 from app.api.deps import ServicesDep
 from app.api.responses import error
 from app.api.security import AdminToken
-from app.core.enhancement import EnhancementSettings, EnhanceType, Fire, Grass, Photographer, Sky, Tvs
-from app.core.upstream import upload_url_of
+from app.core.upstream.client import upload_url_of
+from app.core.upstream.enhancement import EnhancementSettings, EnhanceType, Fire, Grass, Photographer, Sky, Tvs
 from app.errors import InvalidUpload, PayloadTooLarge, ServiceError, UpstreamBadResponse
 
 log = logging.getLogger("app.orders")

@@ -1,7 +1,7 @@
 """What the page shows before anything is downloaded: the order's photos, thumbnails and the credit cost.
 
 - GET /orders/{order_id}/photos: name, each photo (id, name, status, whether it can be downloaded),
-  and for the options in the query the cost in Autoenhance credits (app/core/sets.py).
+  and for the options in the query the cost in Autoenhance credits (app/core/delivery/sets.py).
 - GET /images/{image_id}/thumbnail: a small JPEG from Autoenhance's free preview (or the original
   while the photo is still being enhanced), so a photographer sees which order this is.
 
@@ -19,9 +19,9 @@ from fastapi.responses import Response
 from app.api.deps import COMMON_ERRORS, OptionsDep, OrderIdPath, ServicesDep, delivery_sets, load_order
 from app.api.responses import error
 from app.api.security import ServiceKey, credit_refusal
-from app.core.selection import choose, selected
-from app.core.sets import catalogue, credit_cost
-from app.core.thumbnails import THUMBNAIL_WIDTH, thumbnail_bytes
+from app.core.delivery.selection import choose, selected
+from app.core.delivery.sets import catalogue, credit_cost
+from app.core.delivery.thumbnails import THUMBNAIL_WIDTH, thumbnail_bytes
 from app.errors import InvalidOption, NotFound
 
 

@@ -1,6 +1,6 @@
 """Share links: make and revoke them (service key), and what anyone holding one can open (no key).
 
-`POST /jobs/{id}/share` makes a signed, expiring link (app/core/sharing.py) to a finished job's ZIP.
+`POST /jobs/{id}/share` makes a signed, expiring link (app/core/delivery/sharing.py) to a finished job's ZIP.
 The link opens a plain download page (the order's name as text, thumbnails of the photos, one
 Download button) and the ZIP itself, with Range; with S3_BUCKET the download redirects to a presigned
 URL of the object. Expired, revoked or emptied: 410 with a plain sentence, since whoever opens a
@@ -22,8 +22,8 @@ from app.api.deps import ServicesDep, public_base_url
 from app.api.ranges import not_modified
 from app.api.responses import ArchiveFileResponse, archive_headers, error
 from app.api.security import ServiceKey, content_security_policy
-from app.core.selection import selected
-from app.core.thumbnails import thumbnail_bytes
+from app.core.delivery.selection import selected
+from app.core.delivery.thumbnails import thumbnail_bytes
 from app.errors import ServiceError
 from app.jobs.records import JobExpired, ShareGone, ShareNotFound, iso
 

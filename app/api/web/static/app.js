@@ -131,7 +131,7 @@ function validateMaxWidth() {
 const TEMPLATE_HELP = "Fields: {n} {name} {ext} {order} {set} {letter}. Empty: the names above.";
 const TEMPLATE_FIELD = /^(n(:[1-6])?|(name|order|set)(:(slug|upper|lower))?|(ext|letter)(:(upper|lower))?)$/;
 
-/** The same rules as app/core/templates.py, so a bad template is said here rather than as a failed download. */
+/** The same rules as app/core/delivery/templates.py, so a bad template is said here rather than as a failed download. */
 function validateTemplate() {
   const text = el.nameTemplate.value;
   let problem = "";
@@ -207,7 +207,7 @@ function renderCurl() {
   el.curl.textContent = `curl -fSL${key} -o autoenhance-${id.slice(0, 8)}.zip \\\n${shellQuote(url)}`;
 }
 
-/** Sets that download full-resolution enhanced photos (the ones Autoenhance charges for); as app/core/sets.py. */
+/** Sets that download full-resolution enhanced photos (the ones Autoenhance charges for); as app/core/delivery/sets.py. */
 function fullSizeSets() {
   if (el.devMode.checked) return [];
   return chosenSets().filter((set) => (set === "full" ? !el.preview.checked : Boolean(state.paidSets[set])));

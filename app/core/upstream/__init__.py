@@ -1,0 +1,1 @@
+"""The Autoenhance client: API calls, the image byte path, capped JSON bodies, the breaker."""

@@ -1,0 +1,1 @@
+"""ZIP bytes: the format as a function of the layout, the writer, CRC-32; nothing of HTTP."""

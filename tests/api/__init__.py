@@ -1,0 +1,1 @@
+"""The HTTP surface: routes, validators, intake, rate limits, server limits."""

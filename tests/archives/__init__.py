@@ -1,0 +1,1 @@
+"""The archive policy: resume and single-flight."""

@@ -1,0 +1,1 @@
+"""The Autoenhance simulator and the official SDK against it."""

@@ -1,0 +1,1 @@
+"""Whole-service runs: real processes, clusters, browsers, leaks, memory, shutdown."""

@@ -1,0 +1,1 @@
+"""Signed callbacks, the outbox, watches."""
