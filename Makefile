@@ -57,7 +57,7 @@ system-deps:
 run: install
 	$(BIN)/python -m app serve --host $(HOST) --port $(PORT) --timeout-graceful-shutdown $(SHUTDOWN_GRACE)
 
-## A job worker for the scaled-out mode (needs REDIS_URL; README "Running at scale").
+## A job worker for the scaled-out mode (needs REDIS_URL; docs/operations.md, "Running at scale").
 worker: install
 	$(BIN)/python -m app.worker
 
@@ -89,7 +89,7 @@ bench: install-dev system-deps
 profile: install-dev
 	$(BIN)/python -m bench.profile
 
-## 50 concurrent callers for 60 s with 5 % upstream faults; every ZIP validated (README, Resilience).
+## 50 concurrent callers for 60 s with 5 % upstream faults; every ZIP validated (docs/operations.md, Resilience).
 soak: install-dev
 	$(BIN)/python -m bench.soak --callers 50 --seconds 60
 
