@@ -16,11 +16,11 @@ import zipfile
 from pathlib import Path
 from typing import IO
 
+from app.cli.zipwatch import zip64_size
 from app.core.zip.crc import crc32
 
 LOCAL_HEADER = b"PK\x03\x04"
 _FIXED = struct.Struct("<4sHHHHHIIIHH")  # the 30-byte local file header
-_ZIP64_EXTRA = 0x0001
 READ_CHUNK = 1024 * 1024
 
 
@@ -64,7 +64,7 @@ def intact_length(path: Path) -> tuple[int, bool]:
                 return offset, False  # the header itself is unfinished
             if compressed == 0xFFFFFFFF:
                 file.seek(offset + _FIXED.size + name_length)
-                compressed = _zip64_size(file.read(extra_length))
+                compressed = zip64_size(file.read(extra_length))
             if flags & 0x0008 or method != 0 or compressed is None:
                 return offset, True  # not a member this service writes: nothing after it can be trusted
             end = start + compressed
@@ -86,16 +86,6 @@ def _crc_of(file: IO[bytes], start: int, length: int) -> int:
         crc = crc32(chunk, crc)
         length -= len(chunk)
     return crc
-
-
-def _zip64_size(extra: bytes) -> int | None:
-    offset = 0
-    while offset + 4 <= len(extra):
-        tag, size = struct.unpack_from("<HH", extra, offset)
-        if tag == _ZIP64_EXTRA and size >= 16:
-            return int(struct.unpack_from("<Q", extra, offset + 12)[0])
-        offset += 4 + size
-    return None
 
 
 def damaged_member(path: Path) -> str | None:

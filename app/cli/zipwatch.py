@@ -71,7 +71,7 @@ class ZipMemberCounter:
                 return
             name = bytes(self._buffer[_FIXED.size : _FIXED.size + name_length]).decode("utf-8", "replace")
             if compressed == 0xFFFFFFFF:
-                compressed = _zip64_size(bytes(self._buffer[_FIXED.size + name_length : end]))
+                compressed = zip64_size(bytes(self._buffer[_FIXED.size + name_length : end]))
                 if compressed is None:
                     self.lost = True
                     return
@@ -84,7 +84,7 @@ class ZipMemberCounter:
                 self._skip -= step
 
 
-def _zip64_size(extra: bytes) -> int | None:
+def zip64_size(extra: bytes) -> int | None:
     """The compressed size from a local header's ZIP64 extra field (uncompressed size comes first)."""
     offset = 0
     while offset + 4 <= len(extra):
