@@ -109,7 +109,8 @@ class Dispatcher:
                 except Exception:  # a bad pass (database busy, Redis blip) must not stop the next one
                     log.exception("webhook dispatch pass failed")
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                    async with asyncio.timeout(wait):  # not wait_for: on 3.11 it drops a cancel that meets the wake-up
+                        await self._wake.wait()
                 self._wake.clear()
         finally:  # stopping: attempts in flight hand their deliveries back (see _attempt_and_settle)
             ending = list(self._in_flight)

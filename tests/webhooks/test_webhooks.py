@@ -546,3 +546,31 @@ def test_openapi_declares_the_callback_with_its_payload_schema(hooked: Service) 
     create_job = spec["paths"]["/v1/orders/{order_id}/jobs"]["post"]
     assert any(p["name"] == "callbackUrl" and p["in"] == "header" for p in create_job["parameters"])
     assert "422" in create_job["responses"]
+
+
+def test_the_dispatcher_stops_when_woken_and_cancelled_at_once(tmp_path: Path) -> None:
+    """A job's shutdown queues its callback (waking the dispatcher) just before the dispatcher is
+    stopped. Python 3.11's `asyncio.wait_for` drops a cancellation that arrives as its awaitable
+    finishes, and the dispatcher then polled on forever: a stopped worker hung until SIGKILL."""
+    from app.webhooks.dispatcher import Dispatcher
+    from app.webhooks.outbox import SqliteOutbox
+    from app.webhooks.urls import callback_client
+
+    async def scenario() -> bool:
+        outbox = await SqliteOutbox.open(tmp_path / "outbox.sqlite3")
+        client = callback_client(allow_private=True, timeout=5)
+        dispatcher = Dispatcher(outbox, client, signer(SECRET), RetryPolicy(5, 5, 30), timeout=5)
+        task = asyncio.create_task(dispatcher.run_forever())
+        try:
+            for _ in range(20):  # until it idles in its wait
+                await asyncio.sleep(0.01)
+            dispatcher.wake()
+            task.cancel()  # in the same step as the wake-up, as Services.aclose does
+            done, _ = await asyncio.wait({task}, timeout=3)
+            return task in done and task.cancelled()
+        finally:
+            task.cancel()
+            await client.aclose()
+            await outbox.close()
+
+    assert asyncio.run(scenario()), "the dispatcher kept running after it was cancelled"

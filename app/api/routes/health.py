@@ -85,7 +85,8 @@ async def check_storage(settings: Settings) -> dict[str, Any]:
     started = time.perf_counter()
     for directory in (settings.data_dir, settings.jobs_dir):
         try:
-            await asyncio.wait_for(asyncio.to_thread(_write_probe, directory), PROBE_TIMEOUT_SECONDS)
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                await asyncio.to_thread(_write_probe, directory)
         except TimeoutError:
             return _check(False, f"{directory} did not accept a write within {PROBE_TIMEOUT_SECONDS:g}s", started)
         except OSError as exc:
@@ -109,7 +110,8 @@ async def check_redis(url: str, prefix: str) -> dict[str, Any]:
         url, socket_timeout=PROBE_TIMEOUT_SECONDS, socket_connect_timeout=PROBE_TIMEOUT_SECONDS
     )
     try:
-        await asyncio.wait_for(client.set(f"{prefix}ready:probe", "1", px=5000), PROBE_TIMEOUT_SECONDS)
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+            await client.set(f"{prefix}ready:probe", "1", px=5000)
     except OutOfMemoryError:
         return _check(False, REDIS_OUT_OF_MEMORY, started)
     except ReadOnlyError:
