@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.core.models import BatchOptions, NameStyle, OrderInfo, assign_numbers
+from app.core.redis_client import connect
 
 log = logging.getLogger("app.numbering")
 
@@ -43,7 +44,7 @@ class Numbering:
 
     @classmethod
     def for_settings(cls, data_dir: Path, redis_url: str | None, prefix: str) -> Numbering:
-        redis = aioredis.from_url(redis_url, decode_responses=True) if redis_url else None
+        redis = connect(redis_url) if redis_url else None
         return cls(data_dir / "numbering", redis, prefix)
 
     async def apply(self, order: OrderInfo, options: BatchOptions) -> OrderInfo:

@@ -9,11 +9,20 @@ Beyond it the error surfaces as before (routes answer 503, background loops try 
 
 Connections idle longer than HEALTH_CHECK_SECONDS are PINGed before use, and TCP keepalive finds
 peers that vanished without closing.
+
+Every connection sends its commands under `asyncio.timeout` rather than redis-py's
+`asyncio.wait_for`: on Python 3.11, wait_for drops a cancellation that arrives as the send
+completes, so a task cancelled during a Redis command (a job's heartbeat, the webhook dispatcher,
+the queue listener) ran on; a stopped worker hung and a handed-back job kept renewing its lease.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import builtins
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -37,9 +46,68 @@ RETRIED_ERRORS: tuple[type[Exception], ...] = (ConnectionError, TimeoutError, Bu
 a restarted Redis that is still loading its data answers LOADING for a moment.)"""
 
 
-def connection_options(retries: int = RETRIES) -> dict[str, Any]:
-    """Keyword arguments for a redis-py client or connection pool (taskiq-redis takes them too)."""
+class _CancelSafeSend:
+    """redis-py's `send_packed_command` with the write timed by `asyncio.timeout`, which keeps a
+    cancellation that meets the end of the write (wait_for on Python 3.11 loses it)."""
+
+    if TYPE_CHECKING:  # provided by the redis-py connection class this is mixed into
+        socket_timeout: float | None
+        is_connected: bool
+        _writer: asyncio.StreamWriter
+
+        async def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None: ...
+        async def check_health(self) -> None: ...
+        async def disconnect(self, nowait: bool = False, **kwargs: Any) -> None: ...
+
+    async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
+        if not self.is_connected:
+            await self.connect_check_health(check_health=False)
+        if check_health:
+            await self.check_health()
+        if isinstance(command, str):
+            command = command.encode()
+        parts = [command] if isinstance(command, bytes) else command
+        try:
+            async with asyncio.timeout(self.socket_timeout or None):
+                self._writer.writelines(parts)
+                await self._writer.drain()
+        except builtins.TimeoutError as exc:  # the builtin one (not redis-py's): the write outlasted socket_timeout
+            await self.disconnect(nowait=True)
+            raise TimeoutError("Timeout writing to socket") from exc
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            raise ConnectionError(f"Error while writing to socket: {exc}") from exc
+        except BaseException:  # a cancelled write leaves the connection mid-command: never reuse it
+            await self.disconnect(nowait=True)
+            raise
+
+
+class CancelSafeConnection(_CancelSafeSend, aioredis.Connection):  # type: ignore[misc]
+    """A TCP connection (redis://)."""
+
+
+class CancelSafeSSLConnection(_CancelSafeSend, aioredis.SSLConnection):  # type: ignore[misc]
+    """A TLS connection (rediss://)."""
+
+
+class CancelSafeUnixConnection(_CancelSafeSend, aioredis.UnixDomainSocketConnection):  # type: ignore[misc]
+    """A Unix socket connection (unix://)."""
+
+
+def connection_class(url: str) -> type[aioredis.connection.AbstractConnection]:
+    """The cancel-safe connection class for the URL's scheme (from_url would pick redis-py's own)."""
+    scheme = urlsplit(url).scheme
+    if scheme == "rediss":
+        return CancelSafeSSLConnection
+    if scheme == "unix":
+        return CancelSafeUnixConnection
+    return CancelSafeConnection
+
+
+def connection_options(url: str, retries: int = RETRIES) -> dict[str, Any]:
+    """Keyword arguments for a redis-py client or connection pool of `url` (taskiq-redis takes them too)."""
     return {
+        "connection_class": connection_class(url),
         "retry": Retry(EqualJitterBackoff(cap=BACKOFF_CAP_SECONDS, base=BACKOFF_BASE_SECONDS), retries),
         "retry_on_error": list(RETRIED_ERRORS),
         "health_check_interval": HEALTH_CHECK_SECONDS,
@@ -51,5 +119,5 @@ def connection_options(retries: int = RETRIES) -> dict[str, Any]:
 
 def connect(url: str, *, retries: int = RETRIES) -> aioredis.Redis:
     """A lazily connecting client with text replies; `retries=1` for callers that fail open fast."""
-    client: aioredis.Redis = aioredis.from_url(url, decode_responses=True, **connection_options(retries))
+    client: aioredis.Redis = aioredis.from_url(url, decode_responses=True, **connection_options(url, retries))
     return client

@@ -147,14 +147,15 @@ class JobQueue:
         if settings.redis_url is None:
             broker = InMemoryBroker(max_async_tasks=10_000, propagate_exceptions=False)
         else:
+            url = settings.redis_url.get_secret_value()
             broker = JobStreamBroker(
-                settings.redis_url.get_secret_value(),
+                url,
                 queue_name=stream_key(settings.redis_key_prefix),
                 consumer_group_name=CONSUMER_GROUP,
                 consumer_id="0",  # a group declared after messages arrived (Redis lost its data) still reads them
                 xread_block=READ_BLOCK_MS,
                 maxlen=STREAM_MAX_MESSAGES,
-                **connection_options(),
+                **connection_options(url),
             )
         return cls(broker, runner)
 
