@@ -283,7 +283,7 @@ class JobManager:
                     continue  # it moved on meanwhile (claimed, finished): look again
                 await self.runner.stop(job_id)
                 await self.results.delete(job_id)
-                await asyncio.to_thread((self.settings.jobs_dir / f"{job_id}.zip.part").unlink, missing_ok=True)
+                await asyncio.to_thread(_remove_parts, self.settings.jobs_dir, job_id)
                 await self.runner.announce(job_id)
                 log.info("job cancelled", extra={"job_id": job_id, "was": job.status.value})
                 return await self.get(job_id)
@@ -363,3 +363,9 @@ class JobManager:
         self.runner.running.clear()
         await self.queue.shutdown()
         await self.store.close()
+
+
+def _remove_parts(directory: Path, job_id: str) -> None:
+    """Every attempt's part file of a cancelled job."""
+    for part in directory.glob(f"{job_id}.*.zip.part"):
+        part.unlink(missing_ok=True)

@@ -1,6 +1,6 @@
 """Where finished job archives live: local disk by default, an S3-compatible bucket when S3_BUCKET is set.
 
-Both go through `obstore`. A job always writes its archive to `<jobs_dir>/<id>.zip.part` first
+Both go through `obstore`. A job always writes its archive to `<jobs_dir>/<id>.<attempt>.zip.part` first
 (fsynced); `publish` then makes it the result: a rename on disk (LocalStore), or an upload to the
 bucket followed by deleting the local file (S3Store). `locate` answers what a download serves: a
 local path (streamed with Range, as before) or a presigned GET URL the route redirects to (Range
@@ -32,6 +32,17 @@ class ResultStore(Protocol):
     async def adopt_shared(self, job_id: str, copy_to: Callable[[str], Awaitable[bool]]) -> bool:
         """Make a shared-cache entry (in the bucket) this job's result with `copy_to(object_key)`."""
         ...
+
+
+def part_name(job_id: str, attempt: int) -> str:
+    """One part file per attempt: a run whose lease lapsed may still be writing when the next attempt
+    starts on the same disk, and the two must not write, rename or delete each other's file."""
+    return f"{job_id}.{attempt}.zip.part"
+
+
+def part_job_id(name: str) -> str:
+    """The job a part file belongs to (the attempt is ignored)."""
+    return name.split(".", 1)[0]
 
 
 def result_key(job_id: str) -> str:

@@ -2,7 +2,7 @@
 
 The archive comes from the one archive policy (app/archives/service.py), as for the streaming route:
 a cached or shared archive, or an identical job's, is copied; otherwise the engine's batch is written
-to `<jobs_dir>/<id>.zip.part` and published as the job's result (app/jobs/results.py). Every write of
+to `<jobs_dir>/<id>.<attempt>.zip.part` and published as the job's result (app/jobs/results.py). Every write of
 a run is conditional on its attempt, so a runner presumed dead that wakes up cannot overwrite its
 successor (app/jobs/supervisor.py takes lapsed runs over).
 """
@@ -34,7 +34,7 @@ from app.core.wait import WaitOptions, wait_until_ready
 from app.errors import NothingSucceeded, ServiceError
 from app.jobs.queue import Ack
 from app.jobs.records import Job, JobListener, JobStatus
-from app.jobs.results import ResultStore
+from app.jobs.results import ResultStore, part_name
 from app.jobs.store import JobStore
 
 log = logging.getLogger("app.jobs")
@@ -311,7 +311,7 @@ class JobRunner:
                     "failed": len(failures),
                     "failures": [f.as_dict() for f in failures],
                 }
-            size = await self._write(job.job_id, batch)
+            size = await self._write(job, batch)
             return {
                 "status": JobStatus.complete,
                 "error": None,
@@ -345,7 +345,7 @@ class JobRunner:
         if found.source == "leader":
             return True
         if found.path is not None:
-            part = self.directory / f"{job.job_id}.zip.part"
+            part = self.directory / part_name(job.job_id, job.attempt)
             try:
                 await asyncio.to_thread(_share, found.path, part)
             except FileNotFoundError:  # evicted between the lookup and the link
@@ -358,10 +358,11 @@ class JobRunner:
             return True
         return False
 
-    async def _write(self, job_id: str, batch: Batch) -> int:
-        """Archive bytes to `<id>.zip.part`, written in a thread (the archive's chunks are already
-        1 MiB each), then published as the job's result (a rename on disk, or an upload)."""
-        part = self.directory / f"{job_id}.zip.part"
+    async def _write(self, job: Job, batch: Batch) -> int:
+        """Archive bytes to `<id>.<attempt>.zip.part`, written in a thread (the archive's chunks are
+        already 1 MiB each), then published as the job's result (a rename on disk, or an upload)."""
+        job_id = job.job_id
+        part = self.directory / part_name(job_id, job.attempt)
         size = 0
         file = await asyncio.to_thread(_open_for_write, part)
         try:

@@ -28,7 +28,7 @@ from app.config import Settings
 from app.core import owner
 from app.jobs.queue import JobQueue
 from app.jobs.records import RECORD_RETENTION_SECONDS, Job, JobStatus
-from app.jobs.results import ResultStore
+from app.jobs.results import ResultStore, part_job_id
 from app.jobs.store import JobStore
 
 log = logging.getLogger("app.jobs")
@@ -117,7 +117,7 @@ class Supervisor:
             interrupted += int(failed)
             await self.announce(job.job_id)
         for part in self.directory.glob("*.zip.part"):  # nothing of ours runs yet: a live neighbour's stay
-            if part.name.removesuffix(".zip.part") not in live:
+            if part_job_id(part.name) not in live:
                 part.unlink(missing_ok=True)
         queued = await self.store.with_status(JobStatus.queued)
         for job in queued:

@@ -304,7 +304,7 @@ def test_a_crash_leaves_no_job_running_after_the_next_start(simulator: Sim, tmp_
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             job_id = create_job(client, order_id)["job_id"]
             poll(client, job_id, lambda s: s["downloaded"] == 1)  # fast.jpg is in; slow.jpg is held upstream
-        part = data_dir / "jobs" / f"{job_id}.zip.part"
+        part = data_dir / "jobs" / f"{job_id}.1.zip.part"  # attempt 1's
         deadline = time.monotonic() + 5
         while not part.exists():
             assert time.monotonic() < deadline, "the job never started writing its archive"
