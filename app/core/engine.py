@@ -26,10 +26,9 @@ from typing import TYPE_CHECKING
 
 from app.core.budget.local import FairLimiter, OrderSlots
 from app.core.delivery.selection import selected
-from app.core.delivery.sets import Rendition, renditions, uses_folders
-from app.core.delivery.templates import Template, Values, parse_template, render
-from app.core.models import BatchOptions, ImageInfo, NameStyle, OrderInfo
-from app.core.naming import NameAllocator, safe_stem
+from app.core.delivery.sets import Rendition, renditions
+from app.core.models import BatchOptions, ImageInfo, OrderInfo
+from app.core.plan import plan
 from app.core.report import closing_files
 from app.core.shared_files import SharedFiles
 from app.core.spool import MemoryAccount, MemoryGauge, Spool
@@ -250,54 +249,10 @@ class Batch:
 
     # -- downloads -------------------------------------------------------------------------------
 
-    def plan(self) -> list[tuple[ImageInfo, Rendition, str]]:
-        """Every file of the archive: (image, set, member name), photo by photo in the order's own order.
-
-        Names are unique per folder; with `names=sequence` each starts with the photo's zero-padded
-        place in the order (`03 - kitchen.jpg`), the same number in every set.
-        """
-        folders = uses_folders(self.options)
-        allocators = {r.set: NameAllocator() for r in self.renditions}
-        numbers = self.order.numbers or {}
-        width = max(2, len(str(max([self.order.listed or len(self.order.images), *numbers.values()]))))
-        template = parse_template(self.options.template) if self.options.template is not None else None
-        planned = []
-        for index, image in enumerate(self.order.images, start=1):
-            # kept numbers first (a photo added later takes the next), then the place in the whole order
-            # (kept when photos are chosen), then the place here
-            position = numbers.get(image.image_id, image.position or index)
-            prefix = f"{position:0{width}d} - " if self.options.names is NameStyle.sequence else ""
-            for rendition in self.renditions:
-                extension = rendition.extension(image)
-                allocator = allocators[rendition.set]
-                if template is None:
-                    name = allocator.allocate(image.name, image.image_id, extension, prefix)
-                else:
-                    stem = self._templated(template, image, position, width, rendition.set, extension)
-                    name = allocator.allocate(stem, image.image_id, extension)
-                planned.append((image, rendition, f"{rendition.set}/{name}" if folders else name))
-        return planned
-
-    def _templated(self, template: Template, image: ImageInfo, position: int, width: int, set_name: str, extension: str) -> str:
-        """A template's stem for one file: path separators made plain characters (a name never makes a
-        folder), the extension taken off when the template wrote it (allocate adds it back)."""
-        values = Values(
-            n=position,
-            width=width,
-            name=safe_stem(image.name, image.image_id),
-            ext=extension.lstrip("."),
-            order=self.order.name or self.order.order_id,
-            set=set_name,
-        )
-        stem = render(template, values).replace("/", "_").replace("\\", "_")
-        if stem.casefold().endswith(extension.casefold()):
-            stem = stem[: -len(extension)]
-        return stem
-
     def start(self) -> None:
         """Plan every file, then start the downloads (planning first: a failure there starts nothing)."""
         self.engine.active_batches += 1
-        planned = self.plan()
+        planned = plan(self.order, self.options)
         for index in range(self.order.unidentified):
             self._fail(
                 "(unknown)",
@@ -305,7 +260,8 @@ class Batch:
                 "the order lists this image without an id",
                 "Check the order on Autoenhance; this entry cannot be downloaded",
             )
-        for image, rendition, name in planned:
+        for file in planned:
+            image, rendition, name = file.image, file.rendition, file.name
             skip = image.skip_reason() if rendition.endpoint == "enhanced" else None
             if skip is not None:
                 recovery = RECOVER_UPSTREAM if (image.status or "").lower() in ("error", "expired") else RECOVER_WAIT

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from app.core.budget.local import OrderSlots
 from app.core.delivery.selection import selected
 from app.core.delivery.sets import Rendition
-from app.core.engine import Batch, Engine
+from app.core.engine import Engine
 from app.core.models import BatchOptions, ImageInfo, OrderInfo
+from app.core.plan import plan
 from app.core.report import closing_files
 from app.core.shared_files import Hold, Result
 from app.core.spool import MemoryAccount, Spool
@@ -78,11 +79,11 @@ def _not_needed() -> Iterator[bytes]:
 
 
 Planned = dict[str, tuple[ImageInfo, Rendition]]
-"""Member name -> (photo, delivery set): the engine's own plan, the same for the same order version and options."""
+"""Member name -> (photo, delivery set): the order's plan (app/core/plan.py), the same for the same order version and options."""
 
 
-def _planned(engine: Engine, order: OrderInfo, options: BatchOptions) -> Planned:
-    return {name: (image, rendition) for image, rendition, name in Batch(engine, order, options).plan()}
+def _planned(order: OrderInfo, options: BatchOptions) -> Planned:
+    return {f.name: (f.image, f.rendition) for f in plan(order, options)}
 
 
 def _hold(engine: Engine, layout: Layout) -> Hold:
@@ -123,7 +124,7 @@ async def prepare(
     needed = set(layout.needed_from(start))
     recorded = [m.name for i, m in enumerate(layout.members) if i in needed and m.image_id]
     unsent = [] if layout.complete else [name for _, name in layout.unsent()]
-    planned = _planned(engine, order, options)
+    planned = _planned(order, options)
     if any(name not in planned for name in [m.name for m in layout.members if m.image_id] + unsent):
         raise LayoutChanged("the order's plan no longer names every recorded file")
     hold = _hold(engine, layout)
