@@ -29,7 +29,7 @@ from app.core.delivery.selection import selected
 from app.core.delivery.sets import Rendition, renditions
 from app.core.models import BatchOptions, ImageInfo, OrderInfo
 from app.core.plan import plan
-from app.core.report import closing_files
+from app.core.report import Summary, closing_files
 from app.core.shared_files import SharedFiles
 from app.core.spool import MemoryAccount, MemoryGauge, Spool
 from app.core.stats import Stats
@@ -213,17 +213,15 @@ class Batch:
         self.order = order = selected(order, options)  # the chosen photos only, each keeping its number
         self.options = options
         self.keep = keep
-        self.renditions = renditions(options)
-        self.photos = len(order.images) + order.unidentified
-        self.total = len(order.images) * len(self.renditions) + order.unidentified
-        """Files planned: one per photo and delivery set (entries without an id count once)."""
-        self.downloaded = 0
+        self.summary = Summary(
+            order,
+            options,
+            photos=len(order.images) + order.unidentified,
+            total=len(order.images) * len(renditions(options)) + order.unidentified,
+        )
+        """What this archive holds and misses, as it streams: its report and manifest are written from it."""
         self.reused = 0
-        self.retry_hint: str | None = None
-        """How the report tells this batch's reader to fetch what failed (None: the service's URL)."""
         """Files served from `keep` (saved by an earlier, interrupted run) instead of downloaded."""
-        self.failures: list[ImageFailure] = []
-        self.members: list[dict[str, object]] = []
         self.layout_plan: list[tuple[str, str]] = []  # (image id, member name) of each file fetched
         self.plan_failures: list[ImageFailure] = []  # known before any download (skipped, unidentified)
         self.started_at = time.monotonic()
@@ -240,8 +238,21 @@ class Batch:
         self._closed = False
 
     @property
+    def total(self) -> int:
+        """Files planned: one per photo and delivery set (entries without an id count once)."""
+        return self.summary.total
+
+    @property
+    def downloaded(self) -> int:
+        return self.summary.downloaded
+
+    @property
+    def failures(self) -> list[ImageFailure]:
+        return self.summary.failures
+
+    @property
     def failed(self) -> int:
-        return len(self.failures)
+        return self.summary.failed
 
     @property
     def finished(self) -> int:
@@ -278,9 +289,7 @@ class Batch:
             self._settled.set()
 
     def _fail(self, image_id: str, name: str, reason: str, recovery: str, set_name: str | None = None) -> None:
-        self.failures.append(
-            ImageFailure(image_id, name, reason, recovery.replace("{image_id}", image_id), set_name)
-        )
+        self.summary.fail(image_id, name, reason, recovery, set_name)
         log.warning("image failed", extra={"order_id": self.order.order_id, "image_id": image_id, "reason": reason})
 
     async def _obtain(self, image_id: str, rendition: Rendition, spool: Spool) -> None:
@@ -310,7 +319,7 @@ class Batch:
             if isinstance(got, NotDownloaded):
                 self._fail(image.image_id, name, got.reason, got.recovery, rendition.set)
                 return
-            self.downloaded += 1
+            self.summary.downloaded += 1
             log.info(
                 "image downloaded",
                 extra={"order_id": self.order.order_id, "image_id": image.image_id, "bytes": got.size},
@@ -388,9 +397,7 @@ class Batch:
             done = await self._ready.get()
             if done is None:
                 continue
-            self.members.append(
-                {"image_id": done.image.image_id, "name": done.name, "set": done.rendition.set, "bytes": done.spool.size}
-            )
+            self.summary.sent(done.image.image_id, done.name, done.rendition.set, done.spool.size)
             if recorder is not None:
                 await recorder.member(LayoutMember(done.name, done.spool.size, done.spool.crc32, done.image.image_id))
             spool = done.spool
@@ -399,7 +406,7 @@ class Batch:
             writer.feed(Member(done.name, spool.size, spool.crc32, spool.chunks, now, done.written.set, in_memory, in_memory))
         if self._closed:  # abandoned (the caller left): the Nones above were cancellations, not failures
             return
-        extras = closing_files(self)
+        extras = closing_files(self.summary)
         if recorder is not None:
             await recorder.finish([LayoutMember(n, len(d), zlib.crc32(d), text=d.decode()) for n, d in extras])
         for name, data in extras:

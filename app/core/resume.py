@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from app.core.budget.local import OrderSlots
 from app.core.delivery.selection import selected
@@ -25,7 +25,7 @@ from app.core.delivery.sets import Rendition
 from app.core.engine import Engine
 from app.core.models import BatchOptions, ImageInfo, OrderInfo
 from app.core.plan import plan
-from app.core.report import closing_files
+from app.core.report import Summary, closing_files
 from app.core.shared_files import Hold, Result
 from app.core.spool import MemoryAccount, Spool
 from app.core.zip.layout import Layout, LayoutMember, LayoutRecorder
@@ -39,23 +39,6 @@ class LayoutChanged(Exception):
 
 class LayoutRaced(Exception):
     """Another resume completed this cut layout first: reload the record and prepare again."""
-
-
-@dataclass
-class _Summary:
-    """The report's view of the completed archive (app/core/report.py's Batch protocol)."""
-
-    order: OrderInfo
-    options: BatchOptions
-    photos: int
-    total: int
-    downloaded: int
-    failures: list[ImageFailure]
-    members: list[dict[str, object]] = field(default_factory=list)
-
-    @property
-    def failed(self) -> int:
-        return len(self.failures)
 
 
 @dataclass
@@ -166,7 +149,13 @@ async def _complete(
 ) -> None:
     """Append the files never sent (plan order), then record the report and manifest."""
     layout = recorder.layout
-    failures = [ImageFailure(**f) for f in layout.plan_failures]
+    summary = Summary(
+        order,
+        options,
+        photos=len(order.images) + order.unidentified,
+        total=layout.total_images,
+        failures=[ImageFailure(**f) for f in layout.plan_failures],
+    )
     added: list[LayoutMember] = []
     for name in unsent:
         got, (image, rendition) = results[name], planned[name]
@@ -174,18 +163,11 @@ async def _complete(
             added.append(LayoutMember(name, got.size, got.crc32, image.image_id))
         else:
             reason, _, recovery = got.partition("\n")
-            recovery = recovery.replace("{image_id}", image.image_id)
-            failures.append(ImageFailure(image.image_id, name, reason, recovery, rendition.set))
-    files = [m for m in [*layout.members, *added] if m.image_id]
-    summary = _Summary(
-        order,
-        options,
-        len(order.images) + order.unidentified,
-        layout.total_images,
-        len(files),
-        failures,
-        [{"image_id": m.image_id, "name": m.name, "set": planned[m.name][1].set, "bytes": m.size} for m in files],
-    )
+            summary.fail(image.image_id, name, reason, recovery, rendition.set)
+    files = [(m, m.image_id) for m in [*layout.members, *added] if m.image_id]
+    summary.downloaded = len(files)
+    for m, image_id in files:
+        summary.sent(image_id, m.name, planned[m.name][1].set, m.size)
     added += [LayoutMember(n, len(d), zlib.crc32(d), text=d.decode()) for n, d in closing_files(summary)]
     if not await recorder.complete(added):
         raise LayoutRaced(layout.layout_id)
