@@ -5,7 +5,7 @@ answers the conditional requests on the batch route before any new archive is ma
 - `If-None-Match` naming the cached archive, or a complete layout of this same order version and
   options where nothing failed: 304;
 - `Range: bytes=N-` with `If-Range` naming a recorded layout of this URL: 206 with the exact
-  `Content-Range`, replayed from the layout (app/core/resume.py), or 416 when N is past the end;
+  `Content-Range`, replayed from the layout (app/archives/resume.py), or 416 when N is past the end;
   if Autoenhance now serves different bytes, None: the caller makes a fresh archive (200).
 Anything else (no If-Range, a weak, stale or unknown one, other range forms) falls through to the
 whole archive, which RFC 9110 allows a server to send instead of a range.
@@ -25,7 +25,7 @@ from fastapi.responses import Response
 from app.api.responses import ArchiveResponse, archive_headers, unless_hangup
 from app.archives.layout_store import layout_id_of
 from app.core.models import BatchOptions, OrderInfo
-from app.core.resume import LayoutChanged, LayoutRaced, Replay, prepare
+from app.archives.resume import LayoutChanged, LayoutRaced, Replay, prepare
 from app.core.stats import Stats
 from app.core.zip.format import listing_ranks
 from app.core.zip.layout import Layout

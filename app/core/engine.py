@@ -120,7 +120,7 @@ class Engine:
         self.spool_memory = MemoryGauge()
         """Bytes every spool of the process holds in memory (GET /api/stats, /metrics)."""
         self.shared_files = SharedFiles()
-        """Files resumes are fetching or holding, shared by resumes of the same layout (app/core/resume.py)."""
+        """Files resumes are fetching or holding, shared by resumes of the same layout (app/archives/resume.py)."""
 
     def memory_account(self) -> MemoryAccount:
         """One request's share of spool memory (SPOOL_REQUEST_MEMORY_BYTES), counted in `spool_memory`."""
