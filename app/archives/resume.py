@@ -93,7 +93,7 @@ class Replay:
             writer.feed(member)
         writer.finish()
         async for chunk in writer.chunks():
-            self.stats.bytes_sent += len(chunk)
+            self.stats.sent(len(chunk))
             yield chunk
 
     async def aclose(self) -> None:
@@ -209,7 +209,7 @@ async def prepare(
             chunks, in_memory = held.chunks, not held.on_disk
         members.append(Member(m.name, m.size, m.crc32, chunks, modified, in_memory=in_memory))
     fetched = [name for name, value in results.items() if isinstance(value, Spool)]
-    engine.stats.images_downloaded += len(fetched)
+    engine.stats.images(len(fetched))
     return Replay(layout, start, layout.total(), members, hold, fetched, engine.stats)
 
 

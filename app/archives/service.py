@@ -140,7 +140,7 @@ class Build:
                 async for chunk in chunks:
                     if writer is not None:
                         writer.write(chunk)
-                    archives.stats.bytes_sent += len(chunk)
+                    archives.stats.sent(len(chunk))
                     if self.flight is None or self.flight.landed:
                         yield chunk
                         continue
@@ -392,12 +392,8 @@ class Archives:
         return {"hits": self.cache.hits, "misses": self.cache.misses, "bytes": self.cache.size_bytes()}
 
     def count_served(self, size: int | None = None, *, partial: bool = False) -> None:
-        """One archive handed over whole: streamed to its end, served from a cache, or a job's download
-        (`size` counts bytes not already counted chunk by chunk; None for a redirect to S3)."""
-        self.stats.zips_served += 1
-        self.stats.partial_zips += int(partial)
-        if size is not None:
-            self.stats.bytes_sent += size
+        """One archive handed over whole (app/core/stats.py, `Stats.served`)."""
+        self.stats.served(size, partial=partial)
 
 
 def _validators(meta: dict[str, Any]) -> dict[str, Any]:

@@ -433,8 +433,7 @@ class Batch:
         self._closed = True
         self.engine.active_batches -= 1
         # Counted here, once per batch, whichever door opened it and however it ended.
-        self.engine.stats.images_downloaded += self.downloaded
-        self.engine.stats.images_failed += self.failed
+        self.engine.stats.images(self.downloaded, self.failed)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
