@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
@@ -207,7 +206,7 @@ async def prepare(
             chunks = functools.partial(iter, (m.text.encode(),))
         elif isinstance(held := results.get(m.name), Spool):
             chunks, in_memory = held.chunks, not held.on_disk
-        members.append(Member(m.name, m.size, m.crc32, chunks, modified, in_memory=in_memory))
+        members.append(Member(m, chunks, modified, in_memory=in_memory))
     fetched = [name for name, value in results.items() if isinstance(value, Spool)]
     engine.stats.images(len(fetched))
     return Replay(layout, start, layout.total(), members, hold, fetched, engine.stats)
@@ -238,10 +237,10 @@ async def _complete(
         else:
             reason, _, recovery = got.partition("\n")
             summary.fail(image.image_id, name, reason, recovery, rendition.set)
-    files = [(m, m.image_id) for m in [*layout.members, *added] if m.image_id]
+    files = [m for m in [*layout.members, *added] if m.image_id]
     summary.downloaded = len(files)
-    for m, image_id in files:
-        summary.sent(image_id, m.name, planned[m.name][1].set, m.size)
-    added += [LayoutMember(n, len(d), zlib.crc32(d), text=d.decode()) for n, d in closing_files(summary)]
+    for m in files:
+        summary.sent(m, planned[m.name][1].set)
+    added += [LayoutMember.of_text(name, data) for name, data in closing_files(summary)]
     if not await recorder.complete(added):
         raise LayoutRaced(layout.layout_id)

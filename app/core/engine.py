@@ -16,7 +16,6 @@ import errno
 import functools
 import logging
 import time
-import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -79,9 +78,10 @@ def _disk_full(exc: OSError, image_id: str) -> NotDownloaded:
 
 @dataclass
 class _Done:
-    image: ImageInfo
-    name: str
-    rendition: Rendition
+    """A file spooled and waiting for the writer: the member it becomes, its set (for the manifest)."""
+
+    member: LayoutMember
+    set: str
     spool: Spool
     written: asyncio.Event
 
@@ -324,7 +324,7 @@ class Batch:
                 "image downloaded",
                 extra={"order_id": self.order.order_id, "image_id": image.image_id, "bytes": got.size},
             )
-            done = _Done(image, name, rendition, got, asyncio.Event())
+            done = _Done(LayoutMember(name, got.size, got.crc32, image.image_id), rendition.set, got, asyncio.Event())
             self._ready.put_nowait(done)
             handed_over = True
             self._settled.set()
@@ -397,20 +397,21 @@ class Batch:
             done = await self._ready.get()
             if done is None:
                 continue
-            self.summary.sent(done.image.image_id, done.name, done.rendition.set, done.spool.size)
+            self.summary.sent(done.member, done.set)
             if recorder is not None:
-                await recorder.member(LayoutMember(done.name, done.spool.size, done.spool.crc32, done.image.image_id))
+                await recorder.member(done.member)
             spool = done.spool
             # in memory, the chunks are the very bytes the spool CRC'd on arrival: no second pass
             in_memory = not spool.on_disk
-            writer.feed(Member(done.name, spool.size, spool.crc32, spool.chunks, now, done.written.set, in_memory, in_memory))
+            writer.feed(Member(done.member, spool.chunks, now, done.written.set, in_memory, in_memory))
         if self._closed:  # abandoned (the caller left): the Nones above were cancellations, not failures
             return
         extras = closing_files(self.summary)
+        texts = [LayoutMember.of_text(name, data) for name, data in extras]
         if recorder is not None:
-            await recorder.finish([LayoutMember(n, len(d), zlib.crc32(d), text=d.decode()) for n, d in extras])
-        for name, data in extras:
-            writer.feed(Member(name, len(data), zlib.crc32(data), functools.partial(iter, (data,)), now, in_memory=True))
+            await recorder.finish(texts)
+        for text, (_, data) in zip(texts, extras, strict=True):
+            writer.feed(Member(text, functools.partial(iter, (data,)), now, in_memory=True))
         writer.finish()
         self._log_totals()
 

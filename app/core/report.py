@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from app.core.models import BatchOptions, OrderInfo
 from app.core.naming import MANIFEST_NAME, REPORT_NAME
+from app.core.zip.layout import LayoutMember
 from app.errors import ImageFailure
 
 
@@ -41,9 +42,9 @@ class Summary:
         self.failures.append(failure)
         return failure
 
-    def sent(self, image_id: str, name: str, set_name: str, size: int) -> None:
+    def sent(self, member: LayoutMember, set_name: str) -> None:
         """One image member in the archive: its manifest entry (the only place one is made)."""
-        self.files.append({"image_id": image_id, "name": name, "set": set_name, "bytes": size})
+        self.files.append({"image_id": member.image_id, "name": member.name, "set": set_name, "bytes": member.size})
 
 
 def _in_order(summary: Summary) -> tuple[list[dict[str, object]], list[ImageFailure]]:
