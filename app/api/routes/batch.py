@@ -73,15 +73,15 @@ router = APIRouter(tags=["batch"])
 async def download_order_images(
     order_id: OrderIdPath, options: SpendingOptionsDep, services: ServicesDep, request: Request, wait: WaitDep
 ) -> Response:
+    archives = services.archives
     order = await load_order(order_id, services, options.sort)
     options = choose(order, options)  # images= resolved to ids (422 for an unknown one) before any download
     if request.method != "HEAD":  # HEAD never downloads an image, nor waits for one
         order = await wait_until_ready(services.client, order, wait, gone=request.is_disconnected)
-    order = await services.archives.numbered(order, options)  # before the key: numbers are part of it
+    order = await archives.numbered(order, options)  # before the key: numbers are part of it
     order_id = order.order_id
     log.info("order fetched", extra={"images": len(order.images), "options": options.key()})
 
-    archives = services.archives
     asked = validators(request)  # asked before the archive policy opens a batch: these make no new archive
     unchanged = await archives.unchanged(order, options, asked.none_match, asked.since)
     if unchanged is not None:
