@@ -47,7 +47,8 @@ async def write(path: Path, members: int, member_bytes: int) -> float:
     writer = ZipWriter()
     now = NOW
     for i in range(members):
-        writer.feed(Member(LayoutMember(f"photo-{i:03d}.jpg", chunks * MiB, crc), lambda: iter([block] * chunks), now, in_memory=True))
+        info = LayoutMember(f"photo-{i:03d}.jpg", chunks * MiB, crc)
+        writer.feed(Member(info, lambda: iter([block] * chunks), now, in_memory=True))
     writer.finish()
     started = time.perf_counter()
     with open(path, "wb") as out:

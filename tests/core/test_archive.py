@@ -112,7 +112,8 @@ async def test_members_on_disk_are_read_off_the_event_loop_and_in_memory_ones_on
 
     writer = ZipWriter()
     writer.feed(Member(LayoutMember("disk.jpg", 3, zlib.crc32(b"abc")), chunks("disk.jpg", b"abc"), NOW))
-    writer.feed(Member(LayoutMember("memory.jpg", 3, zlib.crc32(b"def")), chunks("memory.jpg", b"def"), NOW, in_memory=True))
+    memory = LayoutMember("memory.jpg", 3, zlib.crc32(b"def"))
+    writer.feed(Member(memory, chunks("memory.jpg", b"def"), NOW, in_memory=True))
     writer.finish()
     assert check_zip(await collect(writer)) == {"disk.jpg": b"abc", "memory.jpg": b"def"}
     assert readers["disk.jpg"] != loop_thread
