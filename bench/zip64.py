@@ -25,6 +25,7 @@ from pathlib import Path
 
 from app.core.zip.format import Entry
 from app.core.zip.format import write as zip_bytes
+from app.core.zip.layout import LayoutMember
 from app.core.zip.writer import Member, ZipWriter
 
 MiB = 1024 * 1024
@@ -46,7 +47,8 @@ async def write(path: Path, members: int, member_bytes: int) -> float:
     writer = ZipWriter()
     now = NOW
     for i in range(members):
-        writer.feed(Member(f"photo-{i:03d}.jpg", chunks * MiB, crc, lambda: iter([block] * chunks), now, in_memory=True))
+        info = LayoutMember(f"photo-{i:03d}.jpg", chunks * MiB, crc)
+        writer.feed(Member(info, lambda: iter([block] * chunks), now, in_memory=True))
     writer.finish()
     started = time.perf_counter()
     with open(path, "wb") as out:

@@ -172,7 +172,7 @@ async def load_order(order_id: str, services: Services, sort: str | None = None)
     order_id = validate_order_id(order_id)
     structlog.contextvars.bind_contextvars(order_id=order_id)
     order = await services.client.get_order(order_id, sort)
-    services.stats.orders_processed += 1
+    services.stats.order_fetched()
     return order
 
 

@@ -16,7 +16,8 @@ from starlette.responses import FileResponse, MalformedRangeHeader, RangeNotSati
 from starlette.types import Receive, Scope, Send
 
 from app.api.stall import StreamStalled, guarded
-from app.archives.service import Finished
+from app.archives.resume import PastEnd, Replay
+from app.archives.service import Finished, NotModified
 from app.core.naming import content_disposition
 from app.errors import BadRequest, UnsatisfiableRange
 from app.webhooks.payload import JobCallback
@@ -118,6 +119,31 @@ def finished_response(found: Finished, order_name: str | None, order_id: str) ->
         raise ValueError(f"a {found.source!r} archive has nothing to send")
     headers["Content-Length"] = str(found.size)
     return SharedArchiveResponse(found.chunks(), media_type="application/zip", headers=headers)
+
+
+def not_modified_response(unchanged: NotModified) -> Response:
+    """304: the archive the caller holds is still this URL's."""
+    headers = {"ETag": f'"{unchanged.layout_id}"', "Last-Modified": formatdate(unchanged.modified, usegmt=True)}
+    return Response(status_code=304, headers=headers)
+
+
+def past_end_response(past: PastEnd) -> Response:
+    """416: the resume offset is at or past the end of the archive the caller holds."""
+    return Response(status_code=416, headers={"Content-Range": f"bytes */{past.total}", "ETag": past.etag})
+
+
+def resumed_response(replay: Replay, order_name: str | None, order_id: str) -> Response:
+    """206: the archive from the replay's start, which the response owns from then on (closed when it ends)."""
+    layout = replay.layout
+    headers = archive_headers(order_name, order_id, layout.total_images, replay.downloaded, layout.failed)
+    headers |= {
+        "ETag": layout.etag,
+        "Accept-Ranges": "bytes",
+        "Content-Range": f"bytes {replay.start}-{replay.total - 1}/{replay.total}",
+        "Content-Length": str(replay.total - replay.start),
+        "X-Cache": "resume",
+    }
+    return ArchiveResponse(replay.chunks(), headers=headers, on_close=replay.aclose, status_code=206)
 
 
 class SharedArchiveResponse(StreamingResponse):

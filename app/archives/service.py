@@ -19,6 +19,11 @@ It owns the keys, the publishing (a `Build` streamed to a caller is teed into th
 once complete with no failure, shared) and the "archives served" counters, so a new door cannot
 copy the walk with slightly different rules. Doors differ only in `tag` (who leads, for logs and
 leader lookups) and `patience` (how long a caller can afford to wait for someone else).
+
+Before any of that, a request that names an archive it already holds is answered here too:
+`unchanged` (a 304: the named layout, or this instance's cached archive, is still this URL's) and
+`resume` (a `Range` with `If-Range`: the recorded layout replayed from byte N, app/archives/resume.py),
+so the door only parses the validators (app/api/ranges.py) and sends what comes back.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from app.archives.cache import ArchiveCache, CacheWriter
 from app.archives.flights import Flight, Flights
 from app.archives.layout_store import LayoutStore, Recording
 from app.archives.numbering import Numbering
+from app.archives.resume import PastEnd, Replay, StartOver, replay
 from app.archives.shared import SharedCache
 from app.core.engine import Batch, Engine
 from app.core.models import BatchOptions, OrderInfo
@@ -89,6 +95,14 @@ class Finished:
             await self.flight.land()
 
 
+@dataclass(frozen=True)
+class NotModified:
+    """The archive the caller names is still this URL's (a 304): its layout id (the ETag) and time."""
+
+    layout_id: str
+    modified: float
+
+
 class Build:
     """No finished archive: this door makes it from `batch`. `stream()` tees it into the cache;
     `release()` (or `close()`, which also closes the batch) shares what was cached and lands the claim."""
@@ -126,7 +140,7 @@ class Build:
                 async for chunk in chunks:
                     if writer is not None:
                         writer.write(chunk)
-                    archives.stats.bytes_sent += len(chunk)
+                    archives.stats.sent(len(chunk))
                     if self.flight is None or self.flight.landed:
                         yield chunk
                         continue
@@ -285,6 +299,38 @@ class Archives:
         key = self.key(order, options)
         return self._local(key) or await self._shared(key)
 
+    async def unchanged(
+        self, order: OrderInfo, options: BatchOptions, layout_ids: list[str], since: float | None
+    ) -> NotModified | None:
+        """A 304, before any batch opens: one of `layout_ids` (If-None-Match) is a complete layout of
+        this order version and options where nothing failed, or this instance's cached archive was
+        made no later than `since` (If-Modified-Since). The cached archive's ETag is the layout id of
+        the stream that made it, so the layout store answers for it too."""
+        key = self.key(order, options)
+        for layout_id in layout_ids:
+            layout = await self.layouts.load(layout_id)
+            if layout is not None and layout.key == key and layout.complete and layout.failed == 0:
+                return NotModified(layout.layout_id, layout.created_at)
+        cached = self.cached_layout(key)
+        if cached is not None and since is not None and cached[1] <= since:
+            return NotModified(*cached)
+        return None
+
+    async def resume(
+        self, order: OrderInfo, options: BatchOptions, layout_id: str, start: int
+    ) -> Replay | PastEnd | StartOver:
+        """The archive `layout_id` (If-Range) named, from byte `start`: a replay, or past its end; or
+        start over with the whole archive when the layout is unknown, stale, of another URL, or the
+        cached archive's own (its file answers the range itself)."""
+        key = self.key(order, options)
+        cached = self.cached_layout(key)
+        if cached is not None and cached[0] == layout_id:
+            return StartOver()
+        layout = await self.layouts.load(layout_id)
+        if layout is None or layout.key != key:
+            return StartOver()
+        return await replay(self.engine, self.layouts, layout, order, options, start)
+
     def cached_layout(self, key: str) -> tuple[str, float] | None:
         """(layout id, time) of this instance's cached archive for `key`: its ETag and Last-Modified
         (no hit counted, no LRU touch)."""
@@ -346,12 +392,8 @@ class Archives:
         return {"hits": self.cache.hits, "misses": self.cache.misses, "bytes": self.cache.size_bytes()}
 
     def count_served(self, size: int | None = None, *, partial: bool = False) -> None:
-        """One archive handed over whole: streamed to its end, served from a cache, or a job's download
-        (`size` counts bytes not already counted chunk by chunk; None for a redirect to S3)."""
-        self.stats.zips_served += 1
-        self.stats.partial_zips += int(partial)
-        if size is not None:
-            self.stats.bytes_sent += size
+        """One archive handed over whole (app/core/stats.py, `Stats.served`)."""
+        self.stats.served(size, partial=partial)
 
 
 def _validators(meta: dict[str, Any]) -> dict[str, Any]:

@@ -246,7 +246,7 @@ async def _run_batch(
     except ServiceError as exc:
         folder.discard()
         raise TransferError(exc.message) from None
-    batch.retry_hint = (
+    batch.summary.retry_hint = (
         "Run the same command again (the same -o): the files this ZIP holds are kept and only the missing "
         "ones are fetched."
     )

@@ -16,7 +16,6 @@ import errno
 import functools
 import logging
 import time
-import zlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,11 +25,10 @@ from typing import TYPE_CHECKING
 
 from app.core.budget.local import FairLimiter, OrderSlots
 from app.core.delivery.selection import selected
-from app.core.delivery.sets import Rendition, renditions, uses_folders
-from app.core.delivery.templates import Template, Values, parse_template, render
-from app.core.models import BatchOptions, ImageInfo, NameStyle, OrderInfo
-from app.core.naming import NameAllocator, safe_stem
-from app.core.report import closing_files
+from app.core.delivery.sets import Rendition, renditions
+from app.core.models import BatchOptions, ImageInfo, OrderInfo
+from app.core.plan import plan
+from app.core.report import Summary, closing_files
 from app.core.shared_files import SharedFiles
 from app.core.spool import MemoryAccount, MemoryGauge, Spool
 from app.core.stats import Stats
@@ -80,9 +78,10 @@ def _disk_full(exc: OSError, image_id: str) -> NotDownloaded:
 
 @dataclass
 class _Done:
-    image: ImageInfo
-    name: str
-    rendition: Rendition
+    """A file spooled and waiting for the writer: the member it becomes, its set (for the manifest)."""
+
+    member: LayoutMember
+    set: str
     spool: Spool
     written: asyncio.Event
 
@@ -121,7 +120,7 @@ class Engine:
         self.spool_memory = MemoryGauge()
         """Bytes every spool of the process holds in memory (GET /api/stats, /metrics)."""
         self.shared_files = SharedFiles()
-        """Files resumes are fetching or holding, shared by resumes of the same layout (app/core/resume.py)."""
+        """Files resumes are fetching or holding, shared by resumes of the same layout (app/archives/resume.py)."""
 
     def memory_account(self) -> MemoryAccount:
         """One request's share of spool memory (SPOOL_REQUEST_MEMORY_BYTES), counted in `spool_memory`."""
@@ -214,17 +213,15 @@ class Batch:
         self.order = order = selected(order, options)  # the chosen photos only, each keeping its number
         self.options = options
         self.keep = keep
-        self.renditions = renditions(options)
-        self.photos = len(order.images) + order.unidentified
-        self.total = len(order.images) * len(self.renditions) + order.unidentified
-        """Files planned: one per photo and delivery set (entries without an id count once)."""
-        self.downloaded = 0
+        self.summary = Summary(
+            order,
+            options,
+            photos=len(order.images) + order.unidentified,
+            total=len(order.images) * len(renditions(options)) + order.unidentified,
+        )
+        """What this archive holds and misses, as it streams: its report and manifest are written from it."""
         self.reused = 0
-        self.retry_hint: str | None = None
-        """How the report tells this batch's reader to fetch what failed (None: the service's URL)."""
         """Files served from `keep` (saved by an earlier, interrupted run) instead of downloaded."""
-        self.failures: list[ImageFailure] = []
-        self.members: list[dict[str, object]] = []
         self.layout_plan: list[tuple[str, str]] = []  # (image id, member name) of each file fetched
         self.plan_failures: list[ImageFailure] = []  # known before any download (skipped, unidentified)
         self.started_at = time.monotonic()
@@ -241,8 +238,21 @@ class Batch:
         self._closed = False
 
     @property
+    def total(self) -> int:
+        """Files planned: one per photo and delivery set (entries without an id count once)."""
+        return self.summary.total
+
+    @property
+    def downloaded(self) -> int:
+        return self.summary.downloaded
+
+    @property
+    def failures(self) -> list[ImageFailure]:
+        return self.summary.failures
+
+    @property
     def failed(self) -> int:
-        return len(self.failures)
+        return self.summary.failed
 
     @property
     def finished(self) -> int:
@@ -250,54 +260,10 @@ class Batch:
 
     # -- downloads -------------------------------------------------------------------------------
 
-    def plan(self) -> list[tuple[ImageInfo, Rendition, str]]:
-        """Every file of the archive: (image, set, member name), photo by photo in the order's own order.
-
-        Names are unique per folder; with `names=sequence` each starts with the photo's zero-padded
-        place in the order (`03 - kitchen.jpg`), the same number in every set.
-        """
-        folders = uses_folders(self.options)
-        allocators = {r.set: NameAllocator() for r in self.renditions}
-        numbers = self.order.numbers or {}
-        width = max(2, len(str(max([self.order.listed or len(self.order.images), *numbers.values()]))))
-        template = parse_template(self.options.template) if self.options.template is not None else None
-        planned = []
-        for index, image in enumerate(self.order.images, start=1):
-            # kept numbers first (a photo added later takes the next), then the place in the whole order
-            # (kept when photos are chosen), then the place here
-            position = numbers.get(image.image_id, image.position or index)
-            prefix = f"{position:0{width}d} - " if self.options.names is NameStyle.sequence else ""
-            for rendition in self.renditions:
-                extension = rendition.extension(image)
-                allocator = allocators[rendition.set]
-                if template is None:
-                    name = allocator.allocate(image.name, image.image_id, extension, prefix)
-                else:
-                    stem = self._templated(template, image, position, width, rendition.set, extension)
-                    name = allocator.allocate(stem, image.image_id, extension)
-                planned.append((image, rendition, f"{rendition.set}/{name}" if folders else name))
-        return planned
-
-    def _templated(self, template: Template, image: ImageInfo, position: int, width: int, set_name: str, extension: str) -> str:
-        """A template's stem for one file: path separators made plain characters (a name never makes a
-        folder), the extension taken off when the template wrote it (allocate adds it back)."""
-        values = Values(
-            n=position,
-            width=width,
-            name=safe_stem(image.name, image.image_id),
-            ext=extension.lstrip("."),
-            order=self.order.name or self.order.order_id,
-            set=set_name,
-        )
-        stem = render(template, values).replace("/", "_").replace("\\", "_")
-        if stem.casefold().endswith(extension.casefold()):
-            stem = stem[: -len(extension)]
-        return stem
-
     def start(self) -> None:
         """Plan every file, then start the downloads (planning first: a failure there starts nothing)."""
         self.engine.active_batches += 1
-        planned = self.plan()
+        planned = plan(self.order, self.options)
         for index in range(self.order.unidentified):
             self._fail(
                 "(unknown)",
@@ -305,7 +271,8 @@ class Batch:
                 "the order lists this image without an id",
                 "Check the order on Autoenhance; this entry cannot be downloaded",
             )
-        for image, rendition, name in planned:
+        for file in planned:
+            image, rendition, name = file.image, file.rendition, file.name
             skip = image.skip_reason() if rendition.endpoint == "enhanced" else None
             if skip is not None:
                 recovery = RECOVER_UPSTREAM if (image.status or "").lower() in ("error", "expired") else RECOVER_WAIT
@@ -322,9 +289,7 @@ class Batch:
             self._settled.set()
 
     def _fail(self, image_id: str, name: str, reason: str, recovery: str, set_name: str | None = None) -> None:
-        self.failures.append(
-            ImageFailure(image_id, name, reason, recovery.replace("{image_id}", image_id), set_name)
-        )
+        self.summary.fail(image_id, name, reason, recovery, set_name)
         log.warning("image failed", extra={"order_id": self.order.order_id, "image_id": image_id, "reason": reason})
 
     async def _obtain(self, image_id: str, rendition: Rendition, spool: Spool) -> None:
@@ -354,12 +319,12 @@ class Batch:
             if isinstance(got, NotDownloaded):
                 self._fail(image.image_id, name, got.reason, got.recovery, rendition.set)
                 return
-            self.downloaded += 1
+            self.summary.downloaded += 1
             log.info(
                 "image downloaded",
                 extra={"order_id": self.order.order_id, "image_id": image.image_id, "bytes": got.size},
             )
-            done = _Done(image, name, rendition, got, asyncio.Event())
+            done = _Done(LayoutMember(name, got.size, got.crc32, image.image_id), rendition.set, got, asyncio.Event())
             self._ready.put_nowait(done)
             handed_over = True
             self._settled.set()
@@ -432,22 +397,21 @@ class Batch:
             done = await self._ready.get()
             if done is None:
                 continue
-            self.members.append(
-                {"image_id": done.image.image_id, "name": done.name, "set": done.rendition.set, "bytes": done.spool.size}
-            )
+            self.summary.sent(done.member, done.set)
             if recorder is not None:
-                await recorder.member(LayoutMember(done.name, done.spool.size, done.spool.crc32, done.image.image_id))
+                await recorder.member(done.member)
             spool = done.spool
             # in memory, the chunks are the very bytes the spool CRC'd on arrival: no second pass
             in_memory = not spool.on_disk
-            writer.feed(Member(done.name, spool.size, spool.crc32, spool.chunks, now, done.written.set, in_memory, in_memory))
+            writer.feed(Member(done.member, spool.chunks, now, done.written.set, in_memory, in_memory))
         if self._closed:  # abandoned (the caller left): the Nones above were cancellations, not failures
             return
-        extras = closing_files(self)
+        extras = closing_files(self.summary)
+        texts = [LayoutMember.of_text(name, data) for name, data in extras]
         if recorder is not None:
-            await recorder.finish([LayoutMember(n, len(d), zlib.crc32(d), text=d.decode()) for n, d in extras])
-        for name, data in extras:
-            writer.feed(Member(name, len(data), zlib.crc32(data), functools.partial(iter, (data,)), now, in_memory=True))
+            await recorder.finish(texts)
+        for text, (_, data) in zip(texts, extras, strict=True):
+            writer.feed(Member(text, functools.partial(iter, (data,)), now, in_memory=True))
         writer.finish()
         self._log_totals()
 
@@ -470,8 +434,7 @@ class Batch:
         self._closed = True
         self.engine.active_batches -= 1
         # Counted here, once per batch, whichever door opened it and however it ended.
-        self.engine.stats.images_downloaded += self.downloaded
-        self.engine.stats.images_failed += self.failed
+        self.engine.stats.images(self.downloaded, self.failed)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -1,37 +1,57 @@
-"""The human report and the machine manifest written as the archive's last members."""
+"""The human report and the machine manifest written as the archive's last members, and the one
+summary both are made from."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
 from urllib.parse import quote
 
 from app.core.models import BatchOptions, OrderInfo
 from app.core.naming import MANIFEST_NAME, REPORT_NAME
+from app.core.zip.layout import LayoutMember
 from app.errors import ImageFailure
 
 
-class Batch(Protocol):
-    """What the report needs of a batch (a live one, or a resume completing a recorded layout)."""
+@dataclass
+class Summary:
+    """What one archive holds and misses: a live batch keeps it as it streams, a resume completing a
+    recorded layout builds it, and the report and the manifest are both written from it."""
 
     order: OrderInfo
     options: BatchOptions
     photos: int
+    """Photos in the (chosen) order, entries without an id included."""
     total: int
-    downloaded: int
-    failures: list[ImageFailure]
-    members: list[dict[str, object]]
+    """Files planned: one per photo and delivery set (entries without an id count once)."""
+    downloaded: int = 0
+    failures: list[ImageFailure] = field(default_factory=list)
+    files: list[dict[str, object]] = field(default_factory=list)
+    """The manifest's `files`, one entry per image member written (see `sent`)."""
+    retry_hint: str | None = None
+    """How the report tells its reader to fetch what failed (None: the service's URL)."""
 
     @property
-    def failed(self) -> int: ...
+    def failed(self) -> int:
+        return len(self.failures)
+
+    def fail(self, image_id: str, name: str, reason: str, recovery: str, set_name: str | None = None) -> ImageFailure:
+        """One file the archive misses; `{image_id}` in the recovery names the image."""
+        failure = ImageFailure(image_id, name, reason, recovery.replace("{image_id}", image_id), set_name)
+        self.failures.append(failure)
+        return failure
+
+    def sent(self, member: LayoutMember, set_name: str) -> None:
+        """One image member in the archive: its manifest entry (the only place one is made)."""
+        self.files.append({"image_id": member.image_id, "name": member.name, "set": set_name, "bytes": member.size})
 
 
-def _in_order(batch: Batch) -> tuple[list[dict[str, object]], list[ImageFailure]]:
+def _in_order(summary: Summary) -> tuple[list[dict[str, object]], list[ImageFailure]]:
     """Files and failures in the photographer's order (the order's images, then the sets), not in
     the order the downloads happened to finish."""
-    place = {image.image_id: index for index, image in enumerate(batch.order.images)}
-    sets = {name: index for index, name in enumerate(batch.options.sets)}
+    place = {image.image_id: index for index, image in enumerate(summary.order.images)}
+    sets = {name: index for index, name in enumerate(summary.options.sets)}
     unknown = len(place)
 
     def file_key(member: dict[str, object]) -> tuple[int, int]:
@@ -40,11 +60,11 @@ def _in_order(batch: Batch) -> tuple[list[dict[str, object]], list[ImageFailure]
     def failure_key(failure: ImageFailure) -> tuple[int, int]:
         return place.get(failure.image_id, unknown), sets.get(failure.set or "", 0)
 
-    return sorted(batch.members, key=file_key), sorted(batch.failures, key=failure_key)
+    return sorted(summary.files, key=file_key), sorted(summary.failures, key=failure_key)
 
 
-def _retry_url(batch: Batch) -> str:
-    o = batch.options
+def _retry_url(summary: Summary) -> str:
+    o = summary.options
     query = f"format={o.format.value}&preview={str(o.preview).lower()}&dev_mode={str(o.dev_mode).lower()}"
     if o.quality is not None:
         query += f"&quality={o.quality}"
@@ -56,40 +76,40 @@ def _retry_url(batch: Batch) -> str:
         query += f"&sets={','.join(o.sets)}"
     if o.names.value != "original":
         query += f"&names={o.names.value}"
-    if batch.order.sort is not None:
-        query += f"&sort={batch.order.sort}"
+    if summary.order.sort is not None:
+        query += f"&sort={summary.order.sort}"
     if o.images:
         query += f"&images={','.join(o.images)}"
     if o.dpi is not None:
         query += f"&dpi={o.dpi}"
     if o.template is not None:
         query += f"&template={quote(o.template, safe='')}"
-    return f"GET /orders/{batch.order.order_id}/images?{query}"
+    return f"GET /orders/{summary.order.order_id}/images?{query}"
 
 
-def report_text(batch: Batch) -> str:
+def report_text(summary: Summary) -> str:
     """`_download_report.txt`: what failed, why, and how to get it."""
-    order = batch.order
+    order = summary.order
     lines = [
         "Autoenhance Batch download report",
         "=================================",
         f"Order:      {order.name or '(unnamed)'} ({order.order_id})",
         f"Generated:  {datetime.now(UTC).isoformat(timespec='seconds')}",
-        f"Options:    {json.dumps(batch.options.as_dict())}",
-        f"Photo order: {batch.order.sort or 'as Autoenhance lists them'}",
-        f"API version: {batch.order.api_version or 'the account default'}",
+        f"Options:    {json.dumps(summary.options.as_dict())}",
+        f"Photo order: {summary.order.sort or 'as Autoenhance lists them'}",
+        f"API version: {summary.order.api_version or 'the account default'}",
         "",
-        f"Photos in order: {batch.photos}"
-        + (f" (chosen with images=, of {batch.order.listed})" if batch.order.listed is not None else ""),
-        f"Sets:            {', '.join(batch.options.sets)}",
-        f"Files planned:   {batch.total}",
-        f"Downloaded:      {batch.downloaded}",
-        f"Failed:          {batch.failed}",
+        f"Photos in order: {summary.photos}"
+        + (f" (chosen with images=, of {summary.order.listed})" if summary.order.listed is not None else ""),
+        f"Sets:            {', '.join(summary.options.sets)}",
+        f"Files planned:   {summary.total}",
+        f"Downloaded:      {summary.downloaded}",
+        f"Failed:          {summary.failed}",
         "",
         "Failed images",
         "-------------",
     ]
-    for number, failure in enumerate(_in_order(batch)[1], start=1):
+    for number, failure in enumerate(_in_order(summary)[1], start=1):
         lines += [
             f"{number}. {failure.name}  (image id {failure.image_id}"
             + (f", set {failure.set})" if failure.set else ")"),
@@ -101,12 +121,11 @@ def report_text(batch: Batch) -> str:
         "How to recover",
         "--------------",
     ]
-    hint = getattr(batch, "retry_hint", None)  # the command line's own way, where it made the batch
-    if hint:
-        lines += [f"- {hint}"]
+    if summary.retry_hint:  # the command line's own way, where it made the batch
+        lines += [f"- {summary.retry_hint}"]
     else:
         lines += [
-            f"- Retry the whole batch once the images are ready: {_retry_url(batch)}",
+            f"- Retry the whole batch once the images are ready: {_retry_url(summary)}",
             "  Archives with failures are never cached, so a retry really asks Autoenhance again.",
             "- Or fetch one image directly from Autoenhance: GET /v3/images/<image id>/enhanced",
         ]
@@ -114,21 +133,21 @@ def report_text(batch: Batch) -> str:
     return "\n".join(lines)
 
 
-def manifest_json(batch: Batch) -> str:
+def manifest_json(summary: Summary) -> str:
     """`_manifest.json`: which file is which image, for integrations that map ids to files."""
-    files, failures = _in_order(batch)
+    files, failures = _in_order(summary)
     return json.dumps(
         {
-            "order_id": batch.order.order_id,
-            "order_name": batch.order.name,
-            "api_version": batch.order.api_version,
-            "image_order": batch.order.sort,
-            "options": batch.options.as_dict(),
-            "photos": batch.photos,
-            "sets": list(batch.options.sets),
-            "total": batch.total,
-            "downloaded": batch.downloaded,
-            "failed": batch.failed,
+            "order_id": summary.order.order_id,
+            "order_name": summary.order.name,
+            "api_version": summary.order.api_version,
+            "image_order": summary.order.sort,
+            "options": summary.options.as_dict(),
+            "photos": summary.photos,
+            "sets": list(summary.options.sets),
+            "total": summary.total,
+            "downloaded": summary.downloaded,
+            "failed": summary.failed,
             "files": files,
             "failures": [f.as_dict() for f in failures],
         },
@@ -137,11 +156,11 @@ def manifest_json(batch: Batch) -> str:
     )
 
 
-def closing_files(batch: Batch) -> list[tuple[str, bytes]]:
+def closing_files(summary: Summary) -> list[tuple[str, bytes]]:
     """The archive's last members, as a live batch and a resume both write them: the report (only
     when something failed), then the manifest."""
     files: list[tuple[str, bytes]] = []
-    if batch.failures:
-        files.append((REPORT_NAME, report_text(batch).encode()))
-    files.append((MANIFEST_NAME, manifest_json(batch).encode()))
+    if summary.failures:
+        files.append((REPORT_NAME, report_text(summary).encode()))
+    files.append((MANIFEST_NAME, manifest_json(summary).encode()))
     return files

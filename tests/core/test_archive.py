@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from app.core.zip.format import ZipIntegrityError
+from app.core.zip.layout import LayoutMember
 from app.core.zip.writer import Member, ZipWriter
 from tests.support.zipcheck import check_zip
 
@@ -19,9 +20,7 @@ NOW = datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)
 
 def member(name: str, data: bytes, written: threading.Event | None = None) -> Member:
     return Member(
-        name,
-        len(data),
-        zlib.crc32(data),
+        LayoutMember(name, len(data), zlib.crc32(data)),
         lambda: iter([data[i : i + 65536] for i in range(0, len(data), 65536)]),
         NOW,
         (written.set if written else lambda: None),
@@ -45,7 +44,7 @@ async def test_members_round_trip_through_three_readers() -> None:
 async def test_written_callback_fires_after_each_member() -> None:
     writer = ZipWriter(chunk_size=4096)
     seen = asyncio.Event()
-    writer.feed(Member("x", 3, zlib.crc32(b"abc"), lambda: iter([b"abc"]), NOW, seen.set))
+    writer.feed(Member(LayoutMember("x", 3, zlib.crc32(b"abc")), lambda: iter([b"abc"]), NOW, seen.set))
     writer.finish()
     await collect(writer)
     assert seen.is_set()
@@ -53,7 +52,7 @@ async def test_written_callback_fires_after_each_member() -> None:
 
 async def test_wrong_crc_aborts_instead_of_finishing_a_corrupt_archive() -> None:
     writer = ZipWriter()
-    writer.feed(Member("bad.jpg", 3, 12345, lambda: iter([b"abc"]), NOW))
+    writer.feed(Member(LayoutMember("bad.jpg", 3, 12345), lambda: iter([b"abc"]), NOW))
     writer.finish()
     with pytest.raises(ZipIntegrityError):
         await collect(writer)
@@ -69,7 +68,7 @@ async def test_slow_reader_holds_the_writer_back() -> None:
             pulled.append(i)
             yield data[i : i + 1024 * 1024]
 
-    writer.feed(Member("big.bin", len(data), zlib.crc32(data), chunks, NOW))
+    writer.feed(Member(LayoutMember("big.bin", len(data), zlib.crc32(data)), chunks, NOW))
     writer.finish()
     it = writer.chunks().__aiter__()
     await it.__anext__()
@@ -92,7 +91,7 @@ async def test_closing_early_stops_reading_the_member(in_memory: bool) -> None:
         finally:
             closed.set()
 
-    writer.feed(Member("a", len(data), zlib.crc32(data), chunks, NOW, in_memory=in_memory))
+    writer.feed(Member(LayoutMember("a", len(data), zlib.crc32(data)), chunks, NOW, in_memory=in_memory))
     # no finish(): the writer would wait for more members
     it = writer.chunks().__aiter__()
     await it.__anext__()
@@ -112,8 +111,9 @@ async def test_members_on_disk_are_read_off_the_event_loop_and_in_memory_ones_on
         return read
 
     writer = ZipWriter()
-    writer.feed(Member("disk.jpg", 3, zlib.crc32(b"abc"), chunks("disk.jpg", b"abc"), NOW))
-    writer.feed(Member("memory.jpg", 3, zlib.crc32(b"def"), chunks("memory.jpg", b"def"), NOW, in_memory=True))
+    writer.feed(Member(LayoutMember("disk.jpg", 3, zlib.crc32(b"abc")), chunks("disk.jpg", b"abc"), NOW))
+    memory = LayoutMember("memory.jpg", 3, zlib.crc32(b"def"))
+    writer.feed(Member(memory, chunks("memory.jpg", b"def"), NOW, in_memory=True))
     writer.finish()
     assert check_zip(await collect(writer)) == {"disk.jpg": b"abc", "memory.jpg": b"def"}
     assert readers["disk.jpg"] != loop_thread
@@ -122,7 +122,7 @@ async def test_members_on_disk_are_read_off_the_event_loop_and_in_memory_ones_on
 
 async def test_a_member_in_memory_failing_its_crc_aborts_too() -> None:
     writer = ZipWriter()
-    writer.feed(Member("bad.jpg", 3, 12345, lambda: iter([b"abc"]), NOW, in_memory=True))
+    writer.feed(Member(LayoutMember("bad.jpg", 3, 12345), lambda: iter([b"abc"]), NOW, in_memory=True))
     writer.finish()
     with pytest.raises(ZipIntegrityError):
         await collect(writer)

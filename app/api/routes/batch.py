@@ -1,20 +1,32 @@
 """GET /orders/{order_id}/images: the whole order as one streamed ZIP.
 
 The route only shapes HTTP: which archive to send, from where, is the archive policy's answer
-(app/archives/service.py): a finished one (cache, shared cache) or a fresh build to stream.
+(app/archives/service.py): unchanged (304), a recorded layout resumed (206, 416), a finished
+archive (cache, shared cache) or a fresh build to stream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.api.deps import COMMON_ERRORS, OrderIdPath, ServicesDep, SpendingOptionsDep, WaitDep, load_order
-from app.api.ranges import conditional
-from app.api.responses import ZIP_CONTENT, ArchiveResponse, archive_headers, finished_response, unless_hangup
+from app.api.ranges import validators
+from app.api.responses import (
+    ZIP_CONTENT,
+    ArchiveResponse,
+    archive_headers,
+    finished_response,
+    not_modified_response,
+    past_end_response,
+    resumed_response,
+    unless_hangup,
+)
 from app.api.security import ServiceKey
+from app.archives.resume import PastEnd, StartOver
 from app.archives.service import STREAM_PATIENCE_SECONDS, Build, Finished
 from app.core.delivery.selection import choose, selected
 from app.core.delivery.sets import files_total
@@ -25,6 +37,7 @@ from app.wiring import Services
 
 log = logging.getLogger("app.batch")
 router = APIRouter(tags=["batch"])
+
 
 @router.head("/orders/{order_id}/images", include_in_schema=False, response_class=Response, dependencies=[ServiceKey])
 @router.get(
@@ -60,20 +73,25 @@ router = APIRouter(tags=["batch"])
 async def download_order_images(
     order_id: OrderIdPath, options: SpendingOptionsDep, services: ServicesDep, request: Request, wait: WaitDep
 ) -> Response:
+    archives = services.archives
     order = await load_order(order_id, services, options.sort)
     options = choose(order, options)  # images= resolved to ids (422 for an unknown one) before any download
     if request.method != "HEAD":  # HEAD never downloads an image, nor waits for one
         order = await wait_until_ready(services.client, order, wait, gone=request.is_disconnected)
-    order = await services.archives.numbered(order, options)  # before the key: numbers are part of it
+    order = await archives.numbered(order, options)  # before the key: numbers are part of it
     order_id = order.order_id
     log.info("order fetched", extra={"images": len(order.images), "options": options.key()})
 
-    answered = await conditional(request, services, order, options)  # 304, 206, 416: no new archive
-    if answered is not None:
-        return answered
-    archives = services.archives
+    asked = validators(request)  # asked before the archive policy opens a batch: these make no new archive
+    unchanged = await archives.unchanged(order, options, asked.none_match, asked.since)
+    if unchanged is not None:
+        return not_modified_response(unchanged)
     if request.method == "HEAD":
         return await head_response(services, order, options)
+    if asked.resume is not None:
+        resumed = await resume_response(request, services, order, options, *asked.resume)
+        if resumed is not None:
+            return resumed
     answer = await archives.find_or_build(order, options, tag="stream", patience=STREAM_PATIENCE_SECONDS)
     if isinstance(answer, Finished):
         await answer.release()  # followers may look now: it is there for them too
@@ -100,6 +118,25 @@ async def stream_response(request: Request, order: OrderInfo, answer: Build) -> 
     if (recording := await answer.record()) is not None:
         headers |= {"ETag": recording.layout.etag, "Accept-Ranges": "bytes"}
     return ArchiveResponse(answer.stream(), headers=headers, on_close=answer.close)
+
+
+async def resume_response(
+    request: Request, services: Services, order: OrderInfo, options: BatchOptions, layout_id: str, start: int
+) -> Response | None:
+    """206 or 416 for a recorded layout resumed from `start`, 499 if the caller left while its images
+    were fetched; None when the whole archive is the answer instead (200)."""
+    resumed = await unless_hangup(request, services.archives.resume(order, options, layout_id, start))
+    if resumed is None:
+        return Response(status_code=499)
+    if isinstance(resumed, StartOver):
+        return None
+    if isinstance(resumed, PastEnd):
+        return past_end_response(resumed)
+    try:  # the replay holds spools: released if the response cannot be made
+        return resumed_response(resumed, order.name, order.order_id)
+    except BaseException:
+        await asyncio.shield(resumed.aclose())
+        raise
 
 
 async def head_response(services: Services, order: OrderInfo, options: BatchOptions) -> Response:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -27,13 +28,25 @@ version 1 describes other bytes, so it is not resumed (the client gets a fresh 2
 
 @dataclass(frozen=True)
 class LayoutMember:
-    """One member: an image (`image_id`) or a text member (`text`, the report or manifest)."""
+    """What one member of an archive is: an image (`image_id`) or a text member (`text`, the report
+    or manifest), its name, size and CRC-32. The one description of a member: the layout records it,
+    the writer writes it (with its data, app/core/zip/writer.py), the manifest lists it
+    (app/core/report.py), and `entry` places it in the ZIP format."""
 
     name: str
     size: int
     crc32: int
     image_id: str | None = None
     text: str | None = None
+
+    @classmethod
+    def of_text(cls, name: str, data: bytes) -> LayoutMember:
+        """A text member (the report, the manifest) holding `data`."""
+        return cls(name, len(data), zlib.crc32(data), text=data.decode())
+
+    def entry(self, modified: datetime, trusted: bool = False) -> Entry:
+        """This member as the ZIP format writes it, with the archive's one time."""
+        return Entry(self.name, self.size, self.crc32, modified, trusted)
 
 
 @dataclass
@@ -86,7 +99,7 @@ class Layout:
 
     def entries(self) -> list[Entry]:
         modified = self.modified
-        return [Entry(m.name, m.size, m.crc32, modified) for m in self.members]
+        return [m.entry(modified) for m in self.members]
 
     def total(self) -> int:
         """The archive's exact length (only meaningful once complete)."""

@@ -23,18 +23,18 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mappin
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from app.core.zip.format import CHUNK_SIZE, ZIP32_LIMIT, Encoder, Entry
+from app.core.zip.format import CHUNK_SIZE, ZIP32_LIMIT, Encoder
+from app.core.zip.layout import LayoutMember
 
 
 @dataclass
 class Member:
-    """One file of the archive, with a `written` callback once its last byte has been taken.
+    """One file of the archive: what it is (`info`) and where its bytes come from, with a `written`
+    callback once its last byte has been taken.
 
     `chunks` is never called for a member wholly before the writer's `start` (a resume)."""
 
-    name: str
-    size: int
-    crc32: int
+    info: LayoutMember
     chunks: Callable[[], Iterator[bytes]]
     modified_at: datetime
     written: Callable[[], None] = field(default=lambda: None)
@@ -98,7 +98,7 @@ class ZipWriter:
         while not isinstance(member := await self._members.get(), _End):
             if isinstance(member, _Failed):
                 raise ArchiveFeedFailed("the archive could not be completed") from member.error
-            entry = Entry(member.name, member.size, member.crc32, member.modified_at, member.trusted)
+            entry = member.info.entry(member.modified_at, member.trusted)
             pieces = encoder.member(entry, member.chunks)
             if member.in_memory:
                 for batch in pieces:

@@ -10,26 +10,38 @@ slot once spooled (they must all be in hand before the first byte), so a resume 
 holds its remaining images in spools until they are written: at most SPOOL_REQUEST_MEMORY_BYTES of
 them in memory, the rest on disk. Resumes of the same layout at the same time share those files
 (app/core/shared_files.py): each is downloaded once, and one memory account covers them all.
+
+`replay` is the whole answer for a recorded layout of this URL: a `Replay` (its bytes from N, for a
+206), `PastEnd` (N is past the end: 416) or `StartOver` (Autoenhance now serves different bytes:
+the whole archive, 200). The door only sends it; the archive policy (app/archives/service.py)
+decides which layout, if any, a request may resume.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
-import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 
+from app.archives.layout_store import LayoutStore
 from app.core.budget.local import OrderSlots
 from app.core.delivery.selection import selected
 from app.core.delivery.sets import Rendition
-from app.core.engine import Batch, Engine
+from app.core.engine import Engine
 from app.core.models import BatchOptions, ImageInfo, OrderInfo
-from app.core.report import closing_files
+from app.core.plan import plan
+from app.core.report import Summary, closing_files
 from app.core.shared_files import Hold, Result
 from app.core.spool import MemoryAccount, Spool
+from app.core.stats import Stats
+from app.core.zip.format import listing_ranks
 from app.core.zip.layout import Layout, LayoutMember, LayoutRecorder
-from app.core.zip.writer import Member
+from app.core.zip.writer import Member, ZipWriter
 from app.errors import ImageFailure
+
+log = logging.getLogger("app.resume")
 
 
 class LayoutChanged(Exception):
@@ -40,26 +52,24 @@ class LayoutRaced(Exception):
     """Another resume completed this cut layout first: reload the record and prepare again."""
 
 
-@dataclass
-class _Summary:
-    """The report's view of the completed archive (app/core/report.py's Batch protocol)."""
+@dataclass(frozen=True)
+class PastEnd:
+    """The resume offset is at or past the end of the recorded archive (a 416 naming its length)."""
 
-    order: OrderInfo
-    options: BatchOptions
-    photos: int
     total: int
-    downloaded: int
-    failures: list[ImageFailure]
-    members: list[dict[str, object]] = field(default_factory=list)
+    etag: str
 
-    @property
-    def failed(self) -> int:
-        return len(self.failures)
+
+@dataclass(frozen=True)
+class StartOver:
+    """No resume: the layout cannot go on (Autoenhance changed), or another archive answers the range."""
 
 
 @dataclass
 class Replay:
-    """A layout ready to be written from `start`: its members with data, and the hold on their files."""
+    """A layout ready to be written from `start`: its members with data, and the hold on their files.
+
+    The door sends `chunks()` and calls `aclose()` when the response ends, however it ends."""
 
     layout: Layout
     start: int
@@ -67,10 +77,56 @@ class Replay:
     members: list[Member]
     hold: Hold
     fetched: list[str]
+    stats: Stats
+
+    @property
+    def downloaded(self) -> int:
+        """Image members of the archive (the complete layout's)."""
+        return sum(1 for m in self.layout.members if m.image_id)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The archive's bytes from `start`: the same ZIP the first response was, written from its layout."""
+        ranks = listing_ranks(name for _, name in self.layout.plan)
+        writer = ZipWriter(zip32_limit=self.layout.zip32_limit, start=self.start, ranks=ranks)
+        for member in self.members:
+            writer.feed(member)
+        writer.finish()
+        async for chunk in writer.chunks():
+            self.stats.sent(len(chunk))
+            yield chunk
 
     async def aclose(self) -> None:
         """Let go of the files (closed once no other resume of the layout holds them)."""
         await self.hold.aclose()
+
+
+async def replay(
+    engine: Engine, layouts: LayoutStore, layout: Layout, order: OrderInfo, options: BatchOptions, start: int
+) -> Replay | PastEnd | StartOver:
+    """`layout` (a recorded layout of this order version and options) from byte `start`: what to send.
+
+    Another resume completing the same cut layout first is no failure: this one goes by its completion."""
+
+    async def replay_of(recorded: Layout) -> Replay:
+        return await prepare(engine, order, options, await layouts.resume(recorded), start)
+
+    try:
+        try:
+            replayed = await replay_of(layout)
+        except LayoutRaced:  # another resume completed it meanwhile: go by its completion
+            reloaded = await layouts.load(layout.layout_id)
+            if reloaded is None or not reloaded.complete:
+                return StartOver()
+            replayed = await replay_of(reloaded)
+    except LayoutChanged as exc:
+        log.warning("resume refused: upstream bytes changed", extra={"layout_id": layout.layout_id, "why": str(exc)})
+        return StartOver()
+    if start >= replayed.total:  # nothing to send: its spools go now, even if the caller is leaving
+        await asyncio.shield(replayed.aclose())
+        return PastEnd(replayed.total, layout.etag)
+    extra = {"layout_id": layout.layout_id, "start": start, "refetched": replayed.fetched}
+    log.info("resuming an archive", extra=extra)
+    return replayed
 
 
 def _not_needed() -> Iterator[bytes]:
@@ -78,11 +134,11 @@ def _not_needed() -> Iterator[bytes]:
 
 
 Planned = dict[str, tuple[ImageInfo, Rendition]]
-"""Member name -> (photo, delivery set): the engine's own plan, the same for the same order version and options."""
+"""Member name -> (photo, delivery set): the order's plan (app/core/plan.py), the same for the same order version and options."""
 
 
-def _planned(engine: Engine, order: OrderInfo, options: BatchOptions) -> Planned:
-    return {name: (image, rendition) for image, rendition, name in Batch(engine, order, options).plan()}
+def _planned(order: OrderInfo, options: BatchOptions) -> Planned:
+    return {f.name: (f.image, f.rendition) for f in plan(order, options)}
 
 
 def _hold(engine: Engine, layout: Layout) -> Hold:
@@ -104,7 +160,8 @@ async def _fetch(engine: Engine, planned: Planned, names: list[str], hold: Hold)
         try:
             async with engine.download(slots, image.image_id, rendition, memory=memory) as got:
                 pass  # the slot goes back at once: the file waits in its spool for the first byte
-        except OSError as exc:  # the spool's disk failing otherwise (full is DISK_FULL): a failed file, not a failed resume
+        # the spool's disk failing otherwise (full is DISK_FULL): a failed file, not a failed resume
+        except OSError as exc:
             return f"not stored: {exc.strerror or type(exc).__name__}\nRetry the batch later"
         return got if isinstance(got, Spool) else f"{got.reason}\n{got.recovery}"
 
@@ -123,7 +180,7 @@ async def prepare(
     needed = set(layout.needed_from(start))
     recorded = [m.name for i, m in enumerate(layout.members) if i in needed and m.image_id]
     unsent = [] if layout.complete else [name for _, name in layout.unsent()]
-    planned = _planned(engine, order, options)
+    planned = _planned(order, options)
     if any(name not in planned for name in [m.name for m in layout.members if m.image_id] + unsent):
         raise LayoutChanged("the order's plan no longer names every recorded file")
     hold = _hold(engine, layout)
@@ -149,10 +206,10 @@ async def prepare(
             chunks = functools.partial(iter, (m.text.encode(),))
         elif isinstance(held := results.get(m.name), Spool):
             chunks, in_memory = held.chunks, not held.on_disk
-        members.append(Member(m.name, m.size, m.crc32, chunks, modified, in_memory=in_memory))
+        members.append(Member(m, chunks, modified, in_memory=in_memory))
     fetched = [name for name, value in results.items() if isinstance(value, Spool)]
-    engine.stats.images_downloaded += len(fetched)
-    return Replay(layout, start, layout.total(), members, hold, fetched)
+    engine.stats.images(len(fetched))
+    return Replay(layout, start, layout.total(), members, hold, fetched, engine.stats)
 
 
 async def _complete(
@@ -165,7 +222,13 @@ async def _complete(
 ) -> None:
     """Append the files never sent (plan order), then record the report and manifest."""
     layout = recorder.layout
-    failures = [ImageFailure(**f) for f in layout.plan_failures]
+    summary = Summary(
+        order,
+        options,
+        photos=len(order.images) + order.unidentified,
+        total=layout.total_images,
+        failures=[ImageFailure(**f) for f in layout.plan_failures],
+    )
     added: list[LayoutMember] = []
     for name in unsent:
         got, (image, rendition) = results[name], planned[name]
@@ -173,18 +236,11 @@ async def _complete(
             added.append(LayoutMember(name, got.size, got.crc32, image.image_id))
         else:
             reason, _, recovery = got.partition("\n")
-            recovery = recovery.replace("{image_id}", image.image_id)
-            failures.append(ImageFailure(image.image_id, name, reason, recovery, rendition.set))
+            summary.fail(image.image_id, name, reason, recovery, rendition.set)
     files = [m for m in [*layout.members, *added] if m.image_id]
-    summary = _Summary(
-        order,
-        options,
-        len(order.images) + order.unidentified,
-        layout.total_images,
-        len(files),
-        failures,
-        [{"image_id": m.image_id, "name": m.name, "set": planned[m.name][1].set, "bytes": m.size} for m in files],
-    )
-    added += [LayoutMember(n, len(d), zlib.crc32(d), text=d.decode()) for n, d in closing_files(summary)]
+    summary.downloaded = len(files)
+    for m in files:
+        summary.sent(m, planned[m.name][1].set)
+    added += [LayoutMember.of_text(name, data) for name, data in closing_files(summary)]
     if not await recorder.complete(added):
         raise LayoutRaced(layout.layout_id)
