@@ -77,7 +77,29 @@ NO_KEY_NO_SERVICE = (
     "To try the tool without a key: autoenhance-batch demo. To use a running service: --url URL."
 )
 
+
+
+def _plain_flags(params: list[Any]) -> list[Any]:
+    """Typer's help prints a flag without a metavar (its own --help too) as `--force <bool>`, as if it
+    took a value; a flag takes none, so its row shows none."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Group(typer.core.TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
+class _Command(typer.core.TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
 cli = typer.Typer(
+    cls=_Group,
     name="autoenhance-batch",
     help="Autoenhance Batch: every enhanced photo of an Autoenhance.ai order as one ZIP.",
     epilog="Examples (from a clone, `python -m app` works the same):\n\n"
@@ -226,7 +248,7 @@ def _summary(outcome: Outcome, unit: str = "images") -> int:
     return 0
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def download(
     order_id: Annotated[
         str,
@@ -678,7 +700,7 @@ class OrderSort(StrEnum):
     newest_first = "-date"
 
 
-@cli.command("orders")
+@cli.command("orders", cls=_Command)
 def orders(
     search: Annotated[
         str | None,
@@ -733,7 +755,7 @@ def orders(
         err.print(f"(more than {len(found)}: narrow with --search or raise --limit)")
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def demo(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to save the demo ZIP (a folder: the file goes inside it).")
@@ -775,7 +797,7 @@ def demo(
     raise typer.Exit(code)
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def serve(
     host: Annotated[str, typer.Option(envvar="HOST", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="PORT", metavar="1-65535", callback=_between(1, 65535), help="Port to listen on.")] = 8000,
@@ -837,14 +859,14 @@ def serve(
 JobIdArgument = Annotated[str, typer.Argument(help="The job id (from POST /v1/orders/{id}/jobs or --job).", show_default=False)]
 
 
-@cli.command("cancel")
+@cli.command("cancel", cls=_Command)
 def cancel_job(job_id: JobIdArgument, url: UrlOption = DEFAULT_URL, key: KeyOption = None, timeout: TimeoutOption = 30.0) -> None:
     """Cancel a job on the service: its downloads stop and its slot frees; a finished job's ZIP is deleted."""
     answer = _ask(url, key, timeout, "DELETE", f"v1/jobs/{job_id}")
     err.print(f"Job {answer['job_id']} is {answer['status']}.")
 
 
-@cli.command("share")
+@cli.command("share", cls=_Command)
 def share_job(
     job_id: JobIdArgument,
     expires_in: Annotated[
@@ -883,7 +905,7 @@ def _ask(url: str, key: str | None, timeout: float, method: str, path: str, **kw
     return answer
 
 
-@cli.command("sets")
+@cli.command("sets", cls=_Command)
 def list_sets(
     url: Annotated[
         str | None,
@@ -949,7 +971,7 @@ def _serve_data_dir() -> Path:
     return folder
 
 
-@cli.command("sample-order")
+@cli.command("sample-order", cls=_Command)
 def sample_order(
     url: UrlOption = DEFAULT_URL,
     admin_token: Annotated[
