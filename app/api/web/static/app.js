@@ -3,6 +3,7 @@
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const POLL_MS = 500;
+const JOB_READY = ["completed", "completed_with_errors"]; // the job's ZIP is there (its webhook says the same words)
 const API = "v1/"; // the versioned API, relative to the page so a path prefix keeps working
 const RECENT_PAGE = 5;
 const THUMBS_SHOWN = 12;
@@ -454,13 +455,13 @@ function renderJob(job) {
   const done = job.downloaded || 0;
   const failed = job.failed || 0;
   const total = job.total || 0;
-  el.jobState.textContent = job.status;
+  el.jobState.textContent = job.status.replaceAll("_", " "); // "completed with errors"
   el.jobState.dataset.status = job.status;
   el.jobDone.textContent = done;
   el.jobFailed.textContent = failed;
   el.jobTotal.textContent = total || "?";
   if (total > 0) { el.jobProgress.max = total; el.jobProgress.value = done + failed; }
-  else if (job.status === "complete") { el.jobProgress.max = 1; el.jobProgress.value = 1; }
+  else if (JOB_READY.includes(job.status)) { el.jobProgress.max = 1; el.jobProgress.value = 1; }
   else el.jobProgress.removeAttribute("value"); // indeterminate until the order is read
 
   const failures = job.failures || [];
@@ -597,7 +598,7 @@ async function runJob({ autoSave = false } = {}) {
         if (err.status || ++misses > 3) throw err; // the job keeps running on the server: ride out a flaky network
       }
       if (job) renderJob(job);
-      if (job && ["complete", "failed", "cancelled"].includes(job.status)) break;
+      if (job && [...JOB_READY, "failed", "cancelled"].includes(job.status)) break;
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
   } catch (err) {
