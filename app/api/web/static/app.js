@@ -20,6 +20,7 @@ const el = {
   jobPanel: $("job-panel"), jobState: $("job-state"), jobProgress: $("job-progress"), jobDone: $("job-done"),
   jobFailed: $("job-failed"), jobTotal: $("job-total"), jobMsg: $("job-msg"), jobActions: $("job-actions"),
   jobFailures: $("job-failures"), jobFailureList: $("job-failure-list"),
+  jobLinkRow: $("job-link-row"), jobLink: $("job-link"), jobCopyLink: $("job-copy-link"), jobLinkNote: $("job-link-note"),
   createIntro: $("create-intro"), adminToken: $("admin-token"), sampleBtn: $("sample-btn"), dropzone: $("dropzone"),
   photos: $("photos"), previews: $("previews"), uploadActions: $("upload-actions"), uploadBtn: $("upload-btn"),
   clearBtn: $("clear-btn"), createMsg: $("create-msg"),
@@ -34,7 +35,7 @@ const el = {
 };
 
 const state = {
-  demo: false, selected: [], jobRun: 0, recentNext: null, recentRun: 0, recentNeedsToken: false,
+  demo: false, selected: [], jobRun: 0, jobFor: "", recentNext: null, recentRun: 0, recentNeedsToken: false,
   // The order shown above the options: {id, data} once looked up, {id, error} when the lookup failed.
   order: null, lookup: null, lookupFor: "", lookupTimer: 0, thumbUrls: [], shownId: "", searchRun: 0,
   left: new Set(), // image ids unticked on the thumbnails (every photo is chosen by default)
@@ -99,16 +100,21 @@ function adminHeaders() {
   return token ? { "X-Admin-Token": token } : {};
 }
 
+/** One message about the ID at a time, the latest answer winning: once the lookup of this ID failed,
+ *  its sentence (below the photos) is the one shown, not a "valid" tick above it. */
 function validateOrderId() {
   const id = orderId();
+  const wellFormed = Boolean(id) && UUID.test(id);
+  const failed = wellFormed && state.order && state.order.id === id ? state.order.error : null;
   let msg = "The order's UUID, from the Autoenhance web app or API.";
   let kind = "";
-  if (id && UUID.test(id)) { msg = "Looks like a valid order ID."; kind = "ok"; }
+  if (failed) msg = "";
+  else if (wellFormed) { msg = "Looks like a valid order ID."; kind = "ok"; }
   else if (isName(orderText())) { msg = "Searching the orders' names: choose the order below."; }
   else if (id) { msg = "Not a complete order ID yet: expected 8-4-4-4-12 hex digits."; kind = "error"; }
   setStatus(el.orderMsg, msg, kind);
-  el.orderId.setAttribute("aria-invalid", String(kind === "error"));
-  return kind === "ok";
+  el.orderId.setAttribute("aria-invalid", String(kind === "error" || Boolean(failed && failed.status === 404)));
+  return wellFormed;
 }
 
 function validateQuality() {
@@ -265,15 +271,24 @@ function clearOrderView() {
   setStatus(el.orderStatus, "");
 }
 
+/** Forget the job shown (another order, or other options, make it another ZIP): its panel goes and
+ *  the form's own Download ZIP comes back, so the page never offers two. */
+function forgetJob() {
+  state.jobRun++; // stops the polling of that job
+  state.jobFor = "";
+  el.jobPanel.hidden = true;
+  el.jobActions.replaceChildren();
+  el.jobLinkRow.hidden = true;
+  el.downloadBtn.hidden = false;
+  setStatus(el.jobMsg, "");
+}
+
 /** Forget the previous order's job and messages when another order ID is typed. */
 function onOrderChanged() {
   const id = orderId();
   if (id === state.shownId) return;
   state.shownId = id;
-  state.jobRun++; // stops the polling of the previous order's job
-  el.jobPanel.hidden = true;
-  el.jobActions.replaceChildren();
-  setStatus(el.jobMsg, "");
+  forgetJob();
   setStatus(el.downloadMsg, "");
   state.order = null;
   state.lookup = null;
@@ -323,6 +338,7 @@ function lookupOrder(id) {
       state.order = { id, error: err };
       clearOrderView();
       if (!onAuthError(err, el.orderStatus)) setStatus(el.orderStatus, orderProblem(err), "error");
+      validateOrderId(); // this answer replaces the "valid order ID" tick
       return state.order;
     });
   return state.lookup;
@@ -402,6 +418,7 @@ function thumbItem(photo) {
 function refresh() {
   const idOk = validateOrderId();
   onOrderChanged();
+  if (state.jobFor && state.jobFor !== orderPath("jobs")) forgetJob(); // other options: another ZIP
   markChosen();
   const valid = [validateQuality(), validateMaxWidth(), validateSets(), validatePhotos(), validateTemplate()].every(Boolean) && idOk;
   el.downloadBtn.disabled = !valid;
@@ -506,6 +523,31 @@ function showJobDownload(job) {
   share.addEventListener("click", () => makeShareLink(job, share));
   el.jobActions.replaceChildren(control, share);
   el.jobActions.hidden = false;
+  el.downloadBtn.hidden = true; // this one Download ZIP saves the prepared file
+  showJobLink(job);
+}
+
+/** The prepared file's absolute address, to copy into a mail or a download manager. */
+function showJobLink(job) {
+  el.jobLink.value = new URL(job.download_url, document.baseURI).href;
+  el.jobCopyLink.textContent = "Copy link";
+  const until = job.expires_at ? ` until ${new Date(job.expires_at).toLocaleString()}` : "";
+  el.jobLinkNote.textContent = serviceKey()
+    ? "It opens with the service key only; “Make a link to send” makes one that anyone can open."
+    : `It works${until}; the download resumes if the connection drops.`;
+  el.jobLinkRow.hidden = false;
+}
+
+async function copyJobLink() {
+  try {
+    await navigator.clipboard.writeText(el.jobLink.value);
+  } catch {
+    el.jobLink.select(); // plain-http origins other than localhost have no clipboard API
+    el.jobCopyLink.textContent = "Selected: press Ctrl+C";
+    return;
+  }
+  el.jobCopyLink.textContent = "Copied";
+  setTimeout(() => { el.jobCopyLink.textContent = "Copy link"; }, 2000);
 }
 
 /** While the job runs: a button that cancels it (the service stops its downloads and frees its slot). */
@@ -578,7 +620,9 @@ function onAuthError(err, node) {
 }
 
 async function runJob({ autoSave = false } = {}) {
-  const run = ++state.jobRun; // a newer job stops the polling of an older one
+  forgetJob(); // a newer job stops the polling of an older one
+  const run = state.jobRun;
+  state.jobFor = orderPath("jobs");
   el.jobPanel.hidden = false;
   el.jobActions.hidden = true;
   setStatus(el.downloadMsg, "");
@@ -875,6 +919,7 @@ el.selectNone.addEventListener("click", () => {
 el.downloadBtn.addEventListener("click", startDownload);
 el.jobBtn.addEventListener("click", () => runJob());
 el.copyCurl.addEventListener("click", copyCurl);
+el.jobCopyLink.addEventListener("click", copyJobLink);
 el.sampleBtn.addEventListener("click", () => createOrder(`${API}api/create-sample-order`, {}));
 el.uploadBtn.addEventListener("click", uploadPhotos);
 el.clearBtn.addEventListener("click", clearPhotos);
