@@ -32,6 +32,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "phone": {"viewport": PHONE, "is_mobile": True, "has_touch": True},
 }
 
+
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with serve(create_app(demo_settings(tmp_path_factory.mktemp("first-hour")))) as url:
