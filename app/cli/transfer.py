@@ -305,7 +305,7 @@ def job_archive(
         )
         if job["status"] == "failed":
             state_path(out).unlink(missing_ok=True)
-            raise TransferError(f"The job failed: {job.get('error') or 'no image could be downloaded'}")
+            raise TransferError(f"The job failed: {job.get('error') or 'no image could be downloaded'}", 422)
         if job["status"] in FINISHED:
             break
         sleep(POLL_SECONDS[min(polls, len(POLL_SECONDS) - 1)])

@@ -89,7 +89,9 @@ class RedisJobStore:
 
     def _status_keys(self, status: JobStatus) -> list[str]:
         """The set of a status, and the sets of the earlier words for it (records not rewritten since)."""
-        return [self._status(status)] + [f"{self._prefix}status:{old}" for old, new in LEGACY_STATUSES.items() if new is status]
+        return [self._status(status)] + [
+            f"{self._prefix}status:{old}" for old, new in LEGACY_STATUSES.items() if new is status
+        ]
 
     @property
     def _finished(self) -> str:

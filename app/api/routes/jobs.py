@@ -137,7 +137,10 @@ async def create_job(
         share_expires_in=share_expires_in,
     )
     body = JobAccepted(
-        job_id=job.job_id, status=public_status(job.status, job.failed), status_url=job.status_url, download_url=job.download_url
+        job_id=job.job_id,
+        status=public_status(job.status, job.failed),
+        status_url=job.status_url,
+        download_url=job.download_url,
     )
     return JSONResponse(body.model_dump(), status_code=202, headers={"Location": job.status_url})
 
