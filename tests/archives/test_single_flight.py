@@ -92,7 +92,11 @@ def test_a_job_after_a_stream_copies_the_cached_archive_without_fetching(
         simulator.state.reset_stats()
         job_id = client.post(f"/orders/{order_id}/jobs").json()["job_id"]
         deadline = time.monotonic() + 20
-        while (view := client.get(f"/jobs/{job_id}").json())["status"] not in ("completed", "completed_with_errors", "failed"):
+        while (view := client.get(f"/jobs/{job_id}").json())["status"] not in (
+            "completed",
+            "completed_with_errors",
+            "failed",
+        ):
             assert time.monotonic() < deadline, view
             time.sleep(0.05)
         archive = client.get(f"/jobs/{job_id}/download").content

@@ -211,7 +211,8 @@ def test_identical_jobs_on_two_instances_fetch_upstream_once(cluster: Cluster) -
             created = list(pool.map(lambda api: api.post(f"/orders/{order_id}/jobs"), (a, b)))
         ids = [r.json()["job_id"] for r in created]
         done = [
-            _poll(api, i, lambda s: s["status"] in ("completed", "completed_with_errors", "failed")) for api, i in zip((b, a), ids, strict=True)
+            _poll(api, i, lambda s: s["status"] in ("completed", "completed_with_errors", "failed"))
+            for api, i in zip((b, a), ids, strict=True)
         ]
     finally:
         cluster.sim.state.download_latency = 0.0
