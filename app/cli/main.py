@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import zipfile
 from collections.abc import Callable
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -31,6 +33,8 @@ from app.cli.transfer import (
     job_archive,
     part_path,
     progress_bars,
+    read_manifest,
+    refused,
     state_path,
     stream_archive,
 )
@@ -77,7 +81,29 @@ NO_KEY_NO_SERVICE = (
     "To try the tool without a key: autoenhance-batch demo. To use a running service: --url URL."
 )
 
+
+
+def _plain_flags(params: list[Any]) -> list[Any]:
+    """Typer's help prints a flag without a metavar (its own --help too) as `--force <bool>`, as if it
+    took a value; a flag takes none, so its row shows none."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Group(typer.core.TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
+class _Command(typer.core.TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
 cli = typer.Typer(
+    cls=_Group,
     name="autoenhance-batch",
     help="Autoenhance Batch: every enhanced photo of an Autoenhance.ai order as one ZIP.",
     epilog="Examples (from a clone, `python -m app` works the same):\n\n"
@@ -226,7 +252,7 @@ def _summary(outcome: Outcome, unit: str = "images") -> int:
     return 0
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def download(
     order_id: Annotated[
         str,
@@ -369,8 +395,8 @@ def download(
 
     With --api-key (or AUTOENHANCE_API_KEY) and no --url it downloads straight from Autoenhance;
     stopped and run again, it keeps the photos already saved and fetches only the rest; run again
-    after some photos were missing, it keeps the ZIP's files and fetches only the missing ones.
-    No key yet? autoenhance-batch demo
+    after some photos were missing, it keeps the ZIP's files and fetches only the missing ones
+    (with --url too: the service is asked for those photos only). No key yet? autoenhance-batch demo
 
     Exit status: 0 all files saved; 3 saved, but some files are missing (listed, and in the ZIP's
     report); 1 nothing saved (the reason is printed); 2 the command line is wrong (nothing was
@@ -419,23 +445,33 @@ def download(
     if wait:
         params |= {"wait": "true", "wait_timeout": f"{wait_timeout:g}"}
     out = destination.file or destination.folder / f"autoenhance-{order_id[:8]}.zip"
-    if destination.file is not None:
-        out = _checked_out(destination.file, force)  # known already: checked before any request
+    if destination.file is not None:  # known already: checked before any request
+        choosing = bool(chosen_only or chosen_out)
+        out = _checked_out(destination.file, force or _may_top_up(destination.file, order_id, options, choosing))
+    topping_up = False
     try:
         with _client(url, key, timeout) as client:
             if chosen_only or chosen_out:
                 params["images"] = ",".join(_choose_remote(client, order_id, chosen_only, chosen_out))
             credits, order_name = _preface(client, order_id, params, options)
-            if destination.file is None:
-                out = _checked_out(destination.place(order_name, order_id), force)
+            out = destination.file or destination.place(order_name, order_id)
+            chosen = replace(options, images=tuple(params["images"].split(","))) if "images" in params else options
+            earlier = None if force else _earlier_partial(out, order_id, chosen)
+            out = _checked_out(out, force or earlier is not None)
+            topping_up = earlier is not None
+            if earlier is not None and credits:  # only the missing photos are downloaded
+                credits = credit_cost(len(earlier.missing), options).credits
             if credits and not yes:
                 _ask_to_spend(credits)
             with progress_bars(err) as progress:
-                outcome = _fetch(client, order_id, params, out, progress, job, retries)
+                if earlier is not None:
+                    outcome = _top_up(client, order_id, params, earlier, progress, job, retries)
+                else:
+                    outcome = _fetch(client, order_id, params, out, progress, job, retries)
     except TransferError as exc:
         raise _fail(str(exc) + _hint(exc.status, url)) from None
     except KeyboardInterrupt:
-        _interrupted_client(out, job)
+        _interrupted_client(out, job, topping_up)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except httpx.TransportError as exc:
         if not asked_for_service:  # no key, no --url, and nothing runs on this computer: say what to do
@@ -515,7 +551,10 @@ def _checked_out(out: Path, force: bool) -> Path:
         raise _usage(f"{out} is a folder; give a file name such as {out / 'photos.zip'}, or the folder ending in /")
     if out.exists() and not force:
         raise _usage(f"{out} exists; pass --force to overwrite it, or choose another -o")
-    link = link_in_the_way(part_path(out), state_path(out), out.with_name(out.name + ".parts"))
+    fresh = out.with_name(out.name + ".missing.zip")  # client mode's top-up (app/cli/remote_topup.py)
+    link = link_in_the_way(
+        part_path(out), state_path(out), out.with_name(out.name + ".parts"), fresh, part_path(fresh), state_path(fresh)
+    )
     if link is not None:
         raise _usage(f"{link} is a link; this command never writes through one: remove it or choose another -o")
     return out
@@ -564,8 +603,61 @@ def _fetch(
     return stream_archive(client, order_id, params, out, progress, retries=retries, say=say)
 
 
-def _interrupted_client(out: Path, job: bool) -> None:
+def _may_top_up(out: Path, order_id: str, options: BatchOptions, choosing: bool) -> bool:
+    """Before any request: `out` is a partial ZIP of this order and options (a complete one is a usage
+    error here). With --only/--exclude, the photos are known once the service has resolved them: until
+    then, any ZIP of this order may be."""
+    if not choosing:
+        return _earlier_partial(out, order_id, options) is not None
+    manifest = read_manifest(out) if out.is_file() and not out.is_symlink() else None
+    return bool(manifest and manifest.get("order_id") == order_id)
+
+
+def _top_up(
+    client: httpx.Client, order_id: str, params: dict[str, str], earlier: EarlierArchive, progress: Progress,
+    job: bool, retries: int,
+) -> Outcome:
+    """Client mode after a partial ZIP: the service sends the missing photos only (`images=`), and the
+    ZIP is rebuilt from its own files and those (app/cli/remote_topup.py)."""
+    from app.cli.remote_topup import fresh_path, merge
+
+    out, say = earlier.path, progress.console.print
+    say(
+        f"{shown(out)} holds {len(earlier.members)} of its {earlier.total} files from an earlier run: they are "
+        f"kept, and only the missing ones are fetched"
+    )
+    fresh = fresh_path(out)
+    try:
+        _fetch(client, order_id, params | {"images": ",".join(earlier.missing)}, fresh, progress, job, retries)
+    except TransferError as exc:
+        if exc.status != 422:  # nothing came because none could: the ZIP stays as it was
+            raise
+        say(f"None of the missing files could be downloaded now: {shown(str(exc))}")
+        return Outcome(out, out.stat().st_size, earlier.total, len(earlier.members), earlier.failed, earlier.failures)
+    listing = client.get(f"v1/orders/{order_id}/photos", params={k: v for k, v in params.items() if k != "images"})
+    if listing.status_code != 200:
+        raise refused(listing)
+    try:
+        whole = merge(out, fresh, part_path(out), list(listing.json().get("photos") or []))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:  # a damaged earlier ZIP, say
+        raise TransferError(
+            f"{out} could not be read back to add the missing files ({exc}); it is left as it was: pass --force "
+            "to download the whole order again"
+        ) from None
+    finally:
+        fresh.unlink(missing_ok=True)
+    new = whole.downloaded - whole.reused
+    say(f"{whole.reused} of the files came from the earlier run; {new} {'was' if new == 1 else 'were'} downloaded now")
+    failures: list[dict[str, Any]] = [dict(f.as_dict()) for f in whole.failures]
+    return Outcome(out, out.stat().st_size, whole.total, whole.downloaded, whole.failed, failures)
+
+
+def _interrupted_client(out: Path, job: bool, topping_up: bool = False) -> None:
     """Ctrl+C in client mode: say what is kept and how to go on."""
+    if topping_up:  # the missing photos' own ZIP was on its way
+        from app.cli.remote_topup import fresh_path
+
+        out = fresh_path(out)
     part, state = part_path(out), state_path(out)
     kept = part.stat().st_size if part.is_file() else 0
     if state.is_file() and kept:
@@ -678,7 +770,7 @@ class OrderSort(StrEnum):
     newest_first = "-date"
 
 
-@cli.command("orders")
+@cli.command("orders", cls=_Command)
 def orders(
     search: Annotated[
         str | None,
@@ -733,7 +825,7 @@ def orders(
         err.print(f"(more than {len(found)}: narrow with --search or raise --limit)")
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def demo(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Where to save the demo ZIP (a folder: the file goes inside it).")
@@ -775,7 +867,7 @@ def demo(
     raise typer.Exit(code)
 
 
-@cli.command()
+@cli.command(cls=_Command)
 def serve(
     host: Annotated[str, typer.Option(envvar="HOST", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="PORT", metavar="1-65535", callback=_between(1, 65535), help="Port to listen on.")] = 8000,
@@ -837,14 +929,14 @@ def serve(
 JobIdArgument = Annotated[str, typer.Argument(help="The job id (from POST /v1/orders/{id}/jobs or --job).", show_default=False)]
 
 
-@cli.command("cancel")
+@cli.command("cancel", cls=_Command)
 def cancel_job(job_id: JobIdArgument, url: UrlOption = DEFAULT_URL, key: KeyOption = None, timeout: TimeoutOption = 30.0) -> None:
     """Cancel a job on the service: its downloads stop and its slot frees; a finished job's ZIP is deleted."""
     answer = _ask(url, key, timeout, "DELETE", f"v1/jobs/{job_id}")
     err.print(f"Job {answer['job_id']} is {answer['status']}.")
 
 
-@cli.command("share")
+@cli.command("share", cls=_Command)
 def share_job(
     job_id: JobIdArgument,
     expires_in: Annotated[
@@ -883,7 +975,7 @@ def _ask(url: str, key: str | None, timeout: float, method: str, path: str, **kw
     return answer
 
 
-@cli.command("sets")
+@cli.command("sets", cls=_Command)
 def list_sets(
     url: Annotated[
         str | None,
@@ -949,7 +1041,7 @@ def _serve_data_dir() -> Path:
     return folder
 
 
-@cli.command("sample-order")
+@cli.command("sample-order", cls=_Command)
 def sample_order(
     url: UrlOption = DEFAULT_URL,
     admin_token: Annotated[

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from app.cli.saved_parts import FolderKeep
 from app.cli.transfer import read_manifest
@@ -28,6 +29,12 @@ class EarlierArchive:
     members: dict[str, str]
     total: int
     failed: int
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def missing(self) -> list[str]:
+        """The image ids of its failures, each once, in the report's order."""
+        return list(dict.fromkeys(str(f["image_id"]) for f in self.failures if f.get("image_id")))
 
 
 def earlier_archive(out: Path, order_id: str, options: BatchOptions) -> EarlierArchive | None:
@@ -35,13 +42,22 @@ def earlier_archive(out: Path, order_id: str, options: BatchOptions) -> EarlierA
     manifest = read_manifest(out)
     if not manifest or manifest.get("order_id") != order_id:
         return None
-    if manifest.get("options") != json.loads(json.dumps(options.as_dict())):
+    if _chosen_as_a_set(manifest.get("options")) != _chosen_as_a_set(json.loads(json.dumps(options.as_dict()))):
         return None
     try:
         members = {f"{f['set']}/{f['image_id']}": str(f["name"]) for f in manifest.get("files") or []}
-        return EarlierArchive(out, members, int(manifest["total"]), int(manifest["failed"]))
+        failures = [f for f in manifest.get("failures") or [] if isinstance(f, dict)]
+        return EarlierArchive(out, members, int(manifest["total"]), int(manifest["failed"]), failures)
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _chosen_as_a_set(options: object) -> object:
+    """Options with their chosen photos in one order: a service lists them in the order's sort, the
+    command line in Autoenhance's own."""
+    if isinstance(options, dict) and isinstance(options.get("images"), list):
+        return options | {"images": sorted(map(str, options["images"]))}
+    return options
 
 
 class ArchiveKeep:

@@ -43,6 +43,8 @@ from app.cli.zipwatch import ZipMemberCounter
 CHUNK = 256 * 1024
 POLL_SECONDS = (0.25, 0.5, 1.0)
 """Job status polls: quick at first (small orders finish in a moment), then once a second."""
+FINISHED = frozenset({"completed", "completed_with_errors", "complete"})
+"""A job with a ZIP to download (`complete`: what services before the webhook's words said)."""
 
 
 class TransferError(Exception):
@@ -303,8 +305,8 @@ def job_archive(
         )
         if job["status"] == "failed":
             state_path(out).unlink(missing_ok=True)
-            raise TransferError(f"The job failed: {job.get('error') or 'no image could be downloaded'}")
-        if job["status"] == "complete":
+            raise TransferError(f"The job failed: {job.get('error') or 'no image could be downloaded'}", 422)
+        if job["status"] in FINISHED:
             break
         sleep(POLL_SECONDS[min(polls, len(POLL_SECONDS) - 1)])
         polls += 1

@@ -241,7 +241,7 @@ class JobManager:
         if job.status in (JobStatus.queued, JobStatus.running):
             raise JobNotReady(
                 f"Job is {job.status.value} ({job.downloaded + job.failed}/{job.total} images done); "
-                f"poll {job.status_url} until its status is 'complete'",
+                f"poll {job.status_url} until its status is 'completed' (or 'completed_with_errors')",
                 headers={"Retry-After": "2"},
             )
         if job.status is JobStatus.cancelled:
@@ -301,7 +301,7 @@ class JobManager:
         job, _ = await self.result(job_id)
         share_id, expires_at = new_share_id(), int(time.time() + expires_in)
         share: dict[str, Any] = {"share_id": share_id, "expires_at": expires_at, "revoked_at": None}
-        if not await self.store.update(job_id, only_if=JobStatus.complete, shares=(*job.shares, share)):
+        if not await self.store.update(job_id, only_if=JobStatus.completed, shares=(*job.shares, share)):
             raise JobNotReady("The job changed while the link was made; try again", headers={"Retry-After": "1"})
         log.info("share link made", extra={"job_id": job_id, "share_id": share["share_id"]})
         return await self.get(job_id), share, self.signer.make(job_id, share_id, expires_at)

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from app.core.models import BatchOptions
 from app.errors import Conflict, Gone, NotFound, Unavailable, Unprocessable
@@ -17,13 +17,31 @@ RECORD_RETENTION_SECONDS = 7 * 24 * 3600
 class JobStatus(StrEnum):
     queued = "queued"
     running = "running"
-    complete = "complete"
+    completed = "completed"
+    """Finished with an archive; shown as `completed_with_errors` when some images are missing (`public_status`)."""
     failed = "failed"
     cancelled = "cancelled"
     """Stopped by DELETE /jobs/{id}: its downloads stopped, its partial or finished archive deleted."""
 
+    @classmethod
+    def _missing_(cls, value: object) -> JobStatus | None:
+        """Records written before the status took the webhook's word still load."""
+        return LEGACY_STATUSES.get(str(value))
 
-FINAL_STATUSES = (JobStatus.complete, JobStatus.failed, JobStatus.cancelled)
+
+LEGACY_STATUSES = {"complete": JobStatus.completed}
+"""Stored status values of earlier releases, and the status each now means."""
+
+FINAL_STATUSES = (JobStatus.completed, JobStatus.failed, JobStatus.cancelled)
+
+PublicStatus = Literal["queued", "running", "completed", "completed_with_errors", "failed", "cancelled"]
+
+
+def public_status(status: JobStatus, failed: int) -> PublicStatus:
+    """The word a poll (GET /jobs/{id}) and the job's webhook both say: one vocabulary for both."""
+    if status is JobStatus.completed and failed:
+        return "completed_with_errors"
+    return status.value  # type: ignore[return-value]  # each other member's value is in PublicStatus
 
 
 # -- errors (mapped to JSON by the app's ServiceError handler) -------------------------------------
@@ -149,7 +167,7 @@ class Job:
             "job_id": self.job_id,
             "order_id": self.order_id,
             "order_name": self.order_name,
-            "status": self.status.value,
+            "status": public_status(self.status, self.failed),
             "options": self.options.as_dict(),
             "total": self.total,
             "downloaded": self.downloaded,

@@ -2,7 +2,8 @@
 
 Same contract (app/jobs/store.py `JobStore`) as the SQLite store. Keys (all under REDIS_KEY_PREFIX):
 - `jobs:job:<id>`: the record as JSON;
-- `jobs:status:<status>`: set of the ids in that status (the sweeper reads `running`);
+- `jobs:status:<status>`: set of the ids in that status (the sweeper reads `running`); records of an
+  earlier release may still say `complete` (and sit in `jobs:status:complete`): they read as `completed`;
 - `jobs:finished`: zset of finished ids by finish time (expiry and deletion).
 
 Conditional updates (`only_if` status, `only_attempt`) are optimistic transactions (WATCH/MULTI), so
@@ -23,7 +24,7 @@ from redis.exceptions import WatchError
 
 from app.core.models import BatchOptions
 from app.core.redis_client import connect
-from app.jobs.records import Job, JobStatus
+from app.jobs.records import LEGACY_STATUSES, Job, JobStatus
 
 _FIELDS = tuple(Job.__dataclass_fields__)
 
@@ -86,6 +87,12 @@ class RedisJobStore:
     def _status(self, status: JobStatus | str) -> str:
         return f"{self._prefix}status:{JobStatus(status).value}"
 
+    def _status_keys(self, status: JobStatus) -> list[str]:
+        """The set of a status, and the sets of the earlier words for it (records not rewritten since)."""
+        return [self._status(status)] + [
+            f"{self._prefix}status:{old}" for old, new in LEGACY_STATUSES.items() if new is status
+        ]
+
     @property
     def _finished(self) -> str:
         return f"{self._prefix}finished"
@@ -110,14 +117,14 @@ class RedisJobStore:
         return sorted(jobs, key=lambda job: job.created_at)
 
     async def count(self, status: JobStatus) -> int:
-        return int(await self._redis.scard(self._status(status)))
+        return sum([int(await self._redis.scard(key)) for key in self._status_keys(status)])
 
     async def count_by_status(self) -> dict[str, int]:
         """Job records per status (the jobs gauge of /metrics): one SCARD per status."""
         return {status.value: await self.count(status) for status in JobStatus}
 
     async def with_status(self, status: JobStatus) -> list[Job]:
-        members = await self._redis.smembers(self._status(status))
+        members = await self._redis.sunion(self._status_keys(status))
         return await self._many(sorted(str(m) for m in members))
 
     async def due_for_expiry(self, cutoff: float) -> list[Job]:
@@ -144,7 +151,7 @@ class RedisJobStore:
                     data = json.loads(raw)
                     if again and wanted and all(data.get(name) == value for name, value in wanted.items()):
                         return True  # our EXEC ran before its connection dropped
-                    if only_if is not None and data["status"] != only_if.value:
+                    if only_if is not None and JobStatus(data["status"]) is not only_if:
                         return False
                     if only_attempt is not None and data.get("attempt", 1) != only_attempt:
                         return False
@@ -153,7 +160,7 @@ class RedisJobStore:
                     pipe.multi()
                     pipe.set(key, json.dumps(data))
                     if data["status"] != before:
-                        pipe.srem(self._status(before), job_id)
+                        pipe.srem(f"{self._prefix}status:{before}", job_id)  # as stored: maybe an earlier word
                         pipe.sadd(self._status(data["status"]), job_id)
                     if fields.get("finished_at") is not None:
                         pipe.zadd(self._finished, {job_id: fields["finished_at"]})
@@ -171,6 +178,7 @@ class RedisJobStore:
             pipe.delete(*[self._job(i) for i in ids])
             pipe.zrem(self._finished, *ids)
             for status in JobStatus:
-                pipe.srem(self._status(status), *ids)
+                for key in self._status_keys(status):
+                    pipe.srem(key, *ids)
             await pipe.execute()
         return ids

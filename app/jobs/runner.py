@@ -313,7 +313,7 @@ class JobRunner:
                 }
             size = await self._write(job, batch)
             return {
-                "status": JobStatus.complete,
+                "status": JobStatus.completed,
                 "error": None,
                 "downloaded": batch.downloaded,
                 "failed": batch.failed,
@@ -331,7 +331,7 @@ class JobRunner:
         source = await self.store.get(tag.removeprefix("job:"))
         if (
             source is None
-            or source.status is not JobStatus.complete
+            or source.status is not JobStatus.completed
             or source.failed != 0
             or source.is_expired(self.ttl_seconds)
             or not await self.results.copy(source.job_id, job.job_id)
@@ -389,7 +389,7 @@ async def _acknowledge(ack: Ack) -> None:
 
 def _reused(downloaded: int, size: int | None) -> Outcome:
     return {
-        "status": JobStatus.complete,
+        "status": JobStatus.completed,
         "error": None,
         "downloaded": downloaded,
         "failed": 0,

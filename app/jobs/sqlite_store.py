@@ -10,7 +10,7 @@ from typing import Any
 import aiosqlite
 
 from app.core.models import BatchOptions
-from app.jobs.records import Job, JobStatus
+from app.jobs.records import LEGACY_STATUSES, Job, JobStatus
 from app.storage import sqlite
 
 _SCHEMA = """
@@ -99,11 +99,14 @@ def _from_row(row: aiosqlite.Row) -> Job:
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:
-    """Add the columns a database created by an older release lacks (SQLite has no ADD COLUMN IF NOT EXISTS)."""
+    """Add the columns a database created by an older release lacks (SQLite has no ADD COLUMN IF NOT EXISTS),
+    and give its rows today's status words (`complete` is `completed`), so queries by status find them."""
     present = {row[1] for row in await db.execute_fetchall("PRAGMA table_info(jobs)")}
     for column, ddl in _MIGRATIONS:
         if column not in present:
             await db.execute(ddl)
+    for old, status in LEGACY_STATUSES.items():
+        await db.execute("UPDATE jobs SET status = ? WHERE status = ?", (status.value, old))
     await db.commit()
 
 

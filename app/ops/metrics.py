@@ -37,7 +37,7 @@ PREFIX = "autoenhance_batch"
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 UPSTREAM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 UNMATCHED = "<unmatched>"
-JOB_STATUSES = ("queued", "running", "complete", "failed", "cancelled")
+JOB_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 
 
 class Metrics:

@@ -12,11 +12,12 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from app.jobs.records import Job, JobStatus, iso
+from app.jobs.records import Job, iso, public_status
 
 MAX_ERRORS = 20
 
 CallbackStatus = Literal["completed", "completed_with_errors", "failed", "cancelled"]
+"""The final values of `PublicStatus` (app/jobs/records.py): a poll of the job says the same word."""
 
 
 class JobCallback(BaseModel):
@@ -55,11 +56,11 @@ EVENTS: dict[str, Literal["job.failed", "job.cancelled"]] = {"failed": "job.fail
 
 
 def callback_status(job: Job) -> CallbackStatus:
-    if job.status is JobStatus.cancelled:
-        return "cancelled"
-    if job.status is JobStatus.failed:
-        return "failed"
-    return "completed_with_errors" if job.failed else "completed"
+    """The ended job's status, in the word a poll of it says (app/jobs/records.py `public_status`)."""
+    status = public_status(job.status, job.failed)
+    if status == "cancelled" or status == "failed" or status == "completed_with_errors":
+        return status
+    return "completed"
 
 
 def job_callback(

@@ -193,13 +193,13 @@ def test_a_job_whose_archive_fails_ends_failed_and_releases_everything(
     monkeypatch.setattr(stage.target, stage.attribute, stage.wrap(getattr(stage.target, stage.attribute), stage.call))
     with service.client() as client:
         job_id = client.post(f"/orders/{order_id}/jobs").json()["job_id"]
-        status = poll(client, job_id, lambda s: s["status"] in ("complete", "failed"))
+        status = poll(client, job_id, lambda s: s["status"] in ("completed", "completed_with_errors", "failed"))
         assert status["status"] == "failed" and "internal error" in status["error"]
         assert settled(service) == {"in_flight": 0, "active_batches": 0, "claims": 0, "spool_files": 0}
         monkeypatch.undo()
         job_id = client.post(f"/orders/{order_id}/jobs").json()["job_id"]
-        status = poll(client, job_id, lambda s: s["status"] in ("complete", "failed"))
-        assert status["status"] == "complete" and status["downloaded"] == IMAGES
+        status = poll(client, job_id, lambda s: s["status"] in ("completed", "completed_with_errors", "failed"))
+        assert status["status"] == "completed_with_errors" and status["downloaded"] == IMAGES  # porch.jpg
         download = client.get(f"/jobs/{job_id}/download")
         assert download.status_code == 200 and len(check_zip(download.content)) == IMAGES + 2
     assert settled(service) == {"in_flight": 0, "active_batches": 0, "claims": 0, "spool_files": 0}

@@ -78,7 +78,7 @@ def test_free_downloads_stay_open_to_anonymous_callers(simulator: Sim, start_ser
             assert response.status_code == 200, (params, response.text)
         job = client.post(f"/orders/{order_id}/jobs", params={"sets": "web,original"})
         assert job.status_code == 202
-        poll(client, job.json()["job_id"], lambda s: s["status"] == "complete")
+        poll(client, job.json()["job_id"], lambda s: s["status"] == "completed")
         assert client.get(f"/orders/{order_id}/photos").json()["cost"]["refused"] is None
     assert simulator.state.stats["credits_spent"] == 0
 

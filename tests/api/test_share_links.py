@@ -37,7 +37,7 @@ HOSTILE = '<script>alert(1)</script> & "Oak"'
 def _finished_job(client: httpx.Client, order_id: str, **params: object) -> dict[str, object]:
     job = client.post(f"/orders/{order_id}/jobs", params=params)
     assert job.status_code == 202, job.text
-    return poll(client, job.json()["job_id"], lambda s: s["status"] in ("complete", "failed"))
+    return poll(client, job.json()["job_id"], lambda s: s["status"] in ("completed", "completed_with_errors", "failed"))
 
 
 def test_a_share_link_opens_a_page_and_the_zip_without_the_key(
@@ -116,7 +116,7 @@ def test_a_link_made_with_the_job_is_in_its_webhook(simulator: Sim, start_servic
                 params={"share_expires_in": 3600},
                 json={"callback_url": f"{hooks.url}/done"},
             ).json()
-            poll(client, job["job_id"], lambda s: s["status"] == "complete")
+            poll(client, job["job_id"], lambda s: s["status"] == "completed")
         payload = hooks.wait_for(1)[0].verified()
         [url] = payload["share_urls"]
         assert url.startswith(f"{service.url}/share/{job['job_id']}.")

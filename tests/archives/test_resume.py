@@ -251,7 +251,7 @@ def test_job_download_validators_and_head(simulator: Sim, service: Service) -> N
     with service.client() as client:
         job = client.post(f"/orders/{order_id}/jobs").json()
         deadline = time.monotonic() + 20
-        while client.get(job["status_url"]).json()["status"] != "complete" and time.monotonic() < deadline:
+        while client.get(job["status_url"]).json()["status"] != "completed" and time.monotonic() < deadline:
             time.sleep(0.05)
         url = job["download_url"]
         first, second = client.get(url), client.get(url)

@@ -104,7 +104,7 @@ def test_download_streams_the_order_into_a_valid_zip(demo_url: str, tmp_path: Pa
     assert not (tmp_path / "demo.zip.part").exists()
 
     code, _, err = run("download", DEMO_ORDER_ID, "-o", str(out), "--url", demo_url)
-    assert code == 2 and "exists; pass --force" in err  # a usage error, like the others
+    assert code == 2 and "already holds all 3 files" in err and "--force" in err  # a usage error, like the others
     code, _, err = run("download", DEMO_ORDER_ID, "-o", str(out), "--url", demo_url, "-f", "webp", "-q", "40",
                        "--force")
     assert code == 0, err

@@ -4,13 +4,14 @@ replace what it did not make, and are checked before a resume trusts them."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from app import create_app
 from app.config import DEMO_ORDER_ID
 from harness.servers import serve
 from simulator import Fault, SeedImage
-from tests.conftest import TEST_KEY, Sim
+from tests.conftest import TEST_KEY, Service, Sim
 from tests.support.browser_helpers import demo_settings
 from tests.support.cli_runner import CLEAN_ENV, ROOT, run_process
 from tests.support.tcp_proxy import proxy
@@ -116,6 +117,94 @@ def test_a_rerun_after_a_partial_zip_fetches_only_the_missing_files(simulator: S
 
     code, _, err = run_process(*args)  # complete now: a rerun changes nothing and says why
     assert code == 2 and "already holds all 6 files" in err and "--force" in err
+
+
+@pytest.mark.parametrize("mode", ["stream", "job"])
+def test_a_client_mode_rerun_after_a_partial_zip_asks_the_service_for_the_missing_photo_only(
+    simulator: Sim, start_service: Callable[..., Service], tmp_path: Path, mode: str
+) -> None:
+    """--url: the rerun sends `images=` with the missing photo and merges it in, as direct mode tops up."""
+    order = simulator.state.seed_order(name="Top up", images=[SeedImage(name=f"r{n}.jpg", size=6000) for n in range(3)])
+    missing = order["images"][1]["image_id"]
+    simulator.state.add_fault(Fault(kind="error_status", image_id=missing))
+    service = start_service()
+    out = tmp_path / "client.zip"
+    args = ["download", str(order["order_id"]), "-o", str(out), "--sets", "full,original", "--names", "sequence",
+            *(["--job"] if mode == "job" else [])]  # fmt: skip
+    code, _, err = run_process(*args, "--url", service.url)
+    assert code == 3, err
+    first = images(out)
+    assert len(first) == 5  # the original of the failed photo came; its enhanced file did not
+
+    simulator.state.clear_faults()
+    simulator.state.reset_stats()
+    with proxy(service.url) as watching:
+        code, _, err = run_process(*args, "--url", watching.url)
+        asked = watching.requests
+    assert code == 0, err
+    assert "holds 5 of its 6 files from an earlier run" in err and "only the missing ones are fetched" in err
+    assert "4 of the files came from the earlier run; 2 were downloaded now" in err  # the missing photo, both sets
+    downloads = [e["path"] for e in simulator.state.request_log if e["path"].endswith(("/enhanced", "/original"))]
+    assert sorted(downloads) == [f"/v3/images/{missing}/enhanced", f"/v3/images/{missing}/original"]
+    assert f"images={missing}" in asked
+    members = check_zip(out.read_bytes())
+    assert len(images(out)) == 6 and set(first) < set(images(out))  # the same names: numbers kept their places
+    assert "_download_report.txt" not in members
+    manifest = json.loads(members["_manifest.json"])
+    assert (manifest["downloaded"], manifest["failed"], manifest["failures"]) == (6, 0, [])
+    assert [f["name"] for f in manifest["files"]] == sorted(images(out), key=lambda n: (n.split("/")[1], n))
+    assert not list(tmp_path.glob("client.zip.*"))  # nothing of the top-up is left beside it
+
+    code, _, err = run_process(*args, "--url", service.url)  # complete now: a rerun changes nothing, says why
+    assert code == 2 and "already holds all 6 files" in err and "--force" in err
+
+
+@pytest.mark.parametrize("mode", ["stream", "job"])
+def test_a_client_mode_rerun_that_still_cannot_get_the_photo_keeps_the_zip_as_it_was(
+    simulator: Sim, start_service: Callable[..., Service], tmp_path: Path, mode: str
+) -> None:
+    order = simulator.state.seed_order(name="Still", images=[SeedImage(name=f"s{n}.jpg", size=5000) for n in range(2)])
+    simulator.state.add_fault(Fault(kind="error_status", image_id=order["images"][0]["image_id"]))
+    service = start_service()
+    out = tmp_path / "still.zip"
+    args = ["download", str(order["order_id"]), "-o", str(out), "--url", service.url, *(["--job"] * (mode == "job"))]
+    code, _, err = run_process(*args)
+    assert code == 3, err
+    before = out.read_bytes()
+
+    code, _, err = run_process(*args)  # the fault is still there: the one photo fails again
+    assert code == 3, err
+    assert "only the missing ones are fetched" in err and "None of the missing files could be downloaded now" in err
+    assert "s0.jpg" in err  # still listed as missing, with its reason
+    assert out.read_bytes() == before
+    assert not list(tmp_path.glob("still.zip.*"))
+    code, _, err = run_process(*args, "--format", "png")  # other options: another ZIP, not a top-up of this one
+    assert code == 2 and "exists; pass --force" in err
+
+
+def test_a_client_mode_top_up_of_a_damaged_zip_leaves_it_and_says_force(
+    simulator: Sim, start_service: Callable[..., Service], tmp_path: Path
+) -> None:
+    order = simulator.state.seed_order(name="Dent", images=[SeedImage(name=f"d{n}.jpg", size=5000) for n in range(2)])
+    simulator.state.add_fault(Fault(kind="error_status", image_id=order["images"][0]["image_id"]))
+    service = start_service()
+    out = tmp_path / "dent.zip"
+    args = ("download", str(order["order_id"]), "-o", str(out), "--url", service.url)
+    assert run_process(*args)[0] == 3
+    data = bytearray(out.read_bytes())
+    with zipfile.ZipFile(out) as archive:  # one kept photo's bytes damaged, its CRC-32 left as it was
+        kept = next(i for i in archive.infolist() if i.filename.endswith(".jpg"))
+    head = kept.header_offset
+    name_and_extra = int.from_bytes(data[head + 26 : head + 28], "little") + int.from_bytes(data[head + 28 : head + 30], "little")
+    data[head + 30 + name_and_extra + 100] ^= 0xFF
+    out.write_bytes(bytes(data))
+    simulator.state.clear_faults()
+
+    code, _, err = run_process(*args)
+    assert code == 1, err
+    assert "could not be read back" in err and "--force" in err and "Traceback" not in err
+    assert out.read_bytes() == bytes(data)
+    assert not list(tmp_path.glob("dent.zip.*"))
 
 
 # -- the command's own files ----------------------------------------------------------------------------

@@ -32,9 +32,18 @@ def test_help_shows_real_flags_plain_ranges_every_exit_code_and_a_version() -> N
                  "autoenhance-batch demo", "FILE|FOLDER/"):
         assert text in flat, text
     assert "<=x<=" not in flat and "[x>=" not in flat  # click's range notation
-    assert flat.count("<bool>") <= 1  # at most on --help itself: no flag looks like it takes a value
     code, out, _ = run_process("--help")
     assert "autoenhance-batch demo" in out
+
+
+def test_no_help_row_shows_a_type_beside_a_flag() -> None:
+    """A flag takes no value: `--force <bool>` (typer's way, its own --help included) reads as if it did."""
+    for command in ("", "download", "demo", "orders", "serve", "cancel", "share", "sets", "sample-order"):
+        code, out, _ = run_process(*command.split(), "--help", env={"COLUMNS": "200"})
+        assert code == 0, command
+        rows = [line for line in out.splitlines() if line.lstrip("│ ").startswith("-")]
+        assert any("--help" in row for row in rows), command
+        assert "<bool>" not in out, (command, [row for row in rows if "<bool>" in row])
 
 
 def test_boolean_flags_take_their_no_forms(simulator: Sim, tmp_path: Path) -> None:

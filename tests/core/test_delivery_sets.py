@@ -192,12 +192,12 @@ def test_sets_in_a_job_and_failures_name_their_set(simulator: Sim, service: Serv
         job_id = created.json()["job_id"]
         for _ in range(200):
             job = client.get(f"/jobs/{job_id}").json()
-            if job["status"] in ("complete", "failed"):
+            if job["status"] in ("completed", "completed_with_errors", "failed"):
                 break
             import time
 
             time.sleep(0.05)
-        assert job["status"] == "complete", job
+        assert job["status"] == "completed_with_errors", job  # a photo still processing
         assert job["options"]["sets"] == ["web", "original"]
         data = client.get(f"/jobs/{job_id}/download").content
     archive = zipfile.ZipFile(io.BytesIO(data))

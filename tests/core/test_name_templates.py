@@ -102,7 +102,7 @@ def test_templates_on_jobs_and_the_cli(simulator: Sim, start_service: Callable[.
     service = start_service()
     with service.client() as client:
         job = client.post(f"/orders/{order_id}/jobs", params={"template": "{order:slug}-{n}"}).json()
-        status = poll(client, job["job_id"], lambda s: s["status"] == "complete")
+        status = poll(client, job["job_id"], lambda s: s["status"] == "completed")
         assert status["options"]["template"] == "{order:slug}-{n}"
         assert _names(client.get(status["download_url"]).content)[0] == "123-main-st-01.jpg"
 

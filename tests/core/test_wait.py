@@ -80,10 +80,10 @@ def test_job_waits_in_the_background(start_service: Callable[..., Service], sim_
         assert time.monotonic() - started < 1.4  # the 202 does not wait (1.5 s of processing); the job does
         status_url = accepted.json()["status_url"]
         deadline = time.monotonic() + 20
-        while (job := client.get(status_url).json())["status"] not in ("complete", "failed"):
+        while (job := client.get(status_url).json())["status"] not in ("completed", "completed_with_errors", "failed"):
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        assert job["status"] == "complete" and job["failed"] == 0 and job["downloaded"] == 2
+        assert job["status"] == "completed" and job["failed"] == 0 and job["downloaded"] == 2
         download = client.get(accepted.json()["download_url"])
     assert sorted(check_zip(download.content)) == ["_manifest.json", "late.jpg", "ready.jpg"]
 

@@ -132,7 +132,7 @@ def test_a_job_archive_is_listed_in_plan_order_too(simulator: Sim, service: Serv
     order_id, _ = _slow_first_order(simulator)
     with service.client() as client:
         job_id = client.post(f"/orders/{order_id}/jobs", params={"names": "sequence"}).json()["job_id"]
-        poll(client, job_id, lambda s: s["status"] == "complete")
+        poll(client, job_id, lambda s: s["status"] == "completed")
         archive = client.get(f"/jobs/{job_id}/download").content
     with zipfile.ZipFile(io.BytesIO(archive)) as zf:
         assert zf.namelist() == [f"{n:02d} - {name}" for n, name in enumerate(NAMES, start=1)] + ["_manifest.json"]

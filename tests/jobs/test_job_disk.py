@@ -21,7 +21,7 @@ def _wait_complete(client: httpx.Client, job_id: str, timeout: float = 60) -> di
     deadline = time.monotonic() + timeout
     while True:
         status: dict[str, Any] = client.get(f"/jobs/{job_id}").json()
-        if status["status"] in ("complete", "failed"):
+        if status["status"] in ("completed", "completed_with_errors", "failed"):
             return status
         assert time.monotonic() < deadline, status
         time.sleep(0.05)
@@ -40,7 +40,7 @@ def test_jobs_for_a_cached_archive_share_its_file(simulator: Sim, start_service:
         enhanced = simulator.state.stats["enhanced"]
         ids = [client.post(f"/orders/{order_id}/jobs").json()["job_id"] for _ in range(10)]
         done = [_wait_complete(client, job_id) for job_id in ids]
-        assert {d["status"] for d in done} == {"complete"}
+        assert {d["status"] for d in done} == {"completed"}
         assert simulator.state.stats["enhanced"] == enhanced  # no upstream call: the cache served them all
         files = [service.settings.jobs_dir / f"{job_id}.zip" for job_id in ids]
         assert all(f.read_bytes() == streamed.content for f in files)

@@ -50,7 +50,7 @@ def create_job(client: httpx.Client, order_id: str, **params: Any) -> dict[str, 
 
 
 def finished(status: dict[str, Any]) -> bool:
-    return status["status"] in ("complete", "failed")
+    return status["status"] in ("completed", "completed_with_errors", "failed")
 
 
 def assert_valid_zip(data: bytes, tmp_path: Path) -> zipfile.ZipFile:
@@ -99,7 +99,7 @@ def test_job_runs_to_complete_and_downloads_as_a_file(simulator: Sim, client: ht
     }
 
     status = poll(client, job_id, finished)
-    assert status["status"] == "complete"
+    assert status["status"] == "completed"
     assert (status["order_id"], status["total"], status["downloaded"], status["failed"]) == (order_id, 3, 3, 0)
     assert status["failures"] == [] and status["error"] is None
     assert status["options"] == {
@@ -144,7 +144,7 @@ def test_partial_success_is_complete_with_the_failures_listed(
 ) -> None:
     order_id = seed(simulator, SeedImage(name="a.jpg", size=200_000), SeedImage(name="b.jpg", status="processing"))
     status = poll(client, create_job(client, order_id)["job_id"], finished)
-    assert (status["status"], status["downloaded"], status["failed"]) == ("complete", 1, 1)
+    assert (status["status"], status["downloaded"], status["failed"]) == ("completed_with_errors", 1, 1)
     [failure] = status["failures"]
     assert failure["name"] == "b.jpg" and "processing" in failure["reason"] and failure["recovery"]
 
@@ -180,7 +180,7 @@ def test_progress_is_published_and_download_is_409_while_running(simulator: Sim,
     assert "running" in early.json()["detail"] and early.headers["retry-after"]
 
     done = poll(client, job_id, finished)
-    assert (done["status"], done["downloaded"]) == ("complete", 2)
+    assert (done["status"], done["downloaded"]) == ("completed", 2)
     assert client.get(f"/jobs/{job_id}/download").status_code == 200
 
 
@@ -240,7 +240,7 @@ def test_expired_archive_is_deleted_and_download_is_410(
         gone = client.get(status["download_url"])
         assert gone.status_code == 410 and "expired" in gone.json()["detail"]
         after = client.get(status["status_url"]).json()
-        assert (after["status"], after["expired"], after["downloaded"]) == ("complete", True, 1)
+        assert (after["status"], after["expired"], after["downloaded"]) == ("completed", True, 1)
 
 
 # -- shutdown, crash, restart -----------------------------------------------------------------------
@@ -267,7 +267,7 @@ def test_shutdown_fails_the_running_job_and_the_next_start_runs_the_queued_one(
         assert (interrupted["status"], interrupted["error"]) == ("failed", SHUTDOWN_REASON)
         assert interrupted["finished_at"]
         resumed = poll(client, waiting, finished)
-        assert (resumed["status"], resumed["downloaded"], resumed["total"]) == ("complete", 1, 1)
+        assert (resumed["status"], resumed["downloaded"], resumed["total"]) == ("completed", 1, 1)
         response = client.get(resumed["download_url"])
         assert zipfile.ZipFile(io.BytesIO(response.content)).namelist()[0] == "later.jpg"
     assert not list((data_dir / "jobs").glob("*.part"))

@@ -63,8 +63,8 @@ def test_cancelling_a_running_job_stops_it_frees_its_slot_and_says_so_in_its_web
             assert not list(service.settings.jobs_dir.glob(f"{job_id}.*.zip.part"))  # (the next job may have one)
             assert not (service.settings.jobs_dir / f"{job_id}.zip").exists()
 
-            freed = poll(client, waiting, lambda s: s["status"] in ("complete", "failed"))
-            assert (freed["status"], freed["downloaded"]) == ("complete", 1)
+            freed = poll(client, waiting, lambda s: s["status"] in ("completed", "completed_with_errors", "failed"))
+            assert (freed["status"], freed["downloaded"]) == ("completed", 1)
 
             assert client.get(f"/jobs/{job_id}").json()["status"] == "cancelled"  # no runner settled over it
             gone = client.get(f"/jobs/{job_id}/download")
@@ -93,7 +93,7 @@ def test_cancelling_a_queued_job_means_it_never_runs(
         # a job created after `queued` waits behind it for the one slot: once it is done, `queued`'s
         # message has had its turn, and must have been skipped
         behind = client.post(f"/orders/{other}/jobs").json()["job_id"]
-        assert poll(client, behind, lambda s: s["status"] == "complete")["downloaded"] == 1
+        assert poll(client, behind, lambda s: s["status"] == "completed")["downloaded"] == 1
         status = client.get(f"/jobs/{queued}").json()
         assert (status["status"], status["started_at"], status["downloaded"]) == ("cancelled", None, 0)
 
@@ -102,7 +102,7 @@ def test_cancelling_a_finished_job_deletes_its_archive(simulator: Sim, service: 
     order_id = seed(simulator, SeedImage(name="a.jpg"))
     with service.client() as client:
         job_id = client.post(f"/orders/{order_id}/jobs").json()["job_id"]
-        poll(client, job_id, lambda s: s["status"] == "complete")
+        poll(client, job_id, lambda s: s["status"] == "completed")
         result = service.settings.jobs_dir / f"{job_id}.zip"
         assert result.is_file() and client.get(f"/jobs/{job_id}/download").status_code == 200
         cancelled = client.delete(f"/jobs/{job_id}")
@@ -144,7 +144,7 @@ def test_with_redis_a_cancel_made_by_one_instance_stops_the_run_in_another(
             _wait_for(lambda: _parts(worker.settings.jobs_dir) == [], "the worker kept its .part")
             quick = seed(simulator, SeedImage(name="q.jpg"), name="Quick")
             after = client.post(f"/orders/{quick}/jobs").json()["job_id"]
-            assert poll(client, after, lambda s: s["status"] == "complete")["downloaded"] == 1
+            assert poll(client, after, lambda s: s["status"] == "completed")["downloaded"] == 1
             assert client.get(f"/jobs/{job_id}").json()["status"] == "cancelled"
             assert client.get(f"/jobs/{job_id}/download").status_code == 410
         payload = hooks.wait_for(1)[0].verified()

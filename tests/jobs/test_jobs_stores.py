@@ -7,6 +7,7 @@ that wakes up must not be able to overwrite its successor (its writes carry its 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,17 +60,17 @@ def test_conditional_writes_and_queries(open_store: Callable[[], Any]) -> None:
             assert not await store.update("a", only_if=JobStatus.queued, status=JobStatus.running)  # taken already
             # the sweeper hands the job to attempt 2; attempt 1 wakes up and tries to finish: refused
             assert await store.update("a", only_attempt=1, status=JobStatus.queued, attempt=2, lease_until=None)
-            assert not await store.update("a", only_if=JobStatus.queued, only_attempt=1, status=JobStatus.complete)
+            assert not await store.update("a", only_if=JobStatus.queued, only_attempt=1, status=JobStatus.completed)
             assert [j.job_id for j in await store.with_status(JobStatus.queued)] == ["a"]
             assert await store.with_status(JobStatus.running) == []
             failures = [{"image_id": "i", "name": "n", "reason": "r", "recovery": "x"}]
             assert await store.update(
-                "a", only_attempt=2, status=JobStatus.complete, finished_at=100.0, failures=failures
+                "a", only_attempt=2, status=JobStatus.completed, finished_at=100.0, failures=failures
             )
             done = await store.get("a")
             assert done is not None
             assert (done.status, done.attempt, done.failures, done.finished_at) == (
-                JobStatus.complete,
+                JobStatus.completed,
                 2,
                 tuple(failures),
                 100.0,
@@ -81,13 +82,62 @@ def test_conditional_writes_and_queries(open_store: Callable[[], Any]) -> None:
             assert await store.delete_finished_before(99.0) == []
             assert await store.delete_finished_before(101.0) == ["a"]
             assert await store.get("a") is None
-            assert await store.with_status(JobStatus.complete) == []
+            assert await store.with_status(JobStatus.completed) == []
             with pytest.raises(ValueError, match="unknown job fields"):
                 await store.update("a", nonsense=1)
         finally:
             await store.close()
 
     asyncio.run(scenario())
+
+
+async def _as_an_earlier_release_stored_it(store: Any, job_id: str) -> None:
+    """Rewrite a finished record as a release before the webhook's words stored it: status `complete`."""
+    if isinstance(store, SqliteJobStore):
+        await store._db.execute("UPDATE jobs SET status = 'complete' WHERE job_id = ?", (job_id,))
+        await store._db.commit()
+        return
+    raw = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    key = f"{store._prefix}job:{job_id}"
+    with raw.pipeline() as pipe:
+        pipe.set(key, json.dumps(json.loads(str(raw.get(key))) | {"status": "complete"}))
+        pipe.smove(f"{store._prefix}status:completed", f"{store._prefix}status:complete", job_id)
+        pipe.execute()
+    raw.close()
+
+
+def test_records_an_earlier_release_stored_as_complete_read_as_completed(open_store: Callable[[], Any]) -> None:
+    """Job records outlive an upgrade: `complete` (the old word) loads, is found, counted, shared, cancelled."""
+
+    async def plant() -> None:
+        store = await open_store()
+        try:
+            await store.insert(job("old"))
+            await store.update("old", status=JobStatus.completed, downloaded=2, finished_at=100.0)
+            await _as_an_earlier_release_stored_it(store, "old")
+        finally:
+            await store.close()
+
+    async def scenario() -> dict[str, int]:
+        store = await open_store()  # SQLite: a database of the earlier release, opened by this one
+        try:
+            loaded = await store.get("old")
+            assert loaded is not None and loaded.status is JobStatus.completed
+            assert loaded.view(3600.0)["status"] == "completed"
+            assert [j.job_id for j in await store.with_status(JobStatus.completed)] == ["old"]
+            assert (await store.count_by_status()).get("completed") == 1
+            assert await store.update("old", only_if=JobStatus.completed, shares=({"share_id": "s"},))
+            assert await store.update("old", only_if=JobStatus.completed, status=JobStatus.cancelled)
+            counts = await store.count_by_status()
+            assert (counts.get("completed", 0), counts.get("cancelled")) == (0, 1)
+            assert await store.delete_finished_before(200.0) == ["old"]
+            counted: dict[str, int] = await store.count_by_status()
+            return counted
+        finally:
+            await store.close()
+
+    asyncio.run(plant())
+    assert sum(asyncio.run(scenario()).values()) == 0
 
 
 def test_redis_updates_racing_on_one_job_all_land(redis_prefix: str) -> None:
@@ -136,7 +186,7 @@ def _wait_final(client: httpx.Client, job_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 20
     while True:
         status: dict[str, Any] = client.get(f"/jobs/{job_id}").json()
-        if status["status"] in ("complete", "failed"):
+        if status["status"] in ("completed", "completed_with_errors", "failed"):
             return status
         assert time.monotonic() < deadline, status
         time.sleep(0.05)
@@ -155,7 +205,7 @@ def test_a_lapsed_lease_runs_the_job_again_then_fails_it_with_the_reason(
         exhausted = _plant_running_job(redis_prefix, order_id, attempt=2, callback=f"{hook_url}/h")
         with service.client() as client:
             again = _wait_final(client, retried)
-            assert (again["status"], again["downloaded"]) == ("complete", 1)  # attempt 2 ran in this instance
+            assert (again["status"], again["downloaded"]) == ("completed", 1)  # attempt 2 ran in this instance
             failed = _wait_final(client, exhausted)
             assert failed["status"] == "failed"
             assert failed["error"] == f"{WORKER_LOST_REASON} (attempt 2 of 2); create a new job"
@@ -201,4 +251,4 @@ def test_a_queued_job_whose_message_was_lost_is_sent_again(
     service = start_service(redis_url=REDIS_URL, redis_key_prefix=redis_prefix, job_lease_seconds=1.0)
     with service.client() as client:
         done = _wait_final(client, lost.job_id)
-    assert (done["status"], done["downloaded"], done["attempt"]) == ("complete", 1, 1)
+    assert (done["status"], done["downloaded"], done["attempt"]) == ("completed", 1, 1)

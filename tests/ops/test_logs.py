@@ -24,7 +24,7 @@ def test_every_line_has_the_context_keys_and_job_lines_name_their_job(
         job_id = accepted.json()["job_id"]
         assert accepted.headers["x-request-id"] == "req-job"
         deadline = time.monotonic() + 30
-        while client.get(f"/v1/jobs/{job_id}").json()["status"] != "complete":
+        while client.get(f"/v1/jobs/{job_id}").json()["status"] != "completed":
             assert time.monotonic() < deadline
             time.sleep(0.05)
     httpx.get(f"{service.url}/health", timeout=10)

@@ -147,11 +147,11 @@ def test_budget_in_flight_and_jobs_by_status(simulator: Sim, start_service: Call
     with service.client() as client:
         job = client.post(f"/v1/orders/{order_id}/jobs").json()
         deadline = time.monotonic() + 30
-        while client.get(f"/v1/jobs/{job['job_id']}").json()["status"] != "complete":
+        while client.get(f"/v1/jobs/{job['job_id']}").json()["status"] != "completed":
             assert time.monotonic() < deadline
             time.sleep(0.1)
     samples = scrape(service)
-    assert value(samples, "jobs", status="complete") == 1
+    assert value(samples, "jobs", status="completed") == 1
     assert value(samples, "jobs", status="running") == 0
     assert value(samples, "downloads_in_flight") == 0
 

@@ -130,7 +130,7 @@ def test_job_spans_service_name_and_log_correlation(
     settings = service_settings(simulator.url, tmp_path, otel_exporter_otlp_endpoint=receiver.url, log_level="INFO")
     with serve(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
         job = client.post(f"/v1/orders/{order_id}/jobs").json()
-        while client.get(f"/v1/jobs/{job['job_id']}").json()["status"] not in ("complete", "failed"):
+        while client.get(f"/v1/jobs/{job['job_id']}").json()["status"] not in ("completed", "completed_with_errors", "failed"):
             time.sleep(0.05)
     names = [s.name for s in receiver.spans()]
     assert "POST /v1/orders/{order_id}/jobs" in names
@@ -188,10 +188,10 @@ def test_a_job_run_by_a_worker_is_traced_like_one_run_by_the_api(
         with serve(create_app(api_settings)) as url, httpx.Client(base_url=url, timeout=30) as client:
             job = client.post(f"/v1/orders/{order_id}/jobs").json()
             deadline = time.monotonic() + 30
-            while (status := client.get(job["status_url"]).json())["status"] not in ("complete", "failed"):
+            while (status := client.get(job["status_url"]).json())["status"] not in ("completed", "completed_with_errors", "failed"):
                 assert time.monotonic() < deadline, status
                 time.sleep(0.05)
-            assert status["status"] == "complete" and status["downloaded"] == 2
+            assert status["status"] == "completed" and status["downloaded"] == 2
     finally:
         worker["loop"].call_soon_threadsafe(worker["stop"].set)
         thread.join(30)

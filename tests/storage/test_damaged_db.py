@@ -26,7 +26,7 @@ def _run_a_job(sim: Sim, data_dir: Path) -> str:
     with serve(create_app(service_settings(sim.url, data_dir))) as url, httpx.Client(base_url=url) as client:
         job = client.post(f"/v1/orders/{order['order_id']}/jobs").json()
         deadline = time.monotonic() + 15
-        while client.get(job["status_url"]).json()["status"] not in ("complete", "failed"):
+        while client.get(job["status_url"]).json()["status"] not in ("completed", "completed_with_errors", "failed"):
             assert time.monotonic() < deadline
             time.sleep(0.1)
     return str(job["job_id"])

@@ -93,7 +93,7 @@ def test_a_job_made_on_one_process_is_polled_and_downloaded_on_the_other(box: Bo
     order_id = seed(box.sim, SeedImage(name="a.jpg", size=90_000), SeedImage(name="b.jpg", size=70_000))
     job_id = _job(box.clients[0], order_id)
     status = poll(box.clients[1], job_id, _done)
-    assert status["status"] == "complete", status
+    assert status["status"] == "completed", status
     download = box.clients[1].get(f"/jobs/{job_id}/download")
     assert download.status_code == 200
     assert {"a.jpg", "b.jpg"} <= set(check_zip(download.content))
@@ -175,7 +175,7 @@ def test_a_killed_processs_job_is_taken_over_by_the_other(box: Box) -> None:
     victim.process.send_signal(signal.SIGKILL)
     victim.process.wait(timeout=10)
     status = poll(survivor, job_id, _done, timeout=30)
-    assert status["status"] == "complete", status
+    assert status["status"] == "completed", status
     assert box.nodes[1].process is not None
     with sqlite3.connect(box.data_dir / "jobs.sqlite3") as db:
         attempt, runner = db.execute("SELECT attempt, runner FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
@@ -204,7 +204,7 @@ def test_serve_workers_runs_two_processes_behind_one_port(box: Box, tmp_path: Pa
         with httpx.Client(base_url=node.url, timeout=30) as client:
             job_id = _job(client, order_id)
             status = poll(client, job_id, _done)
-            assert status["status"] == "complete", status
+            assert status["status"] == "completed", status
             with zipfile.ZipFile(io.BytesIO(client.get(f"/jobs/{job_id}/download").content)) as archive:
                 assert archive.testzip() is None and "p.jpg" in archive.namelist()
     finally:

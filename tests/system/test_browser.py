@@ -141,7 +141,7 @@ def test_job_flow_shows_progress_then_downloads(browser: Browser, service_url: s
         page.click("#job-btn")
         expect(page.locator("#job-panel")).to_be_visible()
         expect(page.locator("#job-download-btn")).to_be_visible(timeout=60_000)
-        expect(page.locator("#job-state")).to_have_text("complete")
+        expect(page.locator("#job-state")).to_have_text("completed")
         progress = page.locator("#job-progress")
         assert progress.evaluate("p => p.value === p.max && p.max > 0")
         expect(page.locator("#job-total")).to_have_text("3")
@@ -196,7 +196,7 @@ def test_job_failures_are_listed_with_reasons(browser: Browser, service_url: str
     status = {
         "job_id": "stub",
         "order_id": DEMO_ORDER_ID,
-        "status": "complete",
+        "status": "completed_with_errors",
         "total": 3,
         "downloaded": 2,
         "failed": 1,

@@ -133,8 +133,8 @@ def test_a_job_made_on_one_instance_is_polled_and_downloaded_on_the_other(cluste
     created = a.post(f"/orders/{order_id}/jobs")
     assert created.status_code == 202, created.text
     job_id = created.json()["job_id"]
-    done = _poll(b, job_id, lambda s: s["status"] in ("complete", "failed"))
-    assert (done["status"], done["downloaded"], done["failed"], done["total"]) == ("complete", 2, 0, 2)
+    done = _poll(b, job_id, lambda s: s["status"] in ("completed", "completed_with_errors", "failed"))
+    assert (done["status"], done["downloaded"], done["failed"], done["total"]) == ("completed", 2, 0, 2)
 
     redirect = b.get(f"/jobs/{job_id}/download")  # not followed: the archive is not on either instance
     assert redirect.status_code == 307, redirect.text
@@ -164,12 +164,12 @@ def test_a_worker_killed_mid_job_hands_the_job_on_and_the_webhook_comes_once(clu
     victim = next(w for w in cluster.workers if w.process is not None and w.process.pid == pid)
     victim.kill()  # SIGKILL: no shutdown hook runs, its lease just stops being renewed
     killed_at = time.monotonic()
-    done = _poll(a, job_id, lambda s: s["status"] in ("complete", "failed"), timeout=30)
+    done = _poll(a, job_id, lambda s: s["status"] in ("completed", "completed_with_errors", "failed"), timeout=30)
     assert time.monotonic() - killed_at < 15  # lease 1.5 s: the sweep catches it within a few seconds
     victim.start()
     after = json.loads(cluster.redis.get(f"{cluster.prefix}jobs:job:{job_id}"))
     assert after["attempt"] == 2 and after["runner"] != record["runner"]
-    assert (done["status"], done["downloaded"], done["total"], done["attempt"]) == ("complete", 2, 2, 2), done
+    assert (done["status"], done["downloaded"], done["total"], done["attempt"]) == ("completed", 2, 2, 2), done
     cluster.hooks.wait_for(1, path="/kill", timeout=15)
     time.sleep(1)  # a duplicate would arrive within the fast retry schedule
     hooks = [r for r in cluster.hooks.received if r.path == "/kill"]
@@ -211,11 +211,12 @@ def test_identical_jobs_on_two_instances_fetch_upstream_once(cluster: Cluster) -
             created = list(pool.map(lambda api: api.post(f"/orders/{order_id}/jobs"), (a, b)))
         ids = [r.json()["job_id"] for r in created]
         done = [
-            _poll(api, i, lambda s: s["status"] in ("complete", "failed")) for api, i in zip((b, a), ids, strict=True)
+            _poll(api, i, lambda s: s["status"] in ("completed", "completed_with_errors", "failed"))
+            for api, i in zip((b, a), ids, strict=True)
         ]
     finally:
         cluster.sim.state.download_latency = 0.0
-    assert {(d["status"], d["downloaded"], d["failed"]) for d in done} == {("complete", 4, 0)}
+    assert {(d["status"], d["downloaded"], d["failed"]) for d in done} == {("completed", 4, 0)}
     assert cluster.sim.state.stats["enhanced"] == 4  # one fetch per image across both instances and workers
     archives = []
     for api, job_id in zip((a, b), ids, strict=True):
@@ -244,8 +245,8 @@ def test_identical_streams_on_two_instances_fetch_once_through_the_shared_cache(
     assert 0 < cluster.redis.ttl(key) <= 3600  # the shared index expires with CACHE_TTL_SECONDS
 
     later = a.post(f"/orders/{order_id}/jobs")  # a job for the same archive copies it, fetching nothing
-    done = _poll(b, later.json()["job_id"], lambda s: s["status"] in ("complete", "failed"))
-    assert (done["status"], done["downloaded"]) == ("complete", 3)
+    done = _poll(b, later.json()["job_id"], lambda s: s["status"] in ("completed", "completed_with_errors", "failed"))
+    assert (done["status"], done["downloaded"]) == ("completed", 3)
     assert cluster.sim.state.stats["enhanced"] == 3
     assert httpx.get(b.get(done["download_url"]).headers["location"]).content == responses[0].content
 
@@ -299,8 +300,8 @@ def test_a_worker_stopped_with_sigterm_hands_its_job_back_at_once(cluster: Clust
     handed = json.loads(cluster.redis.get(f"{cluster.prefix}jobs:job:{job_id}"))
     assert handed["attempt"] == 2  # already on exit: handed back, not left for the lease to lapse
     assert handed["lease_until"] is None or handed["lease_until"] > record["lease_until"]
-    done = _poll(b, job_id, lambda s: s["status"] in ("complete", "failed"), timeout=20)
+    done = _poll(b, job_id, lambda s: s["status"] in ("completed", "completed_with_errors", "failed"), timeout=20)
     worker.start()
-    assert (done["status"], done["downloaded"]) == ("complete", 1)
+    assert (done["status"], done["downloaded"]) == ("completed", 1)
     after = json.loads(cluster.redis.get(f"{cluster.prefix}jobs:job:{job_id}"))
     assert after["attempt"] == 2 and after["runner"] != record["runner"]

@@ -107,7 +107,7 @@ def _wait_all(
 
 
 def _finished(status: dict[str, Any]) -> bool:
-    return status["status"] in ("complete", "failed")
+    return status["status"] in ("completed", "completed_with_errors", "failed")
 
 
 def test_jobs_submitted_while_redis_drops_connections_and_restarts_all_complete(
@@ -133,7 +133,7 @@ def test_jobs_submitted_while_redis_drops_connections_and_restarts_all_complete(
     finally:
         cluster.sim.state.download_latency = 0.0
     outcomes = {(s["status"], s["downloaded"], s["error"]) for s in done.values()}
-    assert outcomes == {("complete", 1, None)}, outcomes
+    assert outcomes == {("completed", 1, None)}, outcomes
 
 
 def _runner_of(cluster: Cluster, job_id: str, attempt: int) -> Worker:
@@ -165,4 +165,4 @@ def test_a_rolling_restart_hands_a_job_back_twice_without_failing_it(cluster: Cl
         assert worker.process is not None and worker.process.returncode == 0, worker.output()
         worker.start()  # the restarted worker takes its share again
     done = _wait_all(cluster.api, [job_id], _finished, SETTLE_SECONDS)[job_id]  # the workers restart first
-    assert (done["status"], done["downloaded"], done["error"], done["attempt"]) == ("complete", 1, None, 3), done
+    assert (done["status"], done["downloaded"], done["error"], done["attempt"]) == ("completed", 1, None, 3), done

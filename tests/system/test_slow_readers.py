@@ -209,7 +209,7 @@ def test_a_single_flight_follower_does_not_wait_behind_a_stalled_leader(
                 assert len([n for n in check_zip(response.content) if n.endswith(".jpg")]) == 12
             else:
                 job = client.post(f"/orders/{order_id}/jobs").json()
-                until(lambda: client.get(f"/jobs/{job['job_id']}").json()["status"] == "complete", timeout=20, what="the job")
+                until(lambda: client.get(f"/jobs/{job['job_id']}").json()["status"] == "completed", timeout=20, what="the job")
                 assert len(check_zip(client.get(f"/jobs/{job['job_id']}/download").content)) == 13
         # before: a stream waited 120 s for the leader, a job up to an hour
         assert time.monotonic() - started < 15

@@ -25,6 +25,7 @@ from standardwebhooks import Webhook
 from app import create_app
 from app.config import Settings
 from app.core.network.addresses import METADATA_ADDRESSES, refusal
+from app.jobs.records import JobStatus
 from app.jobs.sqlite_store import SqliteJobStore
 from app.jobs.supervisor import SHUTDOWN_REASON
 from app.webhooks.dispatcher import RetryPolicy
@@ -122,6 +123,21 @@ def test_the_callbackurl_header_works_and_partial_results_are_completed_with_err
     assert payload["job_id"] == job["job_id"]
     (error,) = payload["errors"]
     assert error.startswith("broken.jpg: ") and "error" in error
+
+
+def test_a_poll_of_the_job_says_the_word_its_webhook_says(simulator: Sim, hooked: Service, receiver: Receiver) -> None:
+    """One vocabulary: a client that polls and one that takes the webhook see the same status."""
+    whole = seed(simulator, SeedImage(name="a.jpg"))
+    partial = seed(simulator, SeedImage(name="ok.jpg"), SeedImage(name="broken.jpg", status="error"))
+    with hooked.client() as client:
+        ids = [create(client, o, json={"callback_url": f"{receiver.url}/h"})["job_id"] for o in (whole, partial)]
+        said = {p["job_id"]: p["status"] for p in (call.verified() for call in receiver.wait_for(2))}
+        polled = {i: client.get(f"/v1/jobs/{i}").json()["status"] for i in ids}
+        unversioned = {i: client.get(f"/jobs/{i}").json()["status"] for i in ids}
+        spec = client.get("/openapi.json").json()
+    assert said == polled == unversioned == {ids[0]: "completed", ids[1]: "completed_with_errors"}
+    words = spec["components"]["schemas"]["JobView"]["properties"]["status"]["enum"]
+    assert words == ["queued", "running", "completed", "completed_with_errors", "failed", "cancelled"]
 
 
 def test_a_failed_job_reports_failed_with_no_download_and_at_most_20_errors(
@@ -479,7 +495,7 @@ def test_job_finished_is_idempotent(simulator: Sim, tmp_path: Path) -> None:
         job_id="j1",
         order_id="o1",
         order_name=None,
-        status=JobStatus.complete,
+        status=JobStatus.completed,
         options=BatchOptions(),
         total=1,
         downloaded=1,
@@ -525,6 +541,7 @@ def test_an_old_jobs_database_gains_the_callback_columns(tmp_path: Path) -> None
 
     job = asyncio.run(scenario())
     assert (job.job_id, job.total, job.callback_url, job.public_base_url) == ("old", 3, None, None)
+    assert job.status is JobStatus.completed  # the first release's word, `complete`, read as today's
     asyncio.run(scenario())  # opening again is a no-op, not a duplicate-column error
 
 

@@ -91,7 +91,7 @@ def test_a_watch_on_an_order_already_done_starts_at_once(simulator: Sim, watchin
     with watching.client() as client:
         w = watch(client, order_id, headers={"callbackUrl": receiver.url + "/h"})
         assert w["status"] == "started" and w["job_id"]
-        assert poll(client, w["job_id"], lambda s: s["status"] == "complete")["downloaded"] == 1
+        assert poll(client, w["job_id"], lambda s: s["status"] == "completed")["downloaded"] == 1
     assert receiver.wait_for(1)[0].verified()["job_id"] == w["job_id"]
 
 

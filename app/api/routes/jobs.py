@@ -30,7 +30,7 @@ from app.api.ranges import not_modified
 from app.api.responses import FAILURES_SCHEMA, ZIP_CONTENT, ArchiveFileResponse, archive_headers, callbacks_for, error
 from app.api.security import ServiceKey
 from app.core.delivery.selection import choose
-from app.jobs.records import JobExpired
+from app.jobs.records import JobExpired, PublicStatus, public_status
 
 log = logging.getLogger("app.jobs")
 router = APIRouter(tags=["jobs"], dependencies=[ServiceKey])
@@ -43,12 +43,9 @@ UNKNOWN_JOB: dict[int | str, dict[str, Any]] = {
 AUTH_ERROR: dict[int | str, dict[str, Any]] = {401: COMMON_ERRORS[401]}
 
 
-JobStatusText = Literal["queued", "running", "complete", "failed", "cancelled"]
-
-
 class JobAccepted(BaseModel):
     job_id: str
-    status: JobStatusText
+    status: PublicStatus
     status_url: str
     download_url: str
 
@@ -73,7 +70,10 @@ class JobView(BaseModel):
     job_id: str
     order_id: str
     order_name: str | None
-    status: JobStatusText
+    status: PublicStatus = Field(
+        description="`queued`, `running`, then the word its webhook says: `completed` (every image is in the ZIP), "
+        "`completed_with_errors` (the ZIP lacks some: see `failures`), `failed` (no ZIP) or `cancelled`"
+    )
     options: dict[str, Any]
     total: int
     downloaded: int
@@ -97,7 +97,7 @@ class JobView(BaseModel):
     "/orders/{order_id}/jobs",
     summary="Prepare an order's ZIP in the background",
     description="Fetches the order, records a job and answers 202 at once. Poll `status_url` until `status` is "
-    "`complete` (or `failed`), then GET `download_url`. Same options as `GET /orders/{order_id}/images`. "
+    "`completed` or `completed_with_errors` (or `failed`), then GET `download_url`. Same options as `GET /orders/{order_id}/images`. "
     "Optionally pass `callback_url` (JSON body) or the `callbackUrl` header to get the result POSTed, signed, "
     "when the job ends (see `callbacks`).",
     status_code=202,
@@ -137,7 +137,10 @@ async def create_job(
         share_expires_in=share_expires_in,
     )
     body = JobAccepted(
-        job_id=job.job_id, status=job.status.value, status_url=job.status_url, download_url=job.download_url
+        job_id=job.job_id,
+        status=public_status(job.status, job.failed),
+        status_url=job.status_url,
+        download_url=job.download_url,
     )
     return JSONResponse(body.model_dump(), status_code=202, headers={"Location": job.status_url})
 
@@ -146,7 +149,8 @@ async def create_job(
     "/jobs/{job_id}",
     summary="A job's status and progress",
     description="`downloaded` and `failed` advance while the job runs (refreshed about twice a second). A "
-    "`complete` job may still have failures: they are listed here and in `_download_report.txt` inside the ZIP. "
+    "`completed_with_errors` job lacks some images: they are listed here and in `_download_report.txt` inside the "
+    "ZIP. `status` uses the words of the job's webhook. "
     "`webhook` (null without a callback_url) tells how the job's callback is faring.",
     response_model=JobView,
     responses={**AUTH_ERROR, **UNKNOWN_JOB},

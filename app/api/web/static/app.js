@@ -3,6 +3,7 @@
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const POLL_MS = 500;
+const JOB_READY = ["completed", "completed_with_errors"]; // the job's ZIP is there (its webhook says the same words)
 const API = "v1/"; // the versioned API, relative to the page so a path prefix keeps working
 const RECENT_PAGE = 5;
 const THUMBS_SHOWN = 12;
@@ -19,6 +20,7 @@ const el = {
   jobPanel: $("job-panel"), jobState: $("job-state"), jobProgress: $("job-progress"), jobDone: $("job-done"),
   jobFailed: $("job-failed"), jobTotal: $("job-total"), jobMsg: $("job-msg"), jobActions: $("job-actions"),
   jobFailures: $("job-failures"), jobFailureList: $("job-failure-list"),
+  jobLinkRow: $("job-link-row"), jobLink: $("job-link"), jobCopyLink: $("job-copy-link"), jobLinkNote: $("job-link-note"),
   createIntro: $("create-intro"), adminToken: $("admin-token"), sampleBtn: $("sample-btn"), dropzone: $("dropzone"),
   photos: $("photos"), previews: $("previews"), uploadActions: $("upload-actions"), uploadBtn: $("upload-btn"),
   clearBtn: $("clear-btn"), createMsg: $("create-msg"),
@@ -33,7 +35,7 @@ const el = {
 };
 
 const state = {
-  demo: false, selected: [], jobRun: 0, recentNext: null, recentRun: 0, recentNeedsToken: false,
+  demo: false, selected: [], jobRun: 0, jobFor: "", recentNext: null, recentRun: 0, recentNeedsToken: false,
   // The order shown above the options: {id, data} once looked up, {id, error} when the lookup failed.
   order: null, lookup: null, lookupFor: "", lookupTimer: 0, thumbUrls: [], shownId: "", searchRun: 0,
   left: new Set(), // image ids unticked on the thumbnails (every photo is chosen by default)
@@ -98,16 +100,21 @@ function adminHeaders() {
   return token ? { "X-Admin-Token": token } : {};
 }
 
+/** One message about the ID at a time, the latest answer winning: once the lookup of this ID failed,
+ *  its sentence (below the photos) is the one shown, not a "valid" tick above it. */
 function validateOrderId() {
   const id = orderId();
+  const wellFormed = Boolean(id) && UUID.test(id);
+  const failed = wellFormed && state.order && state.order.id === id ? state.order.error : null;
   let msg = "The order's UUID, from the Autoenhance web app or API.";
   let kind = "";
-  if (id && UUID.test(id)) { msg = "Looks like a valid order ID."; kind = "ok"; }
+  if (failed) msg = "";
+  else if (wellFormed) { msg = "Looks like a valid order ID."; kind = "ok"; }
   else if (isName(orderText())) { msg = "Searching the orders' names: choose the order below."; }
   else if (id) { msg = "Not a complete order ID yet: expected 8-4-4-4-12 hex digits."; kind = "error"; }
   setStatus(el.orderMsg, msg, kind);
-  el.orderId.setAttribute("aria-invalid", String(kind === "error"));
-  return kind === "ok";
+  el.orderId.setAttribute("aria-invalid", String(kind === "error" || Boolean(failed && failed.status === 404)));
+  return wellFormed;
 }
 
 function validateQuality() {
@@ -264,15 +271,24 @@ function clearOrderView() {
   setStatus(el.orderStatus, "");
 }
 
+/** Forget the job shown (another order, or other options, make it another ZIP): its panel goes and
+ *  the form's own Download ZIP comes back, so the page never offers two. */
+function forgetJob() {
+  state.jobRun++; // stops the polling of that job
+  state.jobFor = "";
+  el.jobPanel.hidden = true;
+  el.jobActions.replaceChildren();
+  el.jobLinkRow.hidden = true;
+  el.downloadBtn.hidden = false;
+  setStatus(el.jobMsg, "");
+}
+
 /** Forget the previous order's job and messages when another order ID is typed. */
 function onOrderChanged() {
   const id = orderId();
   if (id === state.shownId) return;
   state.shownId = id;
-  state.jobRun++; // stops the polling of the previous order's job
-  el.jobPanel.hidden = true;
-  el.jobActions.replaceChildren();
-  setStatus(el.jobMsg, "");
+  forgetJob();
   setStatus(el.downloadMsg, "");
   state.order = null;
   state.lookup = null;
@@ -322,6 +338,7 @@ function lookupOrder(id) {
       state.order = { id, error: err };
       clearOrderView();
       if (!onAuthError(err, el.orderStatus)) setStatus(el.orderStatus, orderProblem(err), "error");
+      validateOrderId(); // this answer replaces the "valid order ID" tick
       return state.order;
     });
   return state.lookup;
@@ -401,6 +418,7 @@ function thumbItem(photo) {
 function refresh() {
   const idOk = validateOrderId();
   onOrderChanged();
+  if (state.jobFor && state.jobFor !== orderPath("jobs")) forgetJob(); // other options: another ZIP
   markChosen();
   const valid = [validateQuality(), validateMaxWidth(), validateSets(), validatePhotos(), validateTemplate()].every(Boolean) && idOk;
   el.downloadBtn.disabled = !valid;
@@ -454,13 +472,13 @@ function renderJob(job) {
   const done = job.downloaded || 0;
   const failed = job.failed || 0;
   const total = job.total || 0;
-  el.jobState.textContent = job.status;
+  el.jobState.textContent = job.status.replaceAll("_", " "); // "completed with errors"
   el.jobState.dataset.status = job.status;
   el.jobDone.textContent = done;
   el.jobFailed.textContent = failed;
   el.jobTotal.textContent = total || "?";
   if (total > 0) { el.jobProgress.max = total; el.jobProgress.value = done + failed; }
-  else if (job.status === "complete") { el.jobProgress.max = 1; el.jobProgress.value = 1; }
+  else if (JOB_READY.includes(job.status)) { el.jobProgress.max = 1; el.jobProgress.value = 1; }
   else el.jobProgress.removeAttribute("value"); // indeterminate until the order is read
 
   const failures = job.failures || [];
@@ -505,6 +523,31 @@ function showJobDownload(job) {
   share.addEventListener("click", () => makeShareLink(job, share));
   el.jobActions.replaceChildren(control, share);
   el.jobActions.hidden = false;
+  el.downloadBtn.hidden = true; // this one Download ZIP saves the prepared file
+  showJobLink(job);
+}
+
+/** The prepared file's absolute address, to copy into a mail or a download manager. */
+function showJobLink(job) {
+  el.jobLink.value = new URL(job.download_url, document.baseURI).href;
+  el.jobCopyLink.textContent = "Copy link";
+  const until = job.expires_at ? ` until ${new Date(job.expires_at).toLocaleString()}` : "";
+  el.jobLinkNote.textContent = serviceKey()
+    ? "It opens with the service key only; “Make a link to send” makes one that anyone can open."
+    : `It works${until}; the download resumes if the connection drops.`;
+  el.jobLinkRow.hidden = false;
+}
+
+async function copyJobLink() {
+  try {
+    await navigator.clipboard.writeText(el.jobLink.value);
+  } catch {
+    el.jobLink.select(); // plain-http origins other than localhost have no clipboard API
+    el.jobCopyLink.textContent = "Selected: press Ctrl+C";
+    return;
+  }
+  el.jobCopyLink.textContent = "Copied";
+  setTimeout(() => { el.jobCopyLink.textContent = "Copy link"; }, 2000);
 }
 
 /** While the job runs: a button that cancels it (the service stops its downloads and frees its slot). */
@@ -577,7 +620,9 @@ function onAuthError(err, node) {
 }
 
 async function runJob({ autoSave = false } = {}) {
-  const run = ++state.jobRun; // a newer job stops the polling of an older one
+  forgetJob(); // a newer job stops the polling of an older one
+  const run = state.jobRun;
+  state.jobFor = orderPath("jobs");
   el.jobPanel.hidden = false;
   el.jobActions.hidden = true;
   setStatus(el.downloadMsg, "");
@@ -597,7 +642,7 @@ async function runJob({ autoSave = false } = {}) {
         if (err.status || ++misses > 3) throw err; // the job keeps running on the server: ride out a flaky network
       }
       if (job) renderJob(job);
-      if (job && ["complete", "failed", "cancelled"].includes(job.status)) break;
+      if (job && [...JOB_READY, "failed", "cancelled"].includes(job.status)) break;
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
   } catch (err) {
@@ -874,6 +919,7 @@ el.selectNone.addEventListener("click", () => {
 el.downloadBtn.addEventListener("click", startDownload);
 el.jobBtn.addEventListener("click", () => runJob());
 el.copyCurl.addEventListener("click", copyCurl);
+el.jobCopyLink.addEventListener("click", copyJobLink);
 el.sampleBtn.addEventListener("click", () => createOrder(`${API}api/create-sample-order`, {}));
 el.uploadBtn.addEventListener("click", uploadPhotos);
 el.clearBtn.addEventListener("click", clearPhotos);
