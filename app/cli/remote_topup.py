@@ -20,7 +20,7 @@ from typing import Any
 from app.cli.partfile import open_own
 from app.core.models import BatchOptions, ImageInfo, OrderInfo
 from app.core.naming import MANIFEST_NAME
-from app.core.report import closing_files
+from app.core.report import Summary, closing_files
 from app.errors import ImageFailure
 
 RETRY_HINT = (
@@ -40,22 +40,10 @@ def fresh_path(out: Path) -> Path:
 
 
 @dataclass
-class _Whole:
-    """The rebuilt archive, as app/core/report.py's `Batch` reads it."""
+class _Whole(Summary):
+    """The rebuilt archive: the report's summary, and how many of its files the earlier ZIP gave."""
 
-    order: OrderInfo
-    options: BatchOptions
-    photos: int
-    total: int
-    downloaded: int
-    failures: list[ImageFailure]
-    members: list[dict[str, object]]
-    retry_hint: str = RETRY_HINT
     reused: int = 0
-
-    @property
-    def failed(self) -> int:
-        return len(self.failures)
 
 
 def _key(entry: dict[str, Any]) -> Key:
@@ -132,6 +120,7 @@ def merge(out: Path, fresh: Path, part: Path, photos: list[dict[str, Any]]) -> _
             len(files),
             failures,
             [entry for _, entry in files.values()],
+            retry_hint=RETRY_HINT,
             reused=len(files) - len(fetched),
         )
         closing = closing_files(whole)
