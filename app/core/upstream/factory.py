@@ -16,6 +16,7 @@ from typing import TypedDict, Unpack
 
 import httpx
 
+from app.core.heap import keep_freed_buffers
 from app.core.network.trusted_hosts import TrustedHosts
 from app.core.upstream.breaker import UpstreamGuard
 from app.core.upstream.client import AutoenhanceClient
@@ -56,6 +57,7 @@ def build_client(
     in this process, which only httpx reaches; `observe` and the timeouts here are then unused).
     `make`: the client class, or the service's traced one with its tracer bound.
     """
+    keep_freed_buffers()  # the byte path's buffers, freed at full speed, are reused (app/core/heap.py)
     assets = TrustedHosts.parse(asset_hosts)
     fetcher: Fetcher | None = None
     if not images_over_http:
