@@ -27,7 +27,7 @@ from app.archives.layout_store import layout_id_of
 from app.core.models import BatchOptions, OrderInfo
 from app.core.resume import LayoutChanged, LayoutRaced, Replay, prepare
 from app.core.stats import Stats
-from app.core.zip.format import listing_ranks
+from app.core.zip.format import Piece, listing_ranks
 from app.core.zip.layout import Layout
 from app.core.zip.writer import ZipWriter
 from app.wiring import Services
@@ -148,7 +148,7 @@ async def _replay_response(replay: Replay, services: Services, order: OrderInfo,
     return ArchiveResponse(_replay_bytes(replay, services.stats), headers=headers, on_close=replay.aclose, status_code=206)
 
 
-async def _replay_bytes(replay: Replay, stats: Stats) -> AsyncIterator[bytes]:
+async def _replay_bytes(replay: Replay, stats: Stats) -> AsyncIterator[Piece]:
     ranks = listing_ranks(name for _, name in replay.layout.plan)
     writer = ZipWriter(zip32_limit=replay.layout.zip32_limit, start=replay.start, ranks=ranks)
     for member in replay.members:

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from app.api.stall import StreamStalled, guarded
 from app.archives.service import Finished
 from app.core.naming import content_disposition
+from app.core.zip.format import Piece
 from app.errors import BadRequest, UnsatisfiableRange
 from app.webhooks.payload import JobCallback
 
@@ -39,7 +40,7 @@ class ArchiveResponse(StreamingResponse):
 
     def __init__(
         self,
-        content: AsyncIterator[bytes],
+        content: AsyncIterator[Piece],
         *,
         headers: dict[str, str],
         on_close: Callable[[], Awaitable[None]],

@@ -36,7 +36,7 @@ from app.core.spool import MemoryAccount, MemoryGauge, Spool
 from app.core.stats import Stats
 from app.core.upstream.byte_caps import fetch_within_caps
 from app.core.upstream.client import AutoenhanceClient, ImageDownloadFailed
-from app.core.zip.format import ZIP32_LIMIT, listing_ranks
+from app.core.zip.format import ZIP32_LIMIT, Piece, listing_ranks
 from app.core.zip.layout import LayoutMember, LayoutRecorder
 from app.core.zip.writer import Member, ZipWriter
 from app.errors import EmptyOrder, ImageFailure, OrderTooLarge
@@ -398,7 +398,7 @@ class Batch:
 
     # -- archive ---------------------------------------------------------------------------------
 
-    async def archive(self, recorder: LayoutRecorder | None = None) -> AsyncGenerator[bytes, None]:
+    async def archive(self, recorder: LayoutRecorder | None = None) -> AsyncGenerator[Piece, None]:
         """The ZIP: images in completion order, then the report (if anything failed) and manifest;
         its central directory lists them in plan order (set, then photo), see zipformat.listing_ranks.
 

@@ -27,6 +27,7 @@ from app.core.models import BatchOptions, ImageInfo, OrderInfo
 from app.core.report import closing_files
 from app.core.shared_files import Hold, Result
 from app.core.spool import MemoryAccount, Spool
+from app.core.zip.format import Piece
 from app.core.zip.layout import Layout, LayoutMember, LayoutRecorder
 from app.core.zip.writer import Member
 from app.errors import ImageFailure
@@ -143,7 +144,7 @@ async def prepare(
     modified = layout.modified
     members = []
     for m in layout.members:
-        chunks: Callable[[], Iterator[bytes]] = _not_needed
+        chunks: Callable[[], Iterator[Piece]] = _not_needed
         in_memory = True  # text, and members before the resume point (never read)
         if m.text is not None:
             chunks = functools.partial(iter, (m.text.encode(),))

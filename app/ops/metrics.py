@@ -155,7 +155,7 @@ def endpoint_label(host: str, path: str, api_host: str) -> str:
 
 
 def download_observer(metrics: Metrics, api_base_url: str) -> Callable[[str, str, str, float], None]:
-    """The same histogram for image downloads, which go through aiohttp (app/core/upstream/transport.py), not httpx."""
+    """The same histogram for image downloads, which go through app/core/upstream/http1.py, not httpx."""
     api_host = httpx.URL(api_base_url).host
 
     def observe(method: str, url: str, outcome: str, seconds: float) -> None:
