@@ -14,6 +14,7 @@ class Stats:
     orders_processed: int = 0
     images_downloaded: int = 0
     images_failed: int = 0
+    images_waited_on_disk: int = 0
     zips_served: int = 0
     partial_zips: int = 0
     bytes_sent: int = 0
@@ -28,6 +29,7 @@ class Stats:
             "orders_processed": self.orders_processed,
             "images_downloaded": self.images_downloaded,
             "images_failed": self.images_failed,
+            "images_waited_on_disk": self.images_waited_on_disk,
             "zips_served": self.zips_served,
             "partial_zips": self.partial_zips,
             "bytes_sent": self.bytes_sent,

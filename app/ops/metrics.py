@@ -224,6 +224,10 @@ class ServiceCollector(Collector):
             "orders_fetched": ("Orders fetched for a batch or a job", stats.orders_processed),
             "images_downloaded": ("Images downloaded from Autoenhance into an archive", stats.images_downloaded),
             "images_failed": ("Images that could not be downloaded (listed in the report)", stats.images_failed),
+            "images_waited_on_disk": (
+                "Images of a stream that waited for their reader on disk, not in memory",
+                stats.images_waited_on_disk,
+            ),
             "zips_served": ("Archives sent in full (streamed, cached or job)", stats.zips_served),
             "partial_zips": ("Archives sent with at least one image missing", stats.partial_zips),
             "bytes_sent": ("Archive bytes sent to callers", stats.bytes_sent),
