@@ -29,8 +29,10 @@ from harness import processes
 
 
 def make(kind: str, origin: str) -> Fetcher:
-    options = {"connect_timeout": 10.0, "read_timeout": 30.0, "trusted": TrustedHosts.origin(origin), "proxies": {}}
-    return Http1Fetcher(**options) if kind == "http1" else AiohttpFetcher(**options)  # type: ignore[arg-type]
+    trusted = TrustedHosts.origin(origin)
+    if kind == "http1":
+        return Http1Fetcher(connect_timeout=10.0, read_timeout=30.0, trusted=trusted, proxies={})
+    return AiohttpFetcher(connect_timeout=10.0, read_timeout=30.0, trusted=trusted, proxies={})
 
 
 async def receive(kind: str, origin: str, urls: list[str], parallel: int) -> int:
@@ -70,9 +72,11 @@ def main() -> None:
                 after, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - started
                 gb = size / 1e9
                 user, system = (after.ru_utime - before.ru_utime) / gb, (after.ru_stime - before.ru_stime) / gb
-                print(f"{kind:8} {user + system:.2f} CPU s per GB (user {user:.2f}, system {system:.2f}), "
-                      f"{gb * 1e3 / wall:.0f} MB/s, {(after.ru_minflt - before.ru_minflt) / gb:.0f} minor faults per GB",
-                      flush=True)
+                print(
+                    f"{kind:8} {user + system:.2f} CPU s per GB (user {user:.2f}, system {system:.2f}), "
+                    f"{gb * 1e3 / wall:.0f} MB/s, {(after.ru_minflt - before.ru_minflt) / gb:.0f} minor faults per GB",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -66,9 +67,9 @@ async def running(make: Callable[[Server], Handler]) -> AsyncIterator[Server]:
         yield server
 
 
-def fetcher(**overrides: object) -> Http1Fetcher:
-    options: dict[str, object] = {"connect_timeout": 2.0, "read_timeout": 2.0, "trusted": TrustedHosts(), "proxies": {}}
-    return Http1Fetcher(**(options | overrides))  # type: ignore[arg-type]
+def fetcher(**overrides: Any) -> Http1Fetcher:
+    options: dict[str, Any] = {"connect_timeout": 2.0, "read_timeout": 2.0, "trusted": TrustedHosts(), "proxies": {}}
+    return Http1Fetcher(**(options | overrides))
 
 
 def response(body: bytes, status: str = "200 OK", extra: str = "") -> bytes:

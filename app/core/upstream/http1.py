@@ -36,7 +36,7 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
 import httptools
@@ -162,7 +162,7 @@ class _Connection(asyncio.BufferedProtocol):
     # -- asyncio.BufferedProtocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = cast(asyncio.Transport, transport)  # a stream: TCP, or TLS over it
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._state == _LENGTH:
@@ -564,7 +564,7 @@ class Http1Fetcher:
                     connection = _Connection(loop, key, self._read_timeout)
                     try:
                         transport, _ = await loop.create_connection(
-                            lambda connection=connection: connection,  # type: ignore[misc]
+                            lambda connection=connection: connection,
                             address,
                             port,
                             family=family,
