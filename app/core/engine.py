@@ -372,9 +372,10 @@ class Batch:
 
     def _fits_in_memory(self) -> bool:
         """Whether what waits for the reader, the downloads under way and one more file (each as large as
-        the largest so far) fit in the request's memory; files too large for memory go to disk anyway."""
+        the largest so far) fit in the request's memory. Files too large for it (SPOOL_MEMORY_BYTES, or
+        the request's whole memory, 0 included) go to disk anyway: waiting would only slow them."""
         largest = self._largest
-        if largest > self.engine.limits.spool_memory_bytes:
+        if largest > min(self.engine.limits.spool_memory_bytes, self.memory.limit):
             return True
         return self._ahead + (self._downloading + 1) * largest <= self.memory.limit
 

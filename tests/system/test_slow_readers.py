@@ -260,3 +260,21 @@ def test_a_reader_that_paused_lets_downloads_run_on_onto_disk(simulator: Sim, st
     assert len([n for n in members if n.endswith(".jpg")]) == 30
     # what the socket buffers took before the pause showed is more than the 8 MiB of memory could hold
     assert services_of(service).stats.images_waited_on_disk > 0
+
+
+def test_without_memory_for_images_downloads_run_ahead_of_a_reader_that_keeps_taking_them(
+    simulator: Sim, start: Callable[..., Service]
+) -> None:
+    """SPOOL_REQUEST_MEMORY_BYTES=0: every image waits on disk whatever happens, so waiting for memory
+    would only hold the downloads back to the reader's pace."""
+    service = start(**(AHEAD_OF_A_READER | {"spool_request_memory_bytes": 0}))
+    order_id = big_order(simulator, images=30)
+    served_when: list[int] = []
+
+    def count() -> None:
+        time.sleep(0.5)  # the reader goes on at its pace: downloads have had time to run ahead
+        served_when.append(sum(simulator.state.assets_served.values()))
+
+    members = check_zip(read_archive(service, order_id, pause_after=3 * MB, on_pause=count))
+    assert len([n for n in members if n.endswith(".jpg")]) == 30
+    assert served_when[0] >= 20, served_when  # all 30 here; held to the reader's pace, 12
