@@ -74,8 +74,9 @@ class Settings(BaseSettings):
     spool_ahead_bytes: int = Field(
         default=64 * 1024 * 1024,
         ge=0,
-        description="How far a streamed archive's downloads may run ahead of its reader (images downloaded, not yet "
-        "sent); past it they wait for the reader, holding no download slot.",
+        description="How far a streamed archive's downloads may run ahead of a reader that paused (images downloaded, "
+        "not yet sent); past it they wait for the reader, holding no download slot. A reader that keeps taking images "
+        "is run ahead of only as far as SPOOL_REQUEST_MEMORY_BYTES holds.",
     )
     stream_stall_timeout_seconds: float = Field(
         default=120.0,

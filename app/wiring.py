@@ -186,7 +186,7 @@ def _upstream(
         asset_hosts=settings.allowed_asset_hosts,
         proxies=proxies,
         observe=telemetry.observe_downloads(base_url),
-        images_over_http=settings.demo_mode,  # the simulator is in-process: httpx reaches it, aiohttp cannot
+        images_over_http=settings.demo_mode,  # the simulator is in-process: httpx reaches it, sockets cannot
         make=make,
         attempts=settings.retry_attempts,
         order_timeout=settings.order_timeout_seconds,

@@ -29,9 +29,9 @@ from harness import processes
 # First match wins: the component a stack belongs to, by the frames it contains.
 COMPONENTS = (
     ("spool: size, CRC-32, keeping chunks", ("Spool.write",), ()),
-    ("upstream: reading image bodies (aiohttp)", ("_read_body", "data_received"), ()),
-    ("upstream: requests, redirects (aiohttp, httpx)", ("AiohttpFetcher.get", "AsyncClient.send", "build_request",
-                                                       "_download_once"), ()),
+    ("upstream: reading image bodies", ("_read_body", "data_received", "buffer_updated"), ()),
+    ("upstream: requests, redirects", ("AiohttpFetcher.get", "Http1Fetcher.get", "AsyncClient.send", "build_request",
+                                       "_download_once"), ()),
     ("ZIP writer (app/core/zip/writer.py, zipformat.py)", ("ZipWriter", "zipformat", "Encoder"), ()),
     ("response: sending the ZIP (uvicorn, middleware)", ("stream_response",), ()),
     ("engine: per-image bookkeeping", ("Batch.",), ()),

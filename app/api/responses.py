@@ -19,6 +19,7 @@ from app.api.stall import StreamStalled, guarded
 from app.archives.resume import PastEnd, Replay
 from app.archives.service import Finished, NotModified
 from app.core.naming import content_disposition
+from app.core.zip.format import Piece
 from app.errors import BadRequest, UnsatisfiableRange
 from app.webhooks.payload import JobCallback
 
@@ -40,7 +41,7 @@ class ArchiveResponse(StreamingResponse):
 
     def __init__(
         self,
-        content: AsyncIterator[bytes],
+        content: AsyncIterator[Piece],
         *,
         headers: dict[str, str],
         on_close: Callable[[], Awaitable[None]],

@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from app.core import owner
 from app.core.models import BatchOptions
+from app.core.zip.format import Piece
 
 log = logging.getLogger("app.cache")
 
@@ -51,7 +52,7 @@ class CacheWriter:
         self._dropped = False
         self.size = 0
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: Piece) -> None:
         if self._dropped:
             return
         self.size += len(chunk)

@@ -36,7 +36,7 @@ from app.core.report import Summary, closing_files
 from app.core.shared_files import Hold, Result
 from app.core.spool import MemoryAccount, Spool
 from app.core.stats import Stats
-from app.core.zip.format import listing_ranks
+from app.core.zip.format import Piece, listing_ranks
 from app.core.zip.layout import Layout, LayoutMember, LayoutRecorder
 from app.core.zip.writer import Member, ZipWriter
 from app.errors import ImageFailure
@@ -84,7 +84,7 @@ class Replay:
         """Image members of the archive (the complete layout's)."""
         return sum(1 for m in self.layout.members if m.image_id)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[Piece]:
         """The archive's bytes from `start`: the same ZIP the first response was, written from its layout."""
         ranks = listing_ranks(name for _, name in self.layout.plan)
         writer = ZipWriter(zip32_limit=self.layout.zip32_limit, start=self.start, ranks=ranks)
@@ -129,7 +129,7 @@ async def replay(
     return replayed
 
 
-def _not_needed() -> Iterator[bytes]:
+def _not_needed() -> Iterator[Piece]:
     raise AssertionError("a member wholly before the resume offset was read")
 
 
@@ -200,7 +200,7 @@ async def prepare(
     modified = layout.modified
     members = []
     for m in layout.members:
-        chunks: Callable[[], Iterator[bytes]] = _not_needed
+        chunks: Callable[[], Iterator[Piece]] = _not_needed
         in_memory = True  # text, and members before the resume point (never read)
         if m.text is not None:
             chunks = functools.partial(iter, (m.text.encode(),))

@@ -46,6 +46,7 @@ from app.archives.shared import SharedCache
 from app.core.engine import Batch, Engine
 from app.core.models import BatchOptions, OrderInfo
 from app.core.stats import Stats
+from app.core.zip.format import Piece
 
 log = logging.getLogger("app.archives")
 
@@ -122,7 +123,7 @@ class Build:
         self.recording = await self._archives.layouts.record(self.key, self.batch)
         return self.recording
 
-    async def stream(self) -> AsyncIterator[bytes]:
+    async def stream(self) -> AsyncIterator[Piece]:
         """The batch's bytes for a caller, teed into the cache; cached only if complete with no failure."""
         archives = self._archives
         batch = self.batch

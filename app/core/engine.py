@@ -5,13 +5,16 @@ where its bytes go. A batch downloads images concurrently under the fair budget,
 and hands it to the archive as it completes. An image gives its download slot back as soon as it is
 spooled: the budget is shared by every caller, and a slow reader must wait on its own spool, never
 on slots others need. Back-pressure is per batch instead: its spools hold at most
-SPOOL_REQUEST_MEMORY_BYTES in memory (the rest on disk), and once SPOOL_AHEAD_BYTES are downloaded
-ahead of the reader its next downloads wait for the reader before they take a slot.
+SPOOL_REQUEST_MEMORY_BYTES in memory (the rest on disk), and its next downloads wait for the reader,
+before they take a slot, while another file would not fit in that memory and the reader keeps
+taking files; a reader that paused lets downloads run on, onto disk, until SPOOL_AHEAD_BYTES wait
+for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import logging
@@ -34,7 +37,7 @@ from app.core.spool import MemoryAccount, MemoryGauge, Spool
 from app.core.stats import Stats
 from app.core.upstream.byte_caps import fetch_within_caps
 from app.core.upstream.client import AutoenhanceClient, ImageDownloadFailed
-from app.core.zip.format import ZIP32_LIMIT, listing_ranks
+from app.core.zip.format import ZIP32_LIMIT, Piece, listing_ranks
 from app.core.zip.layout import LayoutMember, LayoutRecorder
 from app.core.zip.writer import Member, ZipWriter
 from app.errors import EmptyOrder, ImageFailure, OrderTooLarge
@@ -47,6 +50,8 @@ log = logging.getLogger("app.engine")
 
 RECOVER_WAIT = "Wait until the image shows status 'processed' on Autoenhance, then retry the batch"
 RECOVER_UPSTREAM = "Reprocess or re-upload the image on Autoenhance (POST /v3/images/{image_id}/process)"
+READER_PAUSE_SECONDS = 1.0
+"""A reader that took no file for this long has paused: a batch's downloads may then wait on disk."""
 
 
 Obtain = Callable[[str, Rendition, Spool], Awaitable[None]]
@@ -230,6 +235,11 @@ class Batch:
         self._gate = asyncio.Semaphore(engine.limits.per_order)  # files waiting for room: a handful, not the order
         self._ahead = 0  # bytes spooled and not yet written into the archive
         self._taken = asyncio.Event()  # the reader took a member: room ahead may have come back
+        self._last_taken = time.monotonic()  # when it last did (the batch's start counts as one)
+        self._downloading = 0  # downloads past `_room`, not yet spooled
+        self._largest = 0  # the largest file spooled so far: what the next one is expected to need
+        self.waited_on_disk = 0
+        """Files handed to the reader from a spool on disk (past the request's memory, or too large for it)."""
         self._ready: asyncio.Queue[_Done | None] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._outstanding = 0
@@ -303,23 +313,54 @@ class Batch:
             await asyncio.to_thread(self.keep.save, key, spool)
 
     async def _room(self) -> None:
-        """Wait until less than SPOOL_AHEAD_BYTES wait for the reader (a download may then overshoot by one
-        file); with nothing waiting a download always starts, so a bound of 0 means one file ahead."""
-        while self._ahead and self._ahead >= self.engine.limits.ahead_bytes:
+        """Wait until the next download has room ahead of the reader; with nothing waiting for the reader
+        a download always starts (so a bound of 0 means one file ahead), and one may overshoot by a file.
+
+        While the reader keeps taking files, room is memory: a file that would not fit in the request's
+        (SPOOL_REQUEST_MEMORY_BYTES) would be written to disk only to be read back a moment later, which
+        cost the byte path about a quarter of its CPU. A reader that took nothing for READER_PAUSE_SECONDS
+        has paused: downloads then run on, onto disk, until SPOOL_AHEAD_BYTES wait for it."""
+        limits = self.engine.limits
+        while self._ahead:
+            if self._ahead >= limits.ahead_bytes:
+                wait: float | None = None
+            elif self._fits_in_memory():
+                return
+            else:
+                wait = self._last_taken + READER_PAUSE_SECONDS - time.monotonic()
+                if wait <= 0:
+                    return
             self._taken.clear()
-            await self._taken.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._taken.wait()
+
+    def _fits_in_memory(self) -> bool:
+        """Whether what waits for the reader, the downloads under way and one more file (each as large as
+        the largest so far) fit in the request's memory. Files too large for it (SPOOL_MEMORY_BYTES, or
+        the request's whole memory, 0 included) go to disk anyway: waiting would only slow them."""
+        largest = self._largest
+        if largest > min(self.engine.limits.spool_memory_bytes, self.memory.limit):
+            return True
+        return self._ahead + (self._downloading + 1) * largest <= self.memory.limit
 
     async def _fetch(self, image: ImageInfo, rendition: Rendition, name: str) -> None:
         handed_over = False
         try:
             async with self._gate:
                 await self._room()
-                async with self.engine.download(self._slots, image.image_id, rendition, self._obtain, self.memory) as got:
-                    pass  # the slot goes back now: the file waits in its spool, not in the budget
+                self._downloading += 1
+                try:
+                    async with self.engine.download(self._slots, image.image_id, rendition, self._obtain, self.memory) as got:
+                        pass  # the slot goes back now: the file waits in its spool, not in the budget
+                finally:
+                    self._downloading -= 1
             if isinstance(got, NotDownloaded):
                 self._fail(image.image_id, name, got.reason, got.recovery, rendition.set)
                 return
             self.summary.downloaded += 1
+            self._largest = max(self._largest, got.size)
+            self.waited_on_disk += int(got.on_disk)
             log.info(
                 "image downloaded",
                 extra={"order_id": self.order.order_id, "image_id": image.image_id, "bytes": got.size},
@@ -333,6 +374,7 @@ class Batch:
                 await done.written.wait()  # the spool waits for the reader; the budget does not
             finally:
                 self._ahead -= got.size
+                self._last_taken = time.monotonic()
                 self._taken.set()
                 got.close()  # its member is written (or the batch is closing)
         except Exception as exc:  # a bug, not an upstream failure: report it and keep the batch going
@@ -363,7 +405,7 @@ class Batch:
 
     # -- archive ---------------------------------------------------------------------------------
 
-    async def archive(self, recorder: LayoutRecorder | None = None) -> AsyncGenerator[bytes, None]:
+    async def archive(self, recorder: LayoutRecorder | None = None) -> AsyncGenerator[Piece, None]:
         """The ZIP: images in completion order, then the report (if anything failed) and manifest;
         its central directory lists them in plan order (set, then photo), see zipformat.listing_ranks.
 
@@ -434,7 +476,7 @@ class Batch:
         self._closed = True
         self.engine.active_batches -= 1
         # Counted here, once per batch, whichever door opened it and however it ended.
-        self.engine.stats.images(self.downloaded, self.failed)
+        self.engine.stats.images(self.downloaded, self.failed, self.waited_on_disk)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from app.core.zip.crc import crc32
+from app.core.zip.format import Piece
 
 READ_CHUNK = 1024 * 1024
 
@@ -76,7 +77,7 @@ class Spool:
         self._memory_limit = memory_limit
         self._max_bytes = max_bytes
         self._account = account
-        self._chunks: list[bytes] = []
+        self._chunks: list[Piece] = []
         self._in_memory = 0  # bytes of `_chunks`, taken from `_account`
         self._file: IO[bytes] | None = None
         self.size = 0
@@ -84,7 +85,7 @@ class Spool:
         if memory_limit <= 0:  # 0 means "disk only"
             self._rollover()
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: Piece) -> None:
         self.size += len(chunk)
         if self.size > self._max_bytes:
             raise ImageTooLarge(f"image larger than the {self._max_bytes} byte limit (MAX_IMAGE_BYTES)")
@@ -130,7 +131,7 @@ class Spool:
         self.size = 0
         self.crc32 = 0
 
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self) -> Iterator[Piece]:
         """Read the image back from the start (blocking reads: call from a worker thread).
 
         Positional reads, no shared file position: readers of one spool do not disturb each other."""

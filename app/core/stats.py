@@ -19,6 +19,7 @@ class Stats:
     orders_processed: int = 0
     images_downloaded: int = 0
     images_failed: int = 0
+    images_waited_on_disk: int = 0
     zips_served: int = 0
     partial_zips: int = 0
     bytes_sent: int = 0
@@ -28,10 +29,12 @@ class Stats:
         """An order read from Autoenhance for a batch or a job."""
         self.orders_processed += 1
 
-    def images(self, downloaded: int, failed: int = 0) -> None:
-        """Files a batch (once, when it closes) or a resume (the ones it fetched again) ended with."""
+    def images(self, downloaded: int, failed: int = 0, waited_on_disk: int = 0) -> None:
+        """Files a batch (once, when it closes) or a resume (the ones it fetched again) ended with,
+        and how many of them waited for their reader on disk rather than in memory."""
         self.images_downloaded += downloaded
         self.images_failed += failed
+        self.images_waited_on_disk += waited_on_disk
 
     def sent(self, size: int) -> None:
         """Archive bytes handed to a caller, chunk by chunk as a stream or a resume writes them."""
@@ -54,6 +57,7 @@ class Stats:
             "orders_processed": self.orders_processed,
             "images_downloaded": self.images_downloaded,
             "images_failed": self.images_failed,
+            "images_waited_on_disk": self.images_waited_on_disk,
             "zips_served": self.zips_served,
             "partial_zips": self.partial_zips,
             "bytes_sent": self.bytes_sent,

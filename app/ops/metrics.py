@@ -155,7 +155,7 @@ def endpoint_label(host: str, path: str, api_host: str) -> str:
 
 
 def download_observer(metrics: Metrics, api_base_url: str) -> Callable[[str, str, str, float], None]:
-    """The same histogram for image downloads, which go through aiohttp (app/core/upstream/transport.py), not httpx."""
+    """The same histogram for image downloads, which go through app/core/upstream/http1.py, not httpx."""
     api_host = httpx.URL(api_base_url).host
 
     def observe(method: str, url: str, outcome: str, seconds: float) -> None:
@@ -224,6 +224,10 @@ class ServiceCollector(Collector):
             "orders_fetched": ("Orders fetched for a batch or a job", stats.orders_processed),
             "images_downloaded": ("Images downloaded from Autoenhance into an archive", stats.images_downloaded),
             "images_failed": ("Images that could not be downloaded (listed in the report)", stats.images_failed),
+            "images_waited_on_disk": (
+                "Images of a stream that waited for their reader on disk, not in memory",
+                stats.images_waited_on_disk,
+            ),
             "zips_served": ("Archives sent in full (streamed, cached or job)", stats.zips_served),
             "partial_zips": ("Archives sent with at least one image missing", stats.partial_zips),
             "bytes_sent": ("Archive bytes sent to callers", stats.bytes_sent),

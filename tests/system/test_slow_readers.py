@@ -215,3 +215,66 @@ def test_a_single_flight_follower_does_not_wait_behind_a_stalled_leader(
         assert time.monotonic() - started < 15
     finally:
         leader.close()
+
+
+def read_archive(service: Service, order_id: str, *, pause_after: int | None = None, on_pause: Callable[[], None] = lambda: None) -> bytes:
+    """The archive, read 256 KB at a time with a short rest after each (about 5 MB/s: slower than the
+    downloads, and taking an image every fifth of a second); `pause_after` bytes, then `on_pause()`."""
+    body = bytearray()
+    with httpx.stream("GET", f"{service.url}/orders/{order_id}/images", timeout=60) as response:
+        assert response.status_code == 200
+        for piece in response.iter_bytes(256 * 1024):
+            body += piece
+            if pause_after is not None and len(body) >= pause_after:
+                pause_after = None
+                on_pause()
+            time.sleep(0.05)
+    return bytes(body)
+
+
+AHEAD_OF_A_READER = {"cache_ttl_seconds": 0, "max_concurrent_downloads": 3, "spool_request_memory_bytes": 8 * 1024 * 1024,
+                     "spool_ahead_bytes": 64 * 1024 * 1024, "stream_stall_timeout_seconds": 600}
+
+
+def test_a_reader_that_keeps_taking_images_is_run_ahead_of_only_as_far_as_memory_holds(
+    simulator: Sim, start: Callable[..., Service]
+) -> None:
+    """Before: downloads ran 64 MiB ahead of a reader slower than them, so past the 8 MiB of memory
+    nearly every image was written to disk and read back a moment later."""
+    service = start(**AHEAD_OF_A_READER)
+    order_id = big_order(simulator, images=30)
+    members = check_zip(read_archive(service, order_id))
+    assert len([n for n in members if n.endswith(".jpg")]) == 30
+    stats = services_of(service).stats
+    assert (stats.images_downloaded, stats.images_waited_on_disk) == (30, 0)
+
+
+def test_a_reader_that_paused_lets_downloads_run_on_onto_disk(simulator: Sim, start: Callable[..., Service]) -> None:
+    service = start(**AHEAD_OF_A_READER)
+    order_id = big_order(simulator, images=30)
+
+    def paused() -> None:  # the reader stops taking images: the whole order is downloaded meanwhile
+        until(lambda: sum(simulator.state.assets_served.values()) >= 30, timeout=20, what="the order's downloads")
+
+    members = check_zip(read_archive(service, order_id, pause_after=MB, on_pause=paused))
+    assert len([n for n in members if n.endswith(".jpg")]) == 30
+    # what the socket buffers took before the pause showed is more than the 8 MiB of memory could hold
+    assert services_of(service).stats.images_waited_on_disk > 0
+
+
+def test_without_memory_for_images_downloads_run_ahead_of_a_reader_that_keeps_taking_them(
+    simulator: Sim, start: Callable[..., Service]
+) -> None:
+    """SPOOL_REQUEST_MEMORY_BYTES=0: every image waits on disk whatever happens, so waiting for memory
+    would only hold the downloads back to the reader's pace."""
+    service = start(**(AHEAD_OF_A_READER | {"spool_request_memory_bytes": 0}))
+    order_id = big_order(simulator, images=30)
+    served_when: list[int] = []
+
+    def count() -> None:
+        time.sleep(0.5)  # the reader goes on at its pace: downloads have had time to run ahead
+        served_when.append(sum(simulator.state.assets_served.values()))
+
+    members = check_zip(read_archive(service, order_id, pause_after=3 * MB, on_pause=count))
+    assert len([n for n in members if n.endswith(".jpg")]) == 30
+    assert served_when[0] >= 20, served_when  # all 30 here; held to the reader's pace, 12

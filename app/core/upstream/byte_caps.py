@@ -30,17 +30,22 @@ MIN_QUALITY = 20
 """Below this a listing photo is visibly blocky: the cap is reported unmet instead."""
 FIRST_QUALITY = 85
 """The quality assumed for a set that names none (Autoenhance's own default is not documented)."""
+HEADER_SLICE = 64 * 1024
 RECOVER_CAP = "Give the set a larger max_bytes or a smaller max_width in DELIVERY_SETS, or send this photo by hand"
 
 
 def _dimensions(spool: Spool) -> tuple[int, int] | None:
-    """Width and height from the file's header, fed chunk by chunk (no full decode); None if unreadable."""
+    """Width and height from the file's header, fed 64 KiB at a time (no full decode); None if unreadable.
+
+    The pieces are copied to bytes as they are fed (Pillow's parser joins bytes), a slice at a time:
+    a spool's piece may be a whole received block, and the header is in its first kilobytes."""
     parser = ImageFile.Parser()
     for chunk in spool.chunks():
-        parser.feed(chunk)
-        if parser.image is not None:
-            width, height = parser.image.size
-            return int(width), int(height)
+        for at in range(0, len(chunk), HEADER_SLICE):
+            parser.feed(bytes(chunk[at : at + HEADER_SLICE]))
+            if parser.image is not None:
+                width, height = parser.image.size
+                return int(width), int(height)
     return None
 
 

@@ -11,7 +11,7 @@ fetched, and not held against Autoenhance by the breaker.
 
 Retries (stamina): 5xx, 429 (honouring Retry-After), timeouts, connection errors, truncated bodies
 and expired asset links (a fresh 302 gives a fresh link); never other 4xx. Bounded in attempts and
-in total time. Image bytes travel through a `Fetcher` (aiohttp on a real network, see fetch.py).
+in total time. Image bytes travel through a `Fetcher` (app/core/upstream/http1.py on a real network).
 """
 
 from __future__ import annotations

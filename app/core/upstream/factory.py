@@ -4,7 +4,7 @@ Both the service (app/wiring.py) and the command's direct mode (app/cli/direct.p
 Autoenhance, and both must keep the same guarantees (ALLOWED_ASSET_HOSTS included), so the pieces
 that carry them are put together here, once: the key only
 to the API's origin and redirects checked by hand (AutoenhanceClient), names checked on the
-addresses dialled, proxies and timeouts on the byte path (AiohttpFetcher), both trusting one parsed
+addresses dialled, proxies and timeouts on the byte path (Http1Fetcher), both trusting one parsed
 TrustedHosts. Callers pass plain values; what only the service has (metrics, tracing, the breaker)
 comes in as optional arguments, so this module imports nothing above app/core.
 """
@@ -16,10 +16,12 @@ from typing import TypedDict, Unpack
 
 import httpx
 
+from app.core.heap import keep_freed_buffers
 from app.core.network.trusted_hosts import TrustedHosts
 from app.core.upstream.breaker import UpstreamGuard
 from app.core.upstream.client import AutoenhanceClient
-from app.core.upstream.transport import AiohttpFetcher, Fetcher, Observe
+from app.core.upstream.http1 import Http1Fetcher
+from app.core.upstream.transport import Fetcher, Observe
 
 
 class ClientOptions(TypedDict, total=False):
@@ -56,10 +58,11 @@ def build_client(
     in this process, which only httpx reaches; `observe` and the timeouts here are then unused).
     `make`: the client class, or the service's traced one with its tracer bound.
     """
+    keep_freed_buffers()  # the byte path's buffers, freed at full speed, are reused (app/core/heap.py)
     assets = TrustedHosts.parse(asset_hosts)
     fetcher: Fetcher | None = None
     if not images_over_http:
-        fetcher = AiohttpFetcher(
+        fetcher = Http1Fetcher(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             trusted=assets | TrustedHosts.origin(base_url),

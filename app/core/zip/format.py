@@ -163,7 +163,11 @@ def total_size(entries: list[Entry], zip32_limit: int = ZIP32_LIMIT) -> int:
     return cd_offset + len(central_directory(zip(entries, where, strict=True), cd_offset, zip32_limit))
 
 
-Chunks = Callable[[], Iterator[bytes]]
+Piece = bytes | memoryview
+"""A run of a file's bytes as received: bytes, or a read-only view of a block the HTTP client filled
+(app/core/upstream/http1.py), passed on as it is, never copied to bytes."""
+
+Chunks = Callable[[], Iterator[Piece]]
 
 SMALL_PIECE = 64 * 1024
 """Pieces under this are joined with their small neighbours; larger ones are handed on as they are."""
@@ -176,7 +180,7 @@ def write(
     zip32_limit: int = ZIP32_LIMIT,
     chunk_size: int = CHUNK_SIZE,
     ranks: Mapping[str, int] | None = None,
-) -> Iterator[bytes]:
+) -> Iterator[Piece]:
     """The archive's bytes from offset `start`, in chunks of about `chunk_size` (see `batches`)."""
     for batch in batches(members, start=start, zip32_limit=zip32_limit, chunk_size=chunk_size, ranks=ranks):
         yield batch[0] if len(batch) == 1 else b"".join(batch)
@@ -189,7 +193,7 @@ def batches(
     zip32_limit: int = ZIP32_LIMIT,
     chunk_size: int = CHUNK_SIZE,
     ranks: Mapping[str, int] | None = None,
-) -> Iterator[list[bytes]]:
+) -> Iterator[list[Piece]]:
     """The archive's bytes from offset `start`, as lists of pieces totalling about `chunk_size`.
 
     `members` may arrive lazily (a live stream); see `Encoder` for what each member's bytes are.
@@ -232,11 +236,11 @@ class Encoder:
         self._chunk_size = chunk_size
         self._offset = 0
         self._written: list[tuple[Entry, int]] = []
-        self._pending: list[bytes] = []
-        self._small: list[bytes] = []  # consecutive small pieces, joined into one before the next large one
+        self._pending: list[Piece] = []
+        self._small: list[Piece] = []  # consecutive small pieces, joined into one before the next large one
         self._pending_size = 0
 
-    def member(self, entry: Entry, chunks: Chunks | None) -> Generator[list[bytes], None, None]:
+    def member(self, entry: Entry, chunks: Chunks | None) -> Generator[list[Piece], None, None]:
         offset = self._offset
         self._written.append((entry, offset))
         header = local_header(entry, offset, self._zip32_limit)
@@ -265,7 +269,7 @@ class Encoder:
             raise ZipIntegrityError(f"{entry.name}: {size} bytes with CRC {crc:08x}, declared {entry.size}/{entry.crc32:08x}")
         yield from self._flush()
 
-    def end(self) -> Iterator[list[bytes]]:
+    def end(self) -> Iterator[list[Piece]]:
         """The central directory (in `ranks` order, the rest as written) and end records."""
         unranked = len(self._ranks)
         listed = sorted(
@@ -275,7 +279,7 @@ class Encoder:
         yield from self._emit(directory, self._offset)
         yield from self._flush()
 
-    def _emit(self, data: bytes, at: int) -> Iterator[list[bytes]]:
+    def _emit(self, data: Piece, at: int) -> Iterator[list[Piece]]:
         if at + len(data) <= self._start:
             return
         if at < self._start:
@@ -291,7 +295,7 @@ class Encoder:
         if self._pending_size >= self._chunk_size:
             yield from self._flush()
 
-    def _flush(self) -> Iterator[list[bytes]]:
+    def _flush(self) -> Iterator[list[Piece]]:
         small = self._small
         if small:
             self._pending.append(small[0] if len(small) == 1 else b"".join(small))

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mappin
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from app.core.zip.format import CHUNK_SIZE, ZIP32_LIMIT, Encoder
+from app.core.zip.format import CHUNK_SIZE, ZIP32_LIMIT, Encoder, Piece
 from app.core.zip.layout import LayoutMember
 
 
@@ -35,7 +35,7 @@ class Member:
     `chunks` is never called for a member wholly before the writer's `start` (a resume)."""
 
     info: LayoutMember
-    chunks: Callable[[], Iterator[bytes]]
+    chunks: Callable[[], Iterator[Piece]]
     modified_at: datetime
     written: Callable[[], None] = field(default=lambda: None)
     trusted: bool = False
@@ -86,13 +86,13 @@ class ZipWriter:
         """No more members will come: the reader gets `error` (a cancelled feeder: CancelledError)."""
         self._members.put_nowait(_Failed(error))
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[Piece]:
         """The archive's bytes, as the pieces the encoder produced (no copy to join them)."""
         async for batch in self.batches():
             for piece in batch:
                 yield piece
 
-    async def batches(self) -> AsyncIterator[list[bytes]]:
+    async def batches(self) -> AsyncIterator[list[Piece]]:
         """The archive's bytes as lists of pieces of about `chunk_size` together."""
         encoder = self._encoder
         while not isinstance(member := await self._members.get(), _End):
@@ -111,10 +111,10 @@ class ZipWriter:
             yield batch
 
 
-async def _in_worker_thread(pieces: Generator[list[bytes], None, None]) -> AsyncIterator[list[bytes]]:
+async def _in_worker_thread(pieces: Generator[list[Piece], None, None]) -> AsyncIterator[list[Piece]]:
     """Each step of `pieces` (blocking disk reads) in a worker thread; closed once no step is running."""
     loop = asyncio.get_running_loop()
-    step: asyncio.Future[list[bytes] | None] | None = None
+    step: asyncio.Future[list[Piece] | None] | None = None
     try:
         while (batch := await asyncio.shield(step := loop.run_in_executor(None, next, pieces, None))) is not None:
             yield batch
