@@ -108,10 +108,19 @@ async def _open(path: Path, schema: str) -> aiosqlite.Connection:
 
 
 def _truncated(path: Path) -> bool:
-    """0 bytes with no write-ahead log holding its pages: once a database, now nothing (start-up only)."""
-    wal = path.with_name(path.name + "-wal")
-    empty_wal = not wal.is_file() or wal.stat().st_size == 0
-    return path.is_file() and path.stat().st_size == 0 and empty_wal
+    """0 bytes with no write-ahead log holding its pages: once a database, now nothing (start-up only).
+
+    Each size is read once, a missing file counting as none: another process closing its last
+    connection deletes the -wal file at any moment (it holds no opening lock to close), and a
+    check-then-stat raised FileNotFoundError when the file went in between."""
+    return _size(path) == 0 and not _size(path.with_name(path.name + "-wal"))
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
 
 
 def _move_aside(path: Path) -> Path:
@@ -120,6 +129,6 @@ def _move_aside(path: Path) -> Path:
     path.replace(aside)
     for suffix in SIDECARS:
         sidecar = path.with_name(path.name + suffix)
-        if sidecar.exists():
+        with contextlib.suppress(FileNotFoundError):  # absent, or deleted as another process closed
             sidecar.replace(aside.with_name(aside.name + suffix))
     return aside
