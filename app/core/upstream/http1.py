@@ -34,7 +34,6 @@ import ipaddress
 import re
 import socket
 import ssl
-import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
 from urllib.parse import quote, urlsplit
@@ -44,7 +43,7 @@ import httpx
 
 from app.core.network.proxies import proxy_for
 from app.core.network.trusted_hosts import TrustedHosts
-from app.core.upstream.transport import AiohttpFetcher, GuardedResolver, Observe, Reply, TargetRefused
+from app.core.upstream.transport import AiohttpFetcher, GuardedResolver, Observe, Observed, Reply
 from app.core.zip.format import Piece
 
 BLOCK = 1024 * 1024
@@ -486,20 +485,9 @@ class Http1Fetcher:
                 async with self._proxied.get(url, headers) as proxied:
                     yield proxied
                 return
-        started = time.perf_counter()
-        outcome = "cancelled"
-        try:
+        with Observed(self._observe, url) as observed:
             connection = await self._exchange(url, headers)
-            outcome = str(connection.status)
-        except TargetRefused:
-            outcome = "refused"
-            raise
-        except Exception as exc:
-            outcome = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection_error"
-            raise
-        finally:
-            if self._observe is not None:
-                self._observe("GET", url, outcome, time.perf_counter() - started)
+            observed.outcome = str(connection.status)
         try:
             yield _Reply(connection, url)
         finally:

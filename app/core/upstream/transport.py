@@ -203,6 +203,29 @@ def _translated(exc: BaseException) -> BaseException:
     return exc
 
 
+class Observed:
+    """One GET timed to its response head, its outcome reported to `observe` as the block ends: the
+    status, "refused", "timeout" or "connection_error" for an error already in httpx's vocabulary,
+    or "cancelled". Both fetchers report through it, so their labels cannot drift apart."""
+
+    def __init__(self, observe: Observe | None, url: str) -> None:
+        self.outcome = "cancelled"
+        self._observe = observe
+        self._url = url
+        self._started = time.perf_counter()
+
+    def __enter__(self) -> Observed:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, TargetRefused):
+            self.outcome = "refused"
+        elif isinstance(exc, Exception):
+            self.outcome = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection_error"
+        if self._observe is not None:
+            self._observe("GET", self._url, self.outcome, time.perf_counter() - self._started)
+
+
 class AiohttpFetcher:
     """One aiohttp session for every image download of the process."""
 
@@ -241,27 +264,21 @@ class AiohttpFetcher:
         parts = urlsplit(url)
         host = parts.hostname or ""
         proxy = proxy_for(self._proxies, parts.scheme, host)
-        started = time.perf_counter()
-        outcome = "cancelled"
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            if proxy is not None and not self.resolver.trusted.trusts(host, port):
-                # the proxy dials this host, so the rule can only look at what the name resolves to here
-                await self.resolver.resolve(host, port)
-            response = await self._session.get(
-                url, headers=headers | {"accept-encoding": "identity"}, allow_redirects=False, proxy=proxy
-            )
-            outcome = str(response.status)
-        except TargetRefused:
-            outcome = "refused"
-            raise
-        except Exception as exc:
-            translated = _translated(exc)
-            outcome = "timeout" if isinstance(translated, httpx.TimeoutException) else "connection_error"
-            raise translated from exc
-        finally:
-            if self._observe is not None:
-                self._observe("GET", url, outcome, time.perf_counter() - started)
+        with Observed(self._observe, url) as observed:
+            try:
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+                if proxy is not None and not self.resolver.trusted.trusts(host, port):
+                    # the proxy dials this host, so the rule can only look at what the name resolves to here
+                    await self.resolver.resolve(host, port)
+                response = await self._session.get(
+                    url, headers=headers | {"accept-encoding": "identity"}, allow_redirects=False, proxy=proxy
+                )
+            except Exception as exc:
+                translated = _translated(exc)
+                if translated is exc:  # already httpx's, or a refusal
+                    raise
+                raise translated from exc
+            observed.outcome = str(response.status)
         try:
             yield _AiohttpReply(response)
         finally:
