@@ -35,9 +35,27 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Heavy tests first (a stable sort: the rest keep their order); every worker sorts alike."""
+@pytest.hookimpl(trylast=True)  # after xdist's own hook, which tags grouped tests
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Heavy tests first (a stable sort: the rest keep their order); every worker sorts alike.
+
+    Under `--dist loadgroup` it also checks that xdist tagged the grouped tests: pytest 9.2 stopped
+    honouring the tag (pytest-xdist issue 1386), and then every worker quietly builds its own cluster
+    and browser, which cost the suite minutes before anyone saw it."""
     items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+    if config.getoption("loadgroup", default=False):
+        lost = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+        if lost:  # an error raised here is swallowed by xdist; the fixture below reports it on every test
+            config.stash[_UNGROUPED] = lost[0]
+
+
+_UNGROUPED = pytest.StashKey[str]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _groups_are_honoured(pytestconfig: pytest.Config) -> None:
+    if _UNGROUPED in pytestconfig.stash:
+        pytest.fail(f"xdist_group is not honoured by this pytest and pytest-xdist: {pytestconfig.stash[_UNGROUPED]}")
 
 
 @dataclass
