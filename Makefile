@@ -9,7 +9,10 @@ SDK_VERSIONS := 1.1.0 1.0.7
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 ## Packages are installed by uv (its pin is in requirements-dev.txt; the venv keeps pip, which
 ## tools/audit.py reads): the same pinned versions pip would install, in seconds rather than minutes.
-UV     := $(BIN)/uv pip install -q --python $(BIN)/python
+## --compile-bytecode writes their .pyc files at install, as pip does: without them (uv's default, or
+## PYTHONDONTWRITEBYTECODE set) every process compiles each module it imports, and the service's
+## start-up takes 2.6 s of CPU instead of 1.1 s.
+UV     := $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python
 ## Parallel test workers: many tests wait on sockets and subprocesses, so more workers than cores pay.
 TEST_WORKERS ?= 4
 
@@ -62,6 +65,7 @@ worker: install
 	$(BIN)/python -m app.worker
 
 test: install-dev sdks system-deps
+	$(BIN)/python -m compileall -q app simulator harness
 	$(BIN)/ruff check app simulator tests bench tools harness
 	$(BIN)/lint-imports
 	$(BIN)/mypy app
