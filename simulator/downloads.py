@@ -170,7 +170,7 @@ async def asset(request: Request) -> Response:
             data = image.data or b""
             if grant.spec is not None:
                 try:
-                    data, _ = await state.renderer.render(image.image_id, grant.version, data, grant.spec)
+                    data, _ = await state.renderer.render(data, grant.spec)
                 except imaging.ImageDecodeError:
                     return s3_error(500, "InternalError", "The source image could not be decoded.")
             size = len(data)

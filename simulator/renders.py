@@ -1,7 +1,12 @@
-"""Rendered downloads, cached: Pillow work happens once per (image version, options) in a worker.
+"""Rendered downloads, cached: Pillow work happens once per (source bytes, options) in a worker.
 
 Two small LRUs: decoded/enhanced full-size bases (a handful; they are big) and encoded results
 (bounded by bytes). Concurrent requests for the same rendition share one job.
+
+Keyed by the source's content, not its image id: a rendition depends only on the bytes and the
+options, so an order of identical photos, or the same photo in another order or another simulator
+in the same process (the tests start hundreds), is rendered once. One renderer serves the process
+(`shared()`), as its worker pool does.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import hashlib
 import os
 import threading
 from collections import OrderedDict
@@ -47,9 +53,9 @@ class Renderer:
         self._inflight: dict[RenderKey, concurrent.futures.Future[tuple[bytes, str]]] = {}
         self._lock = threading.RLock()  # re-entrant: a done callback may run inline
 
-    async def render(self, image_id: str, version: int, data: bytes, spec: imaging.RenderSpec) -> tuple[bytes, str]:
-        """Bytes and Content-Type for `spec` of this image version (raises imaging.ImageDecodeError)."""
-        key = (image_id, version, spec)
+    async def render(self, data: bytes, spec: imaging.RenderSpec) -> tuple[bytes, str]:
+        """Bytes and Content-Type for `spec` of the source `data` (raises imaging.ImageDecodeError)."""
+        key = (hashlib.blake2b(data, digest_size=16).digest(), spec)
         with self._lock:
             hit = self._results.get(key)
             if hit is not None:
@@ -76,8 +82,8 @@ class Renderer:
                 self._result_bytes -= len(old)
 
     def _render_sync(self, key: RenderKey, data: bytes, spec: imaging.RenderSpec) -> tuple[bytes, str]:
-        image_id, version, _ = key
-        base_key = (image_id, version, spec.enhanced, spec.enhance_type)
+        digest, _ = key
+        base_key = (digest, spec.enhanced, spec.enhance_type)
         with self._lock:
             base = self._bases.get(base_key)
             if base is not None:
@@ -91,3 +97,15 @@ class Renderer:
                 while len(self._bases) > self._max_bases:
                     self._bases.popitem(last=False)
         return imaging.render(base, spec)
+
+
+_SHARED: Renderer | None = None
+
+
+def shared() -> Renderer:
+    """The process's renderer: every simulator in it shares one cache, bounded as one."""
+    global _SHARED
+    with _POOL_LOCK:
+        if _SHARED is None:
+            _SHARED = Renderer()
+        return _SHARED

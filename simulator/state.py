@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from simulator import imaging, synthetic
+from simulator import imaging, renders, synthetic
 from simulator.errors import ApiError, Conflict, NotFound, ValidationFailed
 from simulator.faults import Fault, FaultBook
 from simulator.records import (
@@ -33,7 +33,6 @@ from simulator.records import (
     iso,
     order_status,
 )
-from simulator.renders import Renderer
 from simulator.versions import LENIENT, ApiVersion, parse_version
 
 SEED_STATUSES = ("processed", "processing", "waiting", "error")
@@ -138,7 +137,7 @@ class SimulatorState:
         self.stats = Stats({key: 0 for key in STAT_KEYS})
         self.assets_served: Counter[str] = Counter()
         """Asset downloads started, by image id: shows which images a batch or a resume fetched."""
-        self.renderer = Renderer()
+        self.renderer = renders.shared()
         self._grants: dict[str, AssetGrant] = {}
         self._seq = 0
         self._lock = threading.RLock()
