@@ -37,6 +37,7 @@ from app.core.delivery.sets import credit_cost, files_and_photos
 from app.core.engine import Batch, Engine, EngineLimits
 from app.core.models import BatchOptions, NameStyle, OrderInfo, assign_numbers, is_order_id
 from app.core.network.proxies import env_proxies
+from app.core.network.tls import client_context
 from app.core.network.trusted_hosts import env_entries
 from app.core.spool import Keep
 from app.core.stats import Stats
@@ -142,7 +143,8 @@ async def direct_client(
     simulator (an ASGI app, reached through httpx only)."""
     http_timeout = httpx.Timeout(connect=10.0, read=min(seconds, 60.0), write=30.0, pool=None)
     async with httpx.AsyncClient(
-        timeout=http_timeout, follow_redirects=False, trust_env=transport is None, transport=transport
+        timeout=http_timeout, follow_redirects=False, trust_env=transport is None, transport=transport,
+        verify=client_context(trust_env=transport is None),
     ) as http:
         client = build_client(
             base_url=base_url,

@@ -62,6 +62,7 @@ from app.core.models import (
     validate_order_id,
 )
 from app.core.models import is_order_id as looks_like_order_id
+from app.core.network.tls import client_context
 from app.core.wait import MAX_WAIT_SECONDS, WaitOptions
 from app.errors import InvalidOption, InvalidOrderId
 
@@ -197,7 +198,8 @@ def _client(url: str, key: str | None, timeout: float, extra_headers: dict[str, 
     if key:
         headers["x-api-key"] = key
     return httpx.Client(
-        base_url=url.rstrip("/") + "/", headers=headers, timeout=httpx.Timeout(timeout, connect=10.0), trust_env=True
+        base_url=url.rstrip("/") + "/", headers=headers, timeout=httpx.Timeout(timeout, connect=10.0), trust_env=True,
+        verify=client_context(),
     )
 
 

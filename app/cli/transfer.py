@@ -39,6 +39,7 @@ from rich.text import Text
 from app.cli.partfile import damaged_member, intact_length, open_own, write_own_text
 from app.cli.shown import shown
 from app.cli.zipwatch import ZipMemberCounter
+from app.core.network.tls import client_context
 
 CHUNK = 256 * 1024
 POLL_SECONDS = (0.25, 0.5, 1.0)
@@ -329,7 +330,7 @@ def _get_following(client: httpx.Client, url: str, headers: dict[str, str]) -> I
             yield response
             return
         target = response.url.join(location)
-    with httpx.Client(timeout=client.timeout, trust_env=True) as plain, plain.stream("GET", target, headers=headers) as followed:
+    with httpx.Client(timeout=client.timeout, trust_env=True, verify=client_context()) as plain, plain.stream("GET", target, headers=headers) as followed:
         yield followed
 
 

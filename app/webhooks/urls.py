@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-import certifi
 import httpcore
 import httpx
 
 from app.core.network.addresses import first_refusal, resolve
+from app.core.network.tls import client_context
 from app.errors import Unprocessable
 
 MAX_URL_LENGTH = 2048
@@ -132,10 +132,11 @@ def callback_client(
 
     `max_connections` matches the dispatcher's attempts in flight (httpcore's own default is 10:
     the eleventh attempt would queue for a connection behind slow receivers)."""
-    transport = httpx.AsyncHTTPTransport(retries=0, trust_env=False)
+    tls = ssl_context or client_context(trust_env=False)
+    transport = httpx.AsyncHTTPTransport(retries=0, trust_env=False, verify=tls)
     # httpx has no public hook for the network backend; the pool is the documented httpcore API.
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context or ssl.create_default_context(cafile=certifi.where()),
+        ssl_context=tls,
         network_backend=_GuardedBackend(allow_private=allow_private),
         max_connections=max_connections,
         max_keepalive_connections=min(max_connections, 20),

@@ -15,6 +15,8 @@ import urllib.request
 
 import httpx
 
+from app.core.network.tls import client_context
+
 log = logging.getLogger("app.proxies")
 
 
@@ -46,8 +48,11 @@ class EnvProxyTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, limits: httpx.Limits) -> None:
         self.proxies = env_proxies()  # read once, at start-up
-        self.direct = httpx.AsyncHTTPTransport(limits=limits)
-        self.proxied = {url: httpx.AsyncHTTPTransport(limits=limits, proxy=url) for url in set(self.proxies.values())}
+        tls = client_context()
+        self.direct = httpx.AsyncHTTPTransport(limits=limits, verify=tls)
+        self.proxied = {
+            url: httpx.AsyncHTTPTransport(limits=limits, proxy=url, verify=tls) for url in set(self.proxies.values())
+        }
 
     def route(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
         proxy = proxy_for(self.proxies, url.scheme, url.host)
