@@ -74,6 +74,8 @@ def test_a_failed_lookup_replaces_the_valid_id_tick(browser: Browser, service_ur
         expect(page.locator("#order-status")).to_contain_text("Autoenhance has no order with this ID")
         expect(page.locator("#order-id-msg")).to_have_text("")
         expect(page.locator("#order-id")).to_have_attribute("aria-invalid", "true")
+        expect(page.locator("#download-btn")).to_be_disabled()  # no order: nothing to download
+        expect(page.locator("#job-btn")).to_be_disabled()
         page.locator("#order-id").scroll_into_view_if_needed()
         page.screenshot(path=f"/tmp/fh-order-id-{size}.png")
         page.click("#more-options summary")
@@ -84,6 +86,7 @@ def test_a_failed_lookup_replaces_the_valid_id_tick(browser: Browser, service_ur
         expect(page.locator("#order-view")).to_be_visible()
         assert _shown_messages(page) == ["Looks like a valid order ID."]
         expect(page.locator("#order-id")).to_have_attribute("aria-invalid", "false")
+        expect(page.locator("#download-btn")).to_be_enabled()
         assert [e for e in v.errors if "404" not in e] == []
 
 

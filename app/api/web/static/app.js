@@ -101,7 +101,8 @@ function adminHeaders() {
 }
 
 /** One message about the ID at a time, the latest answer winning: once the lookup of this ID failed,
- *  its sentence (below the photos) is the one shown, not a "valid" tick above it. */
+ *  its sentence (below the photos) is the one shown, not a "valid" tick above it. False when the ID
+ *  is incomplete or Autoenhance has no such order, so nothing offers to download it. */
 function validateOrderId() {
   const id = orderId();
   const wellFormed = Boolean(id) && UUID.test(id);
@@ -113,8 +114,9 @@ function validateOrderId() {
   else if (isName(orderText())) { msg = "Searching the orders' names: choose the order below."; }
   else if (id) { msg = "Not a complete order ID yet: expected 8-4-4-4-12 hex digits."; kind = "error"; }
   setStatus(el.orderMsg, msg, kind);
-  el.orderId.setAttribute("aria-invalid", String(kind === "error" || Boolean(failed && failed.status === 404)));
-  return wellFormed;
+  const unknown = Boolean(failed && failed.status === 404);
+  el.orderId.setAttribute("aria-invalid", String(kind === "error" || unknown));
+  return wellFormed && !unknown;
 }
 
 function validateQuality() {
@@ -338,7 +340,7 @@ function lookupOrder(id) {
       state.order = { id, error: err };
       clearOrderView();
       if (!onAuthError(err, el.orderStatus)) setStatus(el.orderStatus, orderProblem(err), "error");
-      validateOrderId(); // this answer replaces the "valid order ID" tick
+      refresh(); // this answer replaces the "valid order ID" tick, and an unknown order offers no download
       return state.order;
     });
   return state.lookup;
