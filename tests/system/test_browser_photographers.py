@@ -24,7 +24,7 @@ except ImportError:
     expect = None
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Route
 
 UNKNOWN = "00000000-0000-4000-8000-00000000dead"
 THUMBS_LOADED = "() => [...document.querySelectorAll('#thumbs img')].every(i => i.complete && i.naturalWidth > 0)"
@@ -92,17 +92,30 @@ def test_an_unknown_order_is_said_plainly_and_nothing_starts(browser: Browser, s
         wait_for_demo_id(page)
         downloads: list[str] = []
         page.on("download", lambda d: downloads.append(d.url))
+        # The order's look-up is held back, so both buttons are clicked before Autoenhance answers,
+        # as someone quick does: each must wait for the answer and start nothing.
+        held: list[Route] = []
+        page.route(f"**/orders/{UNKNOWN}/photos**", lambda route: held.append(route))
         page.fill("#order-id", UNKNOWN)
+        for _ in range(200):
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert held, "the page never looked the order up"
+        page.click("#download-btn")
+        page.click("#job-btn")
+        held[0].continue_()
         expect(page.locator("#order-status")).to_contain_text("Autoenhance has no order with this ID")
         expect(page.locator("#order-status")).to_have_attribute("data-kind", "error")
         expect(page.locator("#order-view")).to_be_hidden()
-        page.click("#download-btn")
         expect(page.locator("#download-msg")).to_contain_text("Not started: Autoenhance has no order with this ID")
         expect(page.locator("#download-msg")).not_to_contain_text("Download started")
-        page.click("#job-btn")
         expect(page.locator("#job-msg")).to_contain_text(
             "Could not prepare the download: Autoenhance has no order with this ID"
         )
+        # once the answer is in, neither offers to download an order that does not exist
+        expect(page.locator("#download-btn")).to_be_disabled()
+        expect(page.locator("#job-btn")).to_be_disabled()
         v.screenshot("page-unknown-order.png")
         page.wait_for_timeout(500)
         assert downloads == []
