@@ -33,6 +33,14 @@ def _context_keys(_: object, __: str, event: structlog.types.EventDict) -> struc
     return event
 
 
+def _without_empty_context(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+    """At a terminal a person reads the line: `job_id=None` on every one of them is noise."""
+    for key in CONTEXT_KEYS:
+        if event.get(key) is None:
+            event.pop(key, None)
+    return event
+
+
 def _trace_ids(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
     """With tracing on, a line logged inside a span names it, so logs and traces join up."""
     context = trace.get_current_span().get_span_context()
@@ -45,10 +53,10 @@ def _trace_ids(_: object, __: str, event: structlog.types.EventDict) -> structlo
 def configure_logging(settings: Settings) -> None:
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
-        _drop_color_message,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
+        _drop_color_message,  # after ExtraAdder: uvicorn passes it as an `extra`
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _context_keys,
         _trace_ids,
@@ -62,6 +70,7 @@ def configure_logging(settings: Settings) -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            *([] if as_json else [_without_empty_context]),
             renderer,
         ],
     )

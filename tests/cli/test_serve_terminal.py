@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from app.ops.logs import CONTEXT_KEYS
 from harness.servers import free_port
 from tests.support.cli_runner import CLEAN_ENV, ROOT
 
@@ -75,6 +76,7 @@ def test_serve_at_a_terminal_prints_plain_lines_its_address_and_its_data_folder(
     lines = [line for line in text.splitlines() if line.strip()]
     assert any("Application startup complete" in line for line in lines)
     assert not any(line.lstrip().startswith('{"') for line in lines), text  # no JSON for a person
+    assert "color_message" not in text and "=None" not in text, text  # uvicorn's coloured copy, empty context
 
 
 def test_serve_without_a_terminal_logs_json(tmp_path: Path) -> None:
@@ -89,6 +91,8 @@ def test_serve_without_a_terminal_logs_json(tmp_path: Path) -> None:
         _, stderr = process.communicate(timeout=30)
     records = [json.loads(line) for line in stderr.decode().splitlines() if line.startswith("{")]
     assert any(r.get("event", "").startswith("Application startup complete") for r in records)
+    assert not [r for r in records if "color_message" in r]  # one message per line, without ANSI codes
+    assert all(set(CONTEXT_KEYS) <= r.keys() for r in records)  # JSON keeps them all, null when unknown
 
 
 def test_a_taken_port_is_said_plainly(tmp_path: Path) -> None:
