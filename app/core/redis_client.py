@@ -117,7 +117,15 @@ def connection_options(url: str, retries: int = RETRIES) -> dict[str, Any]:
     }
 
 
+def cancel_safe(pool: aioredis.ConnectionPool, url: str) -> None:
+    """Make `pool` open the cancel-safe connections. Needed after every `from_url`: for rediss:// and
+    unix:// URLs it names redis-py's own class over the one passed in, so TLS and socket clients
+    would otherwise keep wait_for's lost cancellations."""
+    pool.connection_class = connection_class(url)
+
+
 def connect(url: str, *, retries: int = RETRIES) -> aioredis.Redis:
     """A lazily connecting client with text replies; `retries=1` for callers that fail open fast."""
-    client: aioredis.Redis = aioredis.from_url(url, decode_responses=True, **connection_options(url, retries))
-    return client
+    pool = aioredis.ConnectionPool.from_url(url, decode_responses=True, **connection_options(url, retries))
+    cancel_safe(pool, url)
+    return aioredis.Redis.from_pool(pool)

@@ -33,7 +33,7 @@ from taskiq.api import run_receiver_task
 from taskiq_redis import RedisStreamBroker
 
 from app.config import Settings
-from app.core.redis_client import connection_options
+from app.core.redis_client import cancel_safe, connection_options
 
 log = logging.getLogger("app.jobs")
 
@@ -57,6 +57,10 @@ Runner = Callable[[str, int, Ack], Awaitable[None]]
 class JobStreamBroker(RedisStreamBroker):
     """taskiq-redis's stream broker, made to survive Redis: reads one message per free slot, takes
     over messages left unacknowledged, outlasts connection errors, and deletes what it acknowledges."""
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        cancel_safe(self.connection_pool, url)  # its pool comes from from_url too
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         pause = RECONNECT_FIRST_SECONDS

@@ -13,6 +13,7 @@ import asyncio
 import redis.asyncio as aioredis
 
 from app.core.redis_client import connect, connection_class, connection_options
+from app.jobs.queue import JobStreamBroker
 from tests.support.cluster import redis_or_skip
 
 STEPS = 60
@@ -53,9 +54,21 @@ def test_a_task_cancelled_during_a_command_stops() -> None:
     assert asyncio.run(scenario()) == []
 
 
-def test_the_queue_pool_gets_the_same_connections() -> None:
-    """taskiq-redis builds its pool from connection_options: the same cancel-safe class, by scheme."""
-    assert connection_options("redis://127.0.0.1:6379/0")["connection_class"].__name__ == "CancelSafeConnection"
-    assert connection_class("rediss://cache.example:6380/0").__name__ == "CancelSafeSSLConnection"
-    assert issubclass(connection_class("rediss://cache.example:6380/0"), aioredis.SSLConnection)
-    assert issubclass(connection_class("unix:///run/redis.sock"), aioredis.UnixDomainSocketConnection)
+SCHEMES = {
+    "redis://127.0.0.1:6379/0": ("CancelSafeConnection", aioredis.Connection),
+    "rediss://cache.example:6380/0": ("CancelSafeSSLConnection", aioredis.SSLConnection),
+    "unix:///run/redis.sock": ("CancelSafeUnixConnection", aioredis.UnixDomainSocketConnection),
+}
+
+
+def test_every_pool_opens_cancel_safe_connections_whatever_the_scheme() -> None:
+    """The service's clients and taskiq-redis's pool, for TCP, TLS and a Unix socket. redis-py's
+    from_url names its own class for rediss:// and unix:// over the one passed in, so a TLS Redis
+    (what managed Redis offers) kept the lost cancellations until the pools were fixed after it."""
+    for url, (name, base) in SCHEMES.items():
+        assert connection_class(url).__name__ == name and issubclass(connection_class(url), base)
+        assert connection_options(url)["connection_class"] is connection_class(url)
+        client = connect(url)  # lazily connecting: nothing is opened here
+        assert client.connection_pool.connection_class is connection_class(url), url
+        broker = JobStreamBroker(url, queue_name="q", **connection_options(url))
+        assert broker.connection_pool.connection_class is connection_class(url), url

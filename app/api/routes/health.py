@@ -105,10 +105,14 @@ async def check_redis(url: str, prefix: str) -> dict[str, Any]:
     import redis.asyncio as redis
     from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
+    from app.core.redis_client import cancel_safe
+
     started = time.perf_counter()
-    client = redis.from_url(
+    pool = redis.ConnectionPool.from_url(  # no retries: one probe, bounded by the timeout below
         url, socket_timeout=PROBE_TIMEOUT_SECONDS, socket_connect_timeout=PROBE_TIMEOUT_SECONDS
     )
+    cancel_safe(pool, url)
+    client = redis.Redis.from_pool(pool)
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
             await client.set(f"{prefix}ready:probe", "1", px=5000)
