@@ -471,7 +471,7 @@ def download(
                 else:
                     outcome = _fetch(client, order_id, params, out, progress, job, retries)
     except TransferError as exc:
-        raise _fail(str(exc) + _hint(exc.status, url)) from None
+        raise _fail(str(exc) + _hint(exc.status, url, explained=exc.explained)) from None
     except KeyboardInterrupt:
         _interrupted_client(out, job, topping_up)
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -533,8 +533,9 @@ def _checked_url(value: str, flag: str) -> str:
     return text.removesuffix("/v1") if flag == "--url" else text
 
 
-def _hint(status: int | None, url: str) -> str:
-    """What to do about a service's refusal, where the status says it."""
+def _hint(status: int | None, url: str, *, explained: bool = False) -> str:
+    """What to do about a service's refusal, where the status says it. A 404 the service explained
+    (no such order) is about the order; only a bare one suggests the address is not the service."""
     if status == 401:
         return (
             ". This service needs its service key: pass --key KEY (or set AUTOENHANCE_BATCH_KEY); the operator set "
@@ -542,7 +543,7 @@ def _hint(status: int | None, url: str) -> str:
         )
     if status == 403:
         return ". The service key (--key) was not accepted, or this service does not allow that for anyone"
-    if status == 404 and "/v1/" not in url:
+    if status == 404 and not explained and "/v1/" not in url:
         return f". Is {url} an Autoenhance Batch service? --url is its address, e.g. {DEFAULT_URL}"
     return ""
 

@@ -49,16 +49,25 @@ FINISHED = frozenset({"completed", "completed_with_errors", "complete"})
 
 
 class TransferError(Exception):
-    """A failure the CLI reports in one sentence (and exits non-zero); `status`: the service's, if it answered."""
+    """A failure the CLI reports in one sentence (and exits non-zero); `status`: the service's, if it answered.
+    `explained`: the answer said what was wrong (a specific JSON `detail`), so no guess about the address helps."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, *, explained: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.explained = explained
+
+
+GENERIC_DETAILS = ("Not Found", "Method Not Allowed")
+"""What any FastAPI or Starlette server says of a route it does not have: the address may be wrong."""
 
 
 def refused(response: httpx.Response) -> TransferError:
     """The service said no: its detail, with the status kept for the command's advice."""
-    return TransferError(error_detail(response), response.status_code)
+    detail = service_detail(response)
+    return TransferError(
+        error_detail(response), response.status_code, explained=detail is not None and detail not in GENERIC_DETAILS
+    )
 
 
 @dataclass
@@ -72,14 +81,20 @@ class Outcome:
     resumed_from: list[int] = field(default_factory=list)  # byte offsets of Range requests sent
 
 
-def error_detail(response: httpx.Response) -> str:
-    """The service's JSON `detail`, or the status line."""
+def service_detail(response: httpx.Response) -> str | None:
+    """The answer's JSON `detail` when it is text, else None."""
     try:
         response.read()
         detail = response.json().get("detail")
     except (ValueError, AttributeError, httpx.HTTPError):
-        detail = None
-    if isinstance(detail, str) and detail:
+        return None
+    return detail if isinstance(detail, str) and detail else None
+
+
+def error_detail(response: httpx.Response) -> str:
+    """The service's JSON `detail`, or the status line."""
+    detail = service_detail(response)
+    if detail is not None:
         return f"{detail} (HTTP {response.status_code})"
     return f"HTTP {response.status_code} {response.reason_phrase}".strip()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI as _FastAPI
 
 from app import create_app
 from app.config import DEMO_ORDER_ID
@@ -109,6 +110,18 @@ def test_download_streams_the_order_into_a_valid_zip(demo_url: str, tmp_path: Pa
                        "--force")
     assert code == 0, err
     assert len(zip_images(out, ".webp")) == 3
+
+
+def test_an_unknown_order_is_about_the_order_and_a_wrong_address_about_the_address(
+    demo_url: str, tmp_path: Path
+) -> None:
+    unknown = "00000000-0000-4000-8000-00000000dead"
+    code, _, err = run("download", unknown, "-o", str(tmp_path / "x.zip"), "--url", demo_url)
+    assert code == 1 and f"Order {unknown} was not found on Autoenhance (HTTP 404)" in err
+    assert "--url is its address" not in err  # the service answered: the address is right
+    with serve(_FastAPI()) as elsewhere:  # another web service: any unknown route is a bare "Not Found"
+        code, _, err = run("download", unknown, "-o", str(tmp_path / "y.zip"), "--url", elsewhere)
+    assert code == 1 and f"Is {elsewhere} an Autoenhance Batch service? --url is its address" in err, err
 
 
 def test_full_resolution_without_dev_mode_warns_about_credits(demo_url: str, tmp_path: Path) -> None:
