@@ -26,18 +26,11 @@ CONTEXT_KEYS = ("request_id", "order_id", "job_id")
 
 
 def _context_keys(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
-    """Every line carries request_id, order_id and job_id (null when not known), so log queries can
-    filter on them without caring which line kinds bind which."""
+    """Every JSON line carries request_id, order_id and job_id (null when not known), so log queries
+    can filter on them without caring which line kinds bind which. Not at a terminal: a person reads
+    those lines, and `job_id=None` on each of them is noise."""
     for key in CONTEXT_KEYS:
         event.setdefault(key, None)
-    return event
-
-
-def _without_empty_context(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
-    """At a terminal a person reads the line: `job_id=None` on every one of them is noise."""
-    for key in CONTEXT_KEYS:
-        if event.get(key) is None:
-            event.pop(key, None)
     return event
 
 
@@ -58,7 +51,6 @@ def configure_logging(settings: Settings) -> None:
         structlog.stdlib.ExtraAdder(),
         _drop_color_message,  # after ExtraAdder: uvicorn passes it as an `extra`
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _context_keys,
         _trace_ids,
     ]
     as_json = settings.log_json if settings.log_json is not None else not sys.stderr.isatty()
@@ -70,7 +62,7 @@ def configure_logging(settings: Settings) -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
-            *([] if as_json else [_without_empty_context]),
+            *([_context_keys] if as_json else []),
             renderer,
         ],
     )
