@@ -66,7 +66,8 @@ def refused(response: httpx.Response) -> TransferError:
     """The service said no: its detail, with the status kept for the command's advice."""
     detail = service_detail(response)
     return TransferError(
-        error_detail(response), response.status_code, explained=detail is not None and detail not in GENERIC_DETAILS
+        _described(response, detail), response.status_code,
+        explained=detail is not None and detail not in GENERIC_DETAILS,
     )
 
 
@@ -93,7 +94,10 @@ def service_detail(response: httpx.Response) -> str | None:
 
 def error_detail(response: httpx.Response) -> str:
     """The service's JSON `detail`, or the status line."""
-    detail = service_detail(response)
+    return _described(response, service_detail(response))
+
+
+def _described(response: httpx.Response, detail: str | None) -> str:
     if detail is not None:
         return f"{detail} (HTTP {response.status_code})"
     return f"HTTP {response.status_code} {response.reason_phrase}".strip()
