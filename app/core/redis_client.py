@@ -124,8 +124,13 @@ def cancel_safe(pool: aioredis.ConnectionPool, url: str) -> None:
     pool.connection_class = connection_class(url)
 
 
-def connect(url: str, *, retries: int = RETRIES) -> aioredis.Redis:
-    """A lazily connecting client with text replies; `retries=1` for callers that fail open fast."""
-    pool = aioredis.ConnectionPool.from_url(url, decode_responses=True, **connection_options(url, retries))
+def client(url: str, **options: Any) -> aioredis.Redis:
+    """A lazily connecting client of `url` with redis-py's `options`, on the cancel-safe connections."""
+    pool = aioredis.ConnectionPool.from_url(url, **options)
     cancel_safe(pool, url)
     return aioredis.Redis.from_pool(pool)
+
+
+def connect(url: str, *, retries: int = RETRIES) -> aioredis.Redis:
+    """A lazily connecting client with text replies; `retries=1` for callers that fail open fast."""
+    return client(url, decode_responses=True, **connection_options(url, retries))

@@ -102,17 +102,14 @@ REDIS_MISCONF = "Redis refuses writes: it cannot save its data to disk (MISCONF)
 async def check_redis(url: str, prefix: str) -> dict[str, Any]:
     """Write a short-lived key to the configured Redis: a Redis that answers PING but refuses writes
     (full under `noeviction`, a read-only replica, a failing disk) cannot take jobs or webhooks."""
-    import redis.asyncio as redis
     from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError, ResponseError
 
-    from app.core.redis_client import cancel_safe
+    from app.core.redis_client import client as redis_client
 
     started = time.perf_counter()
-    pool = redis.ConnectionPool.from_url(  # no retries: one probe, bounded by the timeout below
+    client = redis_client(  # no retries: one probe, bounded by the timeout below
         url, socket_timeout=PROBE_TIMEOUT_SECONDS, socket_connect_timeout=PROBE_TIMEOUT_SECONDS
     )
-    cancel_safe(pool, url)
-    client = redis.Redis.from_pool(pool)
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
             await client.set(f"{prefix}ready:probe", "1", px=5000)
