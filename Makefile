@@ -17,7 +17,7 @@ UV     := $(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python
 ## cores pay: on 2 cores, 6 workers took the parallel part from 289 s (4 workers) to 261 s.
 TEST_WORKERS ?= 6
 
-.PHONY: run worker install install-dev sdks system-deps test typecheck-app tests-parallel lint typecheck bench profile soak audit lock clean
+.PHONY: run worker install install-dev sdks system-deps test tests-parallel lint typecheck bench profile soak audit lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,18 +65,15 @@ run: install
 worker: install
 	$(BIN)/python -m app.worker
 
-## The quick checks first; then mypy and the audit (one core, then the network) beside the parallel
-## tests, which leave some CPU idle; then the tests marked `alone`, with nothing beside them (only the
-## files that use the mark are collected).
+## The quick checks first; then mypy (`make typecheck`) and the audit (one core, then the network)
+## beside the parallel tests, which leave some CPU idle; then the tests marked `alone`, with nothing
+## beside them (only the files that use the mark are collected).
 test: install-dev sdks system-deps
 	$(BIN)/python -m compileall -q app simulator harness
 	$(BIN)/ruff check app simulator tests bench tools harness
 	$(BIN)/lint-imports
-	$(MAKE) --no-print-directory -j3 --output-sync=line tests-parallel typecheck-app audit
+	$(MAKE) --no-print-directory -j3 --output-sync=line tests-parallel typecheck audit
 	$(BIN)/python -m pytest -m alone $$(grep -rl --include='*.py' 'mark.alone' tests)
-
-typecheck-app: install-dev
-	$(BIN)/mypy app
 
 tests-parallel: install-dev sdks system-deps
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not alone"
